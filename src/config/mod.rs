@@ -1,0 +1,798 @@
+//! Configuration: YAML schema, `${VAR}` expansion, validation into typed values (SPEC §2).
+//!
+//! Parsing happens in two steps: serde reads the document into [`raw`] types whose leaves carry
+//! their line; [`Checker`] then expands variables and validates every field, collecting all
+//! problems instead of stopping at the first.
+
+mod expand;
+mod raw;
+
+pub use expand::expand;
+
+use crate::error::{Exit, Fatal};
+use crate::secret::{Redactor, Secret};
+use raw::S;
+use regex::Regex;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Largest configuration file accepted: a bigger one is a mistake, not a config.
+const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The validated configuration of one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from, for messages.
+    pub path: PathBuf,
+    /// Time between passes of `poll` without `--once`.
+    pub polling_interval: Duration,
+    /// Settings that apply to every repository.
+    pub global: Global,
+    /// Deployment groups by name.
+    pub groups: BTreeMap<String, Group>,
+    /// Watched repositories, in configuration order.
+    pub repositories: Vec<Repository>,
+}
+
+/// The `global:` section with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Global {
+    /// Where deployments clone (SENTRY_TMP_DIR overrides).
+    pub tmp_dir: PathBuf,
+    /// Remove each deployment's directory afterwards.
+    pub cleanup: bool,
+    /// Log level from the file, used when neither flag nor environment sets one.
+    pub log_level: Option<log::LevelFilter>,
+    /// Longest a single deployment (clone + commands) may take.
+    pub timeout: Duration,
+    /// Default state location.
+    pub state: Option<String>,
+    /// Repository checks in flight at once.
+    pub concurrency: usize,
+    /// Limit for one HTTP request.
+    pub http_timeout: Duration,
+    /// What to do with heads of a repository that has no state yet.
+    pub on_first_seen: OnFirstSeen,
+    /// Attempts per failing commit before it is parked.
+    pub max_attempts: u32,
+    /// Extra trusted roots for HTTPS.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Handling of branch heads seen for the first time in a repository without state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFirstSeen {
+    /// Record them as the deployed baseline; deploy nothing.
+    Record,
+    /// Deploy them.
+    Deploy,
+}
+
+/// A deployment group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Its name (the key under `groups:`).
+    pub name: String,
+    /// Parallel or sequential.
+    pub strategy: Strategy,
+    /// Jobs running at once under `parallel`.
+    pub max_parallel: usize,
+    /// Whether a failure lets the remaining jobs run.
+    pub continue_on_error: bool,
+    /// Limit for the whole batch.
+    pub global_timeout: Option<Duration>,
+    /// Which members a change deploys.
+    pub trigger: Trigger,
+}
+
+/// How a group runs its jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Up to `max_parallel` at once.
+    Parallel,
+    /// One after another, in configuration order.
+    Sequential,
+}
+
+/// Which members of a group a change deploys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Only the members that changed.
+    Changed,
+    /// Every member, once, when any member changed.
+    All,
+}
+
+/// Where a repository is hosted, which decides how its heads are listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForgeKind {
+    /// GitHub or GitHub Enterprise REST API.
+    Github,
+    /// GitLab REST API v4.
+    Gitlab,
+    /// Gitea / Forgejo REST API v1.
+    Gitea,
+    /// Any Git host, through `git ls-remote`.
+    Git,
+}
+
+impl ForgeKind {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::Github => "github",
+            ForgeKind::Gitlab => "gitlab",
+            ForgeKind::Gitea => "gitea",
+            ForgeKind::Git => "git",
+        }
+    }
+}
+
+/// One watched repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    /// Unique name, `[A-Za-z0-9._-]+`.
+    pub name: String,
+    /// Group it deploys with, if any.
+    pub group: Option<String>,
+    /// What to watch.
+    pub monitor: Monitor,
+    /// What to do on a change.
+    pub deploy: Deploy,
+    /// Where to POST each deployment's result.
+    pub webhook_url: Option<String>,
+}
+
+/// The watched side of a repository.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    /// Repository URL as written.
+    pub repo_url: String,
+    /// Branch patterns as written.
+    pub patterns: Vec<String>,
+    /// The same patterns, anchored (`^(?:p)$`) and compiled.
+    pub branches: Vec<Regex>,
+    /// Forge API flavour.
+    pub kind: ForgeKind,
+    /// Explicit API base, when set.
+    pub api_url: Option<String>,
+    /// Credentials for listing.
+    pub auth: Auth,
+}
+
+impl Monitor {
+    /// True when `branch` matches one of the patterns (whole name).
+    pub fn matches(&self, branch: &str) -> bool {
+        self.branches.iter().any(|re| re.is_match(branch))
+    }
+}
+
+/// Username and token; both optional (public repositories).
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// Username for Basic auth.
+    pub username: Option<String>,
+    /// Token; never printed.
+    pub token: Option<Secret>,
+}
+
+/// The deploy side of a repository.
+#[derive(Debug, Clone)]
+pub struct Deploy {
+    /// Repository holding the deployment commands' files.
+    pub qa_repo_url: String,
+    /// Its branch to clone.
+    pub qa_repo_branch: String,
+    /// Host flavour of the QA repository (default user name for Basic auth).
+    pub kind: ForgeKind,
+    /// Project name (SENTRY_PROJECT); defaults to the repository name.
+    pub project_name: String,
+    /// Shell commands, run in one `sh` session.
+    pub commands: Vec<String>,
+    /// Extra environment for the commands.
+    pub env: BTreeMap<String, String>,
+    /// Credentials for the clone.
+    pub auth: Auth,
+}
+
+impl Config {
+    /// The repository called `name`.
+    pub fn repository(&self, name: &str) -> Option<&Repository> {
+        self.repositories.iter().find(|r| r.name == name)
+    }
+
+    /// A redactor that knows every token of this configuration.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(self.repositories.iter().flat_map(|r| {
+            [&r.monitor.auth, &r.deploy.auth]
+                .into_iter()
+                .filter_map(|a| a.token.as_ref().map(|t| (a.username.as_deref(), t)))
+        }))
+    }
+
+    /// Every token of this configuration (to strip from deployment environments).
+    pub fn tokens(&self) -> Vec<&Secret> {
+        self.repositories.iter().flat_map(|r| [&r.monitor.auth.token, &r.deploy.auth.token]).flatten().collect()
+    }
+}
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Field path, e.g. `repositories[2].deploy.commands`.
+    pub path: String,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} (line {line}): {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Every problem found in one configuration file.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// What is wrong, in document order where known.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "{}: {n} problem{}", self.file.display(), if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            write!(f, "\n  {}: {p}", self.file.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for Fatal {
+    fn from(e: ConfigError) -> Fatal {
+        Fatal { exit: Exit::Usage, message: e.to_string() }
+    }
+}
+
+/// Reads, expands and validates the configuration at `path` with the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with_env(path, &|name| std::env::var(name).ok())
+}
+
+/// Like [`load`], with an explicit environment (for tests).
+pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let fail = |path_: &str, message: String| ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![Problem { path: path_.into(), line: None, message }],
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail("", format!("cannot read: {e}")))?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(fail("", format!("file is larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    let bytes = std::fs::read(path).map_err(|e| fail("", format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| fail("", format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to())))?;
+    parse(path, &text, env)
+}
+
+/// Parses and validates configuration text (the file name is for messages only).
+pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let raw = read_yaml(text).map_err(|p| ConfigError { file: file.to_path_buf(), problems: vec![p] })?;
+    let mut checker = Checker { env, problems: Vec::new() };
+    let config = checker.config(file, raw);
+    if checker.problems.is_empty()
+        && let Some(config) = config
+    {
+        return Ok(config);
+    }
+    checker.problems.sort_by_key(|p| p.line.unwrap_or(u64::MAX));
+    Err(ConfigError { file: file.to_path_buf(), problems: checker.problems })
+}
+
+fn read_yaml(text: &str) -> Result<raw::Config, Problem> {
+    let mut field_path = String::new();
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            field_path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        // Spanned wrappers add a `.value` segment users never wrote.
+        let path = field_path.replace(".value", "");
+        let path = if path == "." || path.is_empty() { "(document)".to_string() } else { path };
+        let message = e.without_snippet().to_string();
+        // saphyr prefixes "error: line L column C: "; the line is reported on its own.
+        let message = match message.split_once(": ").and_then(|(_, rest)| rest.split_once(": ")) {
+            Some((pos, rest)) if pos.starts_with("line ") => rest.to_string(),
+            _ => message,
+        };
+        Problem { path, line: e.location().map(|l| l.line()), message }
+    })
+}
+
+/// Validates raw values into typed ones, collecting every problem.
+struct Checker<'e> {
+    env: &'e dyn Fn(&str) -> Option<String>,
+    problems: Vec<Problem>,
+}
+
+fn line<T>(s: &S<T>) -> Option<u64> {
+    Some(s.referenced.line())
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, path: impl Into<String>, line: Option<u64>, message: impl Into<String>) {
+        self.problems.push(Problem { path: path.into(), line, message: message.into() });
+    }
+
+    /// Expands `${VAR}` in a string value.
+    fn string(&mut self, path: &str, s: &S<String>) -> Option<String> {
+        match expand(&s.value, self.env) {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.problem(path, line(s), m);
+                None
+            }
+        }
+    }
+
+    fn opt_string(&mut self, path: &str, s: &Option<S<String>>) -> Option<Option<String>> {
+        match s {
+            Some(s) => self.string(path, s).map(Some),
+            None => Some(None),
+        }
+    }
+
+    fn positive(&mut self, path: &str, s: &Option<S<u64>>, default: u64, min: u64) -> u64 {
+        match s {
+            Some(v) if v.value < min => {
+                let what = if min == 1 { "greater than 0".to_string() } else { format!("at least {min}") };
+                self.problem(path, line(v), format!("must be {what} (got {})", v.value));
+                default
+            }
+            Some(v) => v.value,
+            None => default,
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, path: &str, s: &Option<S<String>>, options: &[(&str, T)], default: T) -> T {
+        let Some(s) = s else { return default };
+        let Some(value) = self.string(path, s) else { return default };
+        match options.iter().find(|(name, _)| *name == value) {
+            Some((_, t)) => *t,
+            None => {
+                let names: Vec<_> = options.iter().map(|(n, _)| *n).collect();
+                self.problem(path, line(s), format!("unknown value {value:?}: expected one of {}", names.join(", ")));
+                default
+            }
+        }
+    }
+
+    fn config(&mut self, file: &Path, raw: raw::Config) -> Option<Config> {
+        let polling = self.positive("polling_interval", &raw.polling_interval, 60, 60);
+        let global = self.global(&raw.global);
+        let mut groups = BTreeMap::new();
+        for (name, g) in &raw.groups {
+            let group = self.group(name, g);
+            groups.insert(name.clone(), group);
+        }
+        if raw.repositories.is_empty() {
+            self.problem("repositories", None, "at least one repository is required");
+        }
+        let mut repositories = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, r) in raw.repositories.iter().enumerate() {
+            let path = format!("repositories[{i}]");
+            if let Some(repo) = self.repository(&path, r, &groups) {
+                if !seen.insert(repo.name.clone()) {
+                    self.problem(
+                        format!("{path}.name"),
+                        line(&r.name),
+                        format!("duplicate repository name {:?}", repo.name),
+                    );
+                }
+                repositories.push(repo);
+            }
+        }
+        Some(Config {
+            path: file.to_path_buf(),
+            polling_interval: Duration::from_secs(polling),
+            global: global?,
+            groups,
+            repositories,
+        })
+    }
+
+    fn global(&mut self, g: &raw::Global) -> Option<Global> {
+        let tmp_dir = match (self.env)("SENTRY_TMP_DIR").filter(|v| !v.is_empty()) {
+            Some(v) => v,
+            None => self.opt_string("global.tmp_dir", &g.tmp_dir)?.unwrap_or_else(|| "/tmp/sentry".into()),
+        };
+        let log_level = match &g.log_level {
+            Some(s) => {
+                let v = self.string("global.log_level", s)?;
+                match parse_level(&v) {
+                    Some(l) => Some(l),
+                    None => {
+                        self.problem(
+                            "global.log_level",
+                            line(s),
+                            format!("unknown level {v:?}: expected error, warn, info, debug or trace"),
+                        );
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let ca_file = self.opt_string("global.ca_file", &g.ca_file)?.map(PathBuf::from);
+        if let (Some(path), Some(s)) = (&ca_file, &g.ca_file)
+            && let Err(e) = std::fs::File::open(path)
+        {
+            self.problem("global.ca_file", line(s), format!("cannot read {}: {e}", path.display()));
+        }
+        let state = self.opt_string("global.state", &g.state)?;
+        if let (Some(loc), Some(s)) = (&state, &g.state)
+            && let Err(m) = crate::state::Location::parse(loc)
+        {
+            self.problem("global.state", line(s), m);
+        }
+        Some(Global {
+            tmp_dir: PathBuf::from(tmp_dir),
+            cleanup: g.cleanup.unwrap_or(true),
+            log_level,
+            timeout: Duration::from_secs(self.positive("global.timeout", &g.timeout, 300, 1)),
+            state,
+            concurrency: self.positive("global.concurrency", &g.concurrency, 16, 1).min(1024) as usize,
+            http_timeout: Duration::from_secs(self.positive("global.http_timeout", &g.http_timeout, 30, 1)),
+            on_first_seen: self.choice(
+                "global.on_first_seen",
+                &g.on_first_seen,
+                &[("record", OnFirstSeen::Record), ("deploy", OnFirstSeen::Deploy)],
+                OnFirstSeen::Record,
+            ),
+            max_attempts: self.positive("global.max_attempts", &g.max_attempts, 3, 1).min(u64::from(u32::MAX)) as u32,
+            ca_file,
+        })
+    }
+
+    fn group(&mut self, name: &str, g: &raw::Group) -> Group {
+        let path = format!("groups.{name}");
+        if !valid_name(name) {
+            self.problem(&path, None, "group names must match [A-Za-z0-9._-]+");
+        }
+        Group {
+            name: name.to_string(),
+            strategy: self.choice(
+                &format!("{path}.execution_strategy"),
+                &g.execution_strategy,
+                &[("parallel", Strategy::Parallel), ("sequential", Strategy::Sequential)],
+                Strategy::Parallel,
+            ),
+            max_parallel: self.positive(&format!("{path}.max_parallel"), &g.max_parallel, 4, 1).min(256) as usize,
+            continue_on_error: g.continue_on_error.unwrap_or(true),
+            global_timeout: g.global_timeout.as_ref().map(|_| {
+                Duration::from_secs(self.positive(&format!("{path}.global_timeout"), &g.global_timeout, 1, 1))
+            }),
+            trigger: self.choice(
+                &format!("{path}.trigger"),
+                &g.trigger,
+                &[("changed", Trigger::Changed), ("all", Trigger::All)],
+                Trigger::Changed,
+            ),
+        }
+    }
+
+    fn repository(&mut self, path: &str, r: &raw::Repository, groups: &BTreeMap<String, Group>) -> Option<Repository> {
+        let name = self.string(&format!("{path}.name"), &r.name)?;
+        if !valid_name(&name) {
+            self.problem(
+                format!("{path}.name"),
+                line(&r.name),
+                format!("{name:?} must match [A-Za-z0-9._-]+ (and not be . or ..)"),
+            );
+        }
+        let group = self.opt_string(&format!("{path}.group"), &r.group)?;
+        if let (Some(g), Some(s)) = (&group, &r.group)
+            && !groups.contains_key(g)
+        {
+            let known: Vec<_> = groups.keys().map(String::as_str).collect();
+            let known =
+                if known.is_empty() { "none are defined".to_string() } else { format!("known: {}", known.join(", ")) };
+            self.problem(
+                format!("{path}.group"),
+                line(s),
+                format!("group {g:?} is not defined under groups ({known})"),
+            );
+        }
+        let monitor = self.monitor(&format!("{path}.monitor"), &r.monitor);
+        let deploy = self.deploy(&format!("{path}.deploy"), &r.deploy, &name);
+        let webhook_url = self.opt_string(&format!("{path}.webhook_url"), &r.webhook_url)?;
+        if let (Some(u), Some(s)) = (&webhook_url, &r.webhook_url)
+            && let Err(m) = check_url(u, &["http", "https"], false)
+        {
+            self.problem(format!("{path}.webhook_url"), line(s), m);
+        }
+        Some(Repository { name, group, monitor: monitor?, deploy: deploy?, webhook_url })
+    }
+
+    fn monitor(&mut self, path: &str, m: &raw::Monitor) -> Option<Monitor> {
+        let repo_url = self.string(&format!("{path}.repo_url"), &m.repo_url)?;
+        let kind_path = format!("{path}.repo_type");
+        let kind = match &m.repo_type {
+            Some(_) => self.kind(&kind_path, &m.repo_type),
+            None => infer_kind(&repo_url),
+        };
+        let schemes: &[&str] = match kind {
+            ForgeKind::Git => &["http", "https", "ssh", "git", "file"],
+            _ => &["http", "https"],
+        };
+        if let Err(msg) = check_url(&repo_url, schemes, kind == ForgeKind::Git) {
+            self.problem(format!("{path}.repo_url"), line(&m.repo_url), msg);
+        }
+        let mut patterns = Vec::new();
+        let mut branches = Vec::new();
+        if m.branches.value.is_empty() {
+            self.problem(
+                format!("{path}.branches"),
+                line(&m.branches),
+                "at least one branch (name or regex) is required",
+            );
+        }
+        for (i, b) in m.branches.value.iter().enumerate() {
+            let bpath = format!("{path}.branches[{i}]");
+            let Some(p) = self.string(&bpath, b) else { continue };
+            if p.is_empty() {
+                self.problem(&bpath, line(b), "branch pattern is empty");
+                continue;
+            }
+            match regex::RegexBuilder::new(&format!("^(?:{p})$")).size_limit(1 << 20).build() {
+                Ok(re) => {
+                    branches.push(re);
+                    patterns.push(p);
+                }
+                Err(e) => self.problem(&bpath, line(b), format!("invalid regex {p:?}: {}", one_line(&e.to_string()))),
+            }
+        }
+        let api_url = self.opt_string(&format!("{path}.api_url"), &m.api_url)?;
+        if let (Some(u), Some(s)) = (&api_url, &m.api_url)
+            && let Err(msg) = check_url(u, &["http", "https"], false)
+        {
+            self.problem(format!("{path}.api_url"), line(s), msg);
+        }
+        let auth = self.auth(&format!("{path}.auth"), &m.auth)?;
+        Some(Monitor { repo_url, patterns, branches, kind, api_url, auth })
+    }
+
+    fn kind(&mut self, path: &str, s: &Option<S<String>>) -> ForgeKind {
+        self.choice(
+            path,
+            s,
+            &[
+                ("github", ForgeKind::Github),
+                ("gitlab", ForgeKind::Gitlab),
+                ("gitea", ForgeKind::Gitea),
+                ("git", ForgeKind::Git),
+            ],
+            ForgeKind::Git,
+        )
+    }
+
+    fn auth(&mut self, path: &str, a: &Option<raw::Auth>) -> Option<Auth> {
+        let Some(a) = a else { return Some(Auth::default()) };
+        let username = self.opt_string(&format!("{path}.username"), &a.username)?.filter(|u| !u.is_empty());
+        let token = self.opt_string(&format!("{path}.token"), &a.token)?.filter(|t| !t.is_empty());
+        if username.is_some() && token.is_none() {
+            let l = a.username.as_ref().and_then(line);
+            self.problem(format!("{path}.token"), l, "a username is set but the token is missing or empty");
+        }
+        if let Some(t) = &token
+            && t.chars().any(|c| c.is_control() || c == ' ')
+        {
+            let l = a.token.as_ref().and_then(line);
+            self.problem(format!("{path}.token"), l, "the token contains whitespace or control characters");
+        }
+        Some(Auth { username, token: token.map(Secret::new) })
+    }
+
+    fn deploy(&mut self, path: &str, d: &raw::Deploy, repo_name: &str) -> Option<Deploy> {
+        let qa_repo_url = self.string(&format!("{path}.qa_repo_url"), &d.qa_repo_url)?;
+        if let Err(m) = check_url(&qa_repo_url, &["http", "https", "ssh", "git", "file"], true) {
+            self.problem(format!("{path}.qa_repo_url"), line(&d.qa_repo_url), m);
+        }
+        let branch =
+            self.opt_string(&format!("{path}.qa_repo_branch"), &d.qa_repo_branch)?.unwrap_or_else(|| "main".into());
+        if let Err(m) = check_branch_name(&branch) {
+            let l = d.qa_repo_branch.as_ref().and_then(line);
+            self.problem(format!("{path}.qa_repo_branch"), l, m);
+        }
+        let kind = self.kind(&format!("{path}.repo_type"), &d.repo_type);
+        let project_name = match &d.project_name {
+            Some(s) => {
+                let p = self.string(&format!("{path}.project_name"), s)?;
+                if let Err(m) = check_dns_label(&p) {
+                    self.problem(format!("{path}.project_name"), line(s), m);
+                }
+                p
+            }
+            None => repo_name.to_string(),
+        };
+        let mut commands = Vec::new();
+        if d.commands.value.is_empty() {
+            self.problem(format!("{path}.commands"), line(&d.commands), "at least one command is required");
+        }
+        for (i, c) in d.commands.value.iter().enumerate() {
+            let cpath = format!("{path}.commands[{i}]");
+            let Some(cmd) = self.string(&cpath, c) else { continue };
+            if cmd.trim().is_empty() {
+                self.problem(&cpath, line(c), "command is empty");
+            } else if cmd.contains('\0') {
+                self.problem(&cpath, line(c), "command contains a NUL byte");
+            }
+            commands.push(cmd);
+        }
+        let mut env = BTreeMap::new();
+        for (k, v) in &d.env {
+            let epath = format!("{path}.env.{k}");
+            if !is_env_name(k) {
+                self.problem(&epath, line(v), "environment variable names must match [A-Za-z_][A-Za-z0-9_]*");
+            } else if k.starts_with("SENTRY_") || k == "TMPDIR" {
+                self.problem(&epath, line(v), "SENTRY_* and TMPDIR are set by sentry and cannot be overridden");
+            }
+            if let Some(v) = self.string(&epath, v) {
+                env.insert(k.clone(), v);
+            }
+        }
+        let auth = self.auth(&format!("{path}.auth"), &d.auth)?;
+        Some(Deploy { qa_repo_url, qa_repo_branch: branch, kind, project_name, commands, env, auth })
+    }
+}
+
+/// Parses a log level name.
+pub fn parse_level(s: &str) -> Option<log::LevelFilter> {
+    match s.to_ascii_lowercase().as_str() {
+        "error" => Some(log::LevelFilter::Error),
+        "warn" | "warning" => Some(log::LevelFilter::Warn),
+        "info" => Some(log::LevelFilter::Info),
+        "debug" => Some(log::LevelFilter::Debug),
+        "trace" => Some(log::LevelFilter::Trace),
+        "off" => Some(log::LevelFilter::Off),
+        _ => None,
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c == b'_' || c.is_ascii_alphabetic())
+        && b.all(|c| c == b'_' || c.is_ascii_alphanumeric())
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// github.com and gitlab.com are known; any other host is watched with `git ls-remote`.
+fn infer_kind(url: &str) -> ForgeKind {
+    let host = url.split("://").nth(1).and_then(|r| r.split(['/', ':']).next()).unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host).to_ascii_lowercase();
+    match host.as_str() {
+        "github.com" | "www.github.com" => ForgeKind::Github,
+        "gitlab.com" => ForgeKind::Gitlab,
+        _ => ForgeKind::Git,
+    }
+}
+
+/// Checks a repository or API URL: scheme among `schemes`, a host, nothing git could take for an
+/// option. `scp` also allows `user@host:path`.
+pub fn check_url(url: &str, schemes: &[&str], scp: bool) -> Result<(), String> {
+    if url.is_empty() {
+        return Err("URL is empty".into());
+    }
+    if url.starts_with('-') {
+        return Err(format!("{url:?} starts with '-' and could be taken for an option"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} contains whitespace or control characters"));
+    }
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let scheme_l = scheme.to_ascii_lowercase();
+            if !schemes.contains(&scheme_l.as_str()) {
+                return Err(format!("scheme {scheme:?} is not allowed here (use {})", schemes.join(", ")));
+            }
+            let authority = rest.split('/').next().unwrap_or("");
+            let host = authority.rsplit('@').next().unwrap_or("");
+            if scheme_l != "file" && host.is_empty() {
+                return Err(format!("{url:?} has no host"));
+            }
+            if scheme_l != "file"
+                && authority.contains('@')
+                && authority.split('@').next().is_some_and(|u| u.contains(':'))
+            {
+                return Err("credentials in the URL are not allowed: use the auth section".into());
+            }
+            if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']'))
+                && port.parse::<u16>().is_err()
+            {
+                return Err(format!("{url:?} has an invalid port {port:?}"));
+            }
+            if scheme_l == "file" && !rest.starts_with('/') {
+                return Err(format!("{url:?}: file URLs need an absolute path (file:///path)"));
+            }
+            Ok(())
+        }
+        None if scp => {
+            // scp-like: [user@]host:path, where host has no '/' (git's own rule).
+            match url.split_once(':') {
+                Some((host, path)) if !host.is_empty() && !host.contains('/') && !path.is_empty() => {
+                    if host.contains("::") || path.starts_with(':') {
+                        return Err(format!("{url:?} looks like a transport helper URL, which is not allowed"));
+                    }
+                    Ok(())
+                }
+                _ => Err(format!("{url:?} is not a URL (scheme://host/path) or scp-like user@host:path")),
+            }
+        }
+        None => Err(format!("{url:?} is not a URL: expected {}://host/path", schemes[0])),
+    }
+}
+
+/// Checks a branch name the way `git check-ref-format --branch` would reject the dangerous ones.
+pub fn check_branch_name(b: &str) -> Result<(), String> {
+    let bad = b.is_empty()
+        || b.starts_with('-')
+        || b.starts_with('/')
+        || b.ends_with('/')
+        || b.ends_with(".lock")
+        || b.ends_with('.')
+        || b.contains("..")
+        || b.contains("@{")
+        || b.contains("//")
+        || b.chars().any(|c| c.is_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'));
+    if bad { Err(format!("{b:?} is not a valid branch name")) } else { Ok(()) }
+}
+
+/// Checks a Kubernetes DNS label: `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, at most 63 characters.
+pub fn check_dns_label(s: &str) -> Result<(), String> {
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-';
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a DNS label: lowercase letters, digits and '-', starting and ending alphanumeric, at most 63 characters"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

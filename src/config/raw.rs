@@ -1,0 +1,84 @@
+//! The YAML schema exactly as written by users: every leaf spanned so errors can name a line.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+
+/// A value with the line it was read from.
+pub type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub polling_interval: Option<S<u64>>,
+    #[serde(default)]
+    pub global: Global,
+    #[serde(default)]
+    pub groups: BTreeMap<String, Group>,
+    pub repositories: Vec<Repository>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Global {
+    pub tmp_dir: Option<S<String>>,
+    pub cleanup: Option<bool>,
+    pub log_level: Option<S<String>>,
+    pub timeout: Option<S<u64>>,
+    pub state: Option<S<String>>,
+    pub concurrency: Option<S<u64>>,
+    pub http_timeout: Option<S<u64>>,
+    pub on_first_seen: Option<S<String>>,
+    pub max_attempts: Option<S<u64>>,
+    pub ca_file: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub execution_strategy: Option<S<String>>,
+    pub max_parallel: Option<S<u64>>,
+    pub continue_on_error: Option<bool>,
+    pub global_timeout: Option<S<u64>>,
+    pub trigger: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repository {
+    pub name: S<String>,
+    pub group: Option<S<String>>,
+    pub monitor: Monitor,
+    pub deploy: Deploy,
+    pub webhook_url: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitor {
+    pub repo_url: S<String>,
+    pub branches: S<Vec<S<String>>>,
+    pub repo_type: Option<S<String>>,
+    pub api_url: Option<S<String>>,
+    pub auth: Option<Auth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub username: Option<S<String>>,
+    pub token: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    pub qa_repo_url: S<String>,
+    pub qa_repo_branch: Option<S<String>>,
+    pub repo_type: Option<S<String>>,
+    pub project_name: Option<S<String>>,
+    pub commands: S<Vec<S<String>>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, S<String>>,
+    pub auth: Option<Auth>,
+}

@@ -1,0 +1,1 @@
+//! Deploy engine: clone the QA repository, run its commands, group strategies and timeouts.

@@ -1,0 +1,1 @@
+//! Forge clients: list a repository's branch heads (GitHub, GitLab, Gitea, plain Git).

@@ -1,0 +1,21 @@
+//! sentry: watches Git repositories and deploys when they change.
+//!
+//! A run flows one way: [`config`] -> [`state`] -> [`forge`] (check) -> [`plan`] -> [`deploy`]
+//! -> [`state`] -> [`report`]. [`run`] is the only module that knows that order; [`app`] turns
+//! the command line into calls to it.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod deploy;
+pub mod error;
+pub mod forge;
+pub mod git;
+pub mod logging;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod secret;
+pub mod state;
+pub mod time;

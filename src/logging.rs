@@ -1,0 +1,59 @@
+//! Log lines on stderr: `[2026-11-22T12:00:00Z] INFO: message key=value`, secrets redacted.
+
+use crate::secret::Redactor;
+use std::io::Write;
+use std::sync::{OnceLock, RwLock};
+
+static REDACTOR: OnceLock<RwLock<Redactor>> = OnceLock::new();
+
+/// Installs the logger. Everything is let through here; [`set_level`] sets the real filter once
+/// the configuration (which may name a level) is known.
+pub fn init(level: log::LevelFilter) {
+    let _ = env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Trace)
+        .target(env_logger::Target::Stderr)
+        .format(|buf, record| {
+            let mut line = format!("[{}] {}: {}", crate::time::now_rfc3339(), record.level(), record.args());
+            let mut kv = KvWriter(&mut line);
+            let _ = record.key_values().visit(&mut kv);
+            let line = redact(&line);
+            writeln!(buf, "{line}")
+        })
+        .try_init();
+    log::set_max_level(level);
+}
+
+/// Sets the level filter.
+pub fn set_level(level: log::LevelFilter) {
+    log::set_max_level(level);
+}
+
+/// Teaches the logger the secrets it must never print.
+pub fn set_redactor(r: Redactor) {
+    let lock = REDACTOR.get_or_init(|| RwLock::new(Redactor::default()));
+    if let Ok(mut g) = lock.write() {
+        *g = r;
+    }
+}
+
+/// Redacts text with the installed redactor.
+pub fn redact(text: &str) -> String {
+    match REDACTOR.get().and_then(|l| l.read().ok()) {
+        Some(r) if !r.is_empty() => r.redact(text),
+        _ => text.to_string(),
+    }
+}
+
+struct KvWriter<'a>(&'a mut String);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for KvWriter<'_> {
+    fn visit_pair(&mut self, key: log::kv::Key<'kvs>, value: log::kv::Value<'kvs>) -> Result<(), log::kv::Error> {
+        let v = value.to_string();
+        if v.is_empty() || v.contains(char::is_whitespace) || v.contains('"') || v.contains('=') {
+            self.0.push_str(&format!(" {key}={v:?}"));
+        } else {
+            self.0.push_str(&format!(" {key}={v}"));
+        }
+        Ok(())
+    }
+}

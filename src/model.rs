@@ -1,0 +1,86 @@
+//! Plain values shared by every stage: commit ids, branch heads, HTTP cache validators.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A full commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sha(String);
+
+impl Sha {
+    /// Parses a full commit id; anything else (abbreviated, non-hex) is `None`.
+    pub fn parse(s: &str) -> Option<Sha> {
+        let s = s.trim();
+        let ok = (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
+        ok.then(|| Sha(s.to_ascii_lowercase()))
+    }
+
+    /// The full id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 8 digits, for tables and log lines.
+    pub fn short(&self) -> &str {
+        &self.0[..8]
+    }
+}
+
+impl TryFrom<String> for Sha {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Sha::parse(&s).ok_or_else(|| format!("not a full commit id: {s:?}"))
+    }
+}
+
+impl From<Sha> for String {
+    fn from(s: Sha) -> String {
+        s.0
+    }
+}
+
+impl fmt::Display for Sha {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Sha {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha({})", self.short())
+    }
+}
+
+/// Branch name -> head commit, ordered for stable output.
+pub type Heads = BTreeMap<String, Sha>;
+
+/// What the forge layer remembers between runs to ask "changed since?" instead of listing again.
+///
+/// Kept in the state per repository. `fingerprint` ties it to the request shape (API URL and branch
+/// patterns): when that changes, the cache is ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validators {
+    /// Identifies what was asked: a changed config invalidates the cache.
+    pub fingerprint: String,
+    /// The ETag of each listing page, in page order.
+    pub etags: Vec<String>,
+    /// The matching heads that listing produced, reused when every page answers 304.
+    pub heads: Heads,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha_accepts_full_ids_only() {
+        let a = "A".repeat(40);
+        assert_eq!(Sha::parse(&a).map(|s| s.to_string()), Some("a".repeat(40)));
+        assert!(Sha::parse(&"b".repeat(64)).is_some());
+        assert!(Sha::parse("abc123").is_none());
+        assert!(Sha::parse(&"g".repeat(40)).is_none());
+        assert!(serde_json::from_str::<Sha>("\"xyz\"").is_err());
+    }
+}

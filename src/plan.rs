@@ -1,0 +1,1 @@
+//! Planning: a pure function from configuration, heads and state to jobs.

@@ -1,0 +1,146 @@
+//! Secrets that cannot leak by accident: `Secret` redacts itself, `Redactor` scrubs known tokens from text.
+
+use std::fmt;
+
+/// A credential. `Debug` and `Display` print `***`; the value is reachable only through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The raw value, for the one place that must send it (a header, an askpass answer).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when no credential was configured (an empty string counts as none).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Replaces every known secret (and the Basic-auth encodings built from it) with `***`.
+#[derive(Clone, Debug, Default)]
+pub struct Redactor {
+    // Longest first, so a token that contains another is replaced whole.
+    needles: Vec<String>,
+}
+
+/// Shortest value worth redacting: shorter ones would mangle ordinary text ("a", "ci").
+const MIN_SECRET_LEN: usize = 4;
+
+impl Redactor {
+    /// Builds a redactor for the given secrets, with the usernames they are paired with for Basic auth.
+    pub fn new<'a>(pairs: impl IntoIterator<Item = (Option<&'a str>, &'a Secret)>) -> Self {
+        let mut needles = Vec::new();
+        for (user, secret) in pairs {
+            let token = secret.expose();
+            if token.len() < MIN_SECRET_LEN {
+                continue;
+            }
+            needles.push(token.to_string());
+            // The Basic header that git and HTTP send is base64("user:token"); redact that form too.
+            if let Some(user) = user {
+                needles.push(base64(format!("{user}:{token}").as_bytes()));
+            }
+        }
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        Redactor { needles }
+    }
+
+    /// Returns `text` with every known secret replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for needle in &self.needles {
+            if out.contains(needle.as_str()) {
+                out = out.replace(needle.as_str(), "***");
+            }
+        }
+        out
+    }
+
+    /// True when there is nothing to redact.
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), for Basic auth headers.
+pub fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> shift) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("ghp_supersecret");
+        assert_eq!(format!("{s}"), "***");
+        assert_eq!(format!("{s:?}"), "***");
+        assert_eq!(format!("{:?}", Some(&s)), "Some(***)");
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn redactor_scrubs_tokens_and_basic_forms() {
+        let t1 = Secret::new("tok-abcdef");
+        let t2 = Secret::new("tok-abcdef-longer");
+        let r = Redactor::new([(Some("bob"), &t1), (None, &t2)]);
+        let basic = base64(b"bob:tok-abcdef");
+        let text = format!("a tok-abcdef-longer b tok-abcdef c Basic {basic}");
+        assert_eq!(r.redact(&text), "a *** b *** c Basic ***");
+    }
+
+    #[test]
+    fn redactor_ignores_tiny_values() {
+        let r = Redactor::new([(None, &Secret::new("ab"))]);
+        assert!(r.is_empty());
+        assert_eq!(r.redact("abc"), "abc");
+    }
+}
