@@ -70,6 +70,57 @@ pub struct Validators {
     pub heads: Heads,
 }
 
+/// One deployment to make: a (repository, branch) at a commit, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Job {
+    /// Repository name.
+    pub repo: String,
+    /// Its group, if any.
+    pub group: Option<String>,
+    /// The monitored branch.
+    pub branch: String,
+    /// The commit to deploy.
+    pub commit: Sha,
+    /// The last commit deployed from this branch, if any.
+    pub previous: Option<Sha>,
+    /// Why this job exists.
+    pub reason: Reason,
+    /// 1 for a first attempt; n for the n-th attempt at the same commit.
+    pub attempt: u32,
+}
+
+/// Why a job was planned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// First sight of a repository with `on_first_seen: deploy`.
+    FirstSeen,
+    /// A branch that appeared in a repository that already had state.
+    NewBranch,
+    /// The head differs from the last deployed commit.
+    Changed,
+    /// A failed commit being tried again.
+    Retry,
+    /// Another member of a `trigger: all` group changed.
+    GroupTrigger,
+    /// `sentry deploy`.
+    Manual,
+}
+
+impl Reason {
+    /// Words for log lines and the plan.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::FirstSeen => "first seen",
+            Reason::NewBranch => "new branch",
+            Reason::Changed => "changed",
+            Reason::Retry => "retry",
+            Reason::GroupTrigger => "group trigger",
+            Reason::Manual => "manual",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
