@@ -96,3 +96,6 @@ pub fn repo_yaml(name: &str) -> String {
 "
     )
 }
+
+pub mod git_server;
+pub mod repos;
