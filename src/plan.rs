@@ -1,1 +1,243 @@
-//! Planning: a pure function from configuration, heads and state to jobs.
+//! Planning: a pure function from configuration, heads and state to jobs and the next state.
+//!
+//! No I/O happens here, so every rule of SPEC §4 step 4 is unit-tested below: baselines,
+//! new branches, changes (force-pushes included), retries, parking, deleted branches and
+//! `trigger: all` groups. Recording a deployment's outcome in the state is here too.
+
+use crate::config::{Config, OnFirstSeen, Repository, Trigger};
+use crate::model::{Heads, Job, Reason, Sha};
+use crate::state::{BranchState, Failure, State};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Something the plan decided that is not a job but deserves a log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// A repository seen for the first time: its heads were recorded as deployed.
+    Baseline { repo: String, branch: String, head: Sha },
+    /// A branch that no longer exists (or no longer matches) was dropped from the state.
+    Dropped { repo: String, branch: String },
+    /// A commit that failed `max_attempts` times is not retried until the branch moves.
+    Parked { repo: String, branch: String, commit: Sha, attempts: u32 },
+}
+
+/// The outcome of planning one pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Jobs, in configuration order (repository, then branch).
+    pub jobs: Vec<Job>,
+    /// The state after the check phase: heads seen, baselines recorded, vanished branches dropped.
+    pub state: State,
+    /// Decisions worth a log line.
+    pub notes: Vec<Note>,
+}
+
+/// Plans a pass. `checked` holds the matching heads of every repository checked successfully;
+/// repositories absent from it (not selected, or failed) are left exactly as they were.
+pub fn plan(config: &Config, checked: &BTreeMap<String, Heads>, state: &State, now: &str) -> Plan {
+    let mut next = state.clone();
+    let mut jobs = Vec::new();
+    let mut notes = Vec::new();
+    for repo in &config.repositories {
+        let Some(heads) = checked.get(&repo.name) else { continue };
+        let previous = state.repos.get(&repo.name);
+        let has_baseline = previous.is_some_and(|r| r.last_checked.is_some() || !r.branches.is_empty());
+        let rs = next.repos.entry(repo.name.clone()).or_default();
+        rs.last_checked = Some(now.to_string());
+        rs.last_error = None;
+
+        let gone: Vec<String> = rs.branches.keys().filter(|b| !heads.contains_key(*b)).cloned().collect();
+        for branch in gone {
+            rs.branches.remove(&branch);
+            notes.push(Note::Dropped { repo: repo.name.clone(), branch });
+        }
+
+        for (branch, head) in heads {
+            let job = |reason, previous: Option<&Sha>, attempt| Job {
+                repo: repo.name.clone(),
+                group: repo.group.clone(),
+                branch: branch.clone(),
+                commit: head.clone(),
+                previous: previous.cloned(),
+                reason,
+                attempt,
+            };
+            let bs = rs.branches.entry(branch.clone()).or_default();
+            let existed = bs.seen.is_some() || bs.deployed.is_some() || bs.failure.is_some();
+            bs.seen = Some(head.clone());
+            if !has_baseline {
+                match config.global.on_first_seen {
+                    OnFirstSeen::Record => {
+                        bs.deployed = Some(head.clone());
+                        bs.deployed_at = Some(now.to_string());
+                        notes.push(Note::Baseline {
+                            repo: repo.name.clone(),
+                            branch: branch.clone(),
+                            head: head.clone(),
+                        });
+                    }
+                    OnFirstSeen::Deploy => jobs.push(job(Reason::FirstSeen, None, 1)),
+                }
+                continue;
+            }
+            if !existed {
+                jobs.push(job(Reason::NewBranch, None, 1));
+                continue;
+            }
+            if bs.deployed.as_ref() == Some(head) {
+                // Back at the deployed commit (e.g. a revert force-push): an older failure is moot.
+                bs.failure = None;
+                continue;
+            }
+            match &bs.failure {
+                Some(f) if &f.commit == head && f.attempts >= config.global.max_attempts => {
+                    notes.push(Note::Parked {
+                        repo: repo.name.clone(),
+                        branch: branch.clone(),
+                        commit: head.clone(),
+                        attempts: f.attempts,
+                    });
+                }
+                Some(f) if &f.commit == head => jobs.push(job(Reason::Retry, bs.deployed.as_ref(), f.attempts + 1)),
+                _ => jobs.push(job(Reason::Changed, bs.deployed.as_ref(), 1)),
+            }
+        }
+    }
+    add_group_triggers(config, checked, &next, &mut jobs);
+    Plan { jobs, state: next, notes }
+}
+
+/// `trigger: all`: when any member of such a group has a job, every other member deploys its
+/// first matching branch once.
+fn add_group_triggers(config: &Config, checked: &BTreeMap<String, Heads>, state: &State, jobs: &mut Vec<Job>) {
+    let triggered: BTreeSet<&str> = jobs
+        .iter()
+        .filter_map(|j| j.group.as_deref())
+        .filter(|g| config.groups.get(*g).is_some_and(|g| g.trigger == Trigger::All))
+        .collect();
+    if triggered.is_empty() {
+        return;
+    }
+    let has_job: BTreeSet<String> = jobs.iter().map(|j| j.repo.clone()).collect();
+    let mut extra = Vec::new();
+    for repo in &config.repositories {
+        let Some(group) = repo.group.as_deref() else { continue };
+        if !triggered.contains(group) || has_job.contains(&repo.name) {
+            continue;
+        }
+        let Some(heads) = checked.get(&repo.name) else { continue };
+        let Some((branch, head)) = first_matching(repo, heads) else { continue };
+        let bs = state.repos.get(&repo.name).and_then(|r| r.branches.get(branch));
+        let attempt = match bs.and_then(|b| b.failure.as_ref()) {
+            Some(f) if &f.commit == head => f.attempts + 1,
+            _ => 1,
+        };
+        extra.push(Job {
+            repo: repo.name.clone(),
+            group: repo.group.clone(),
+            branch: branch.clone(),
+            commit: head.clone(),
+            previous: bs.and_then(|b| b.deployed.clone()),
+            reason: Reason::GroupTrigger,
+            attempt,
+        });
+    }
+    jobs.extend(extra);
+    // Keep configuration order: sequential groups run their jobs in this order.
+    let order: BTreeMap<&str, usize> =
+        config.repositories.iter().enumerate().map(|(i, r)| (r.name.as_str(), i)).collect();
+    jobs.sort_by_key(|j| order.get(j.repo.as_str()).copied().unwrap_or(usize::MAX));
+}
+
+/// The first existing branch in pattern order (names sorted within a pattern).
+pub fn first_matching<'h>(repo: &Repository, heads: &'h Heads) -> Option<(&'h String, &'h Sha)> {
+    repo.monitor.branches.iter().find_map(|re| heads.iter().find(|(b, _)| re.is_match(b)))
+}
+
+/// A manual deployment (`sentry deploy`): the given or first existing branch, at the given or current head.
+pub fn manual(
+    repo: &Repository,
+    heads: &Heads,
+    branch: Option<&str>,
+    commit: Option<&Sha>,
+    state: &State,
+) -> Result<Job, String> {
+    let (branch, head) = match branch {
+        Some(b) => {
+            if !repo.monitor.matches(b) {
+                return Err(format!(
+                    "branch {b:?} is not monitored for {} (branches: {})",
+                    repo.name,
+                    repo.monitor.patterns.join(", ")
+                ));
+            }
+            match heads.get(b) {
+                Some(h) => (b.to_string(), h.clone()),
+                None => return Err(format!("branch {b:?} does not exist in {}", repo.name)),
+            }
+        }
+        None => match first_matching(repo, heads) {
+            Some((b, h)) => (b.clone(), h.clone()),
+            None => {
+                return Err(format!(
+                    "no branch of {} matches its patterns ({})",
+                    repo.name,
+                    repo.monitor.patterns.join(", ")
+                ));
+            }
+        },
+    };
+    let commit = commit.cloned().unwrap_or(head);
+    let bs = state.repos.get(&repo.name).and_then(|r| r.branches.get(&branch));
+    let attempt = match bs.and_then(|b| b.failure.as_ref()) {
+        Some(f) if f.commit == commit => f.attempts + 1,
+        _ => 1,
+    };
+    Ok(Job {
+        repo: repo.name.clone(),
+        group: repo.group.clone(),
+        branch,
+        commit,
+        previous: bs.and_then(|b| b.deployed.clone()),
+        reason: Reason::Manual,
+        attempt,
+    })
+}
+
+/// How a deployment ended, as far as the state cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Deployed: the commit becomes the branch's deployed commit.
+    Succeeded,
+    /// Failed or timed out, with the (redacted) reason: an attempt is counted.
+    Failed(String),
+    /// Never started: nothing changes.
+    Skipped,
+}
+
+/// Records a finished job in the state.
+pub fn record(state: &mut State, job: &Job, outcome: &Outcome, now: &str) {
+    if *outcome == Outcome::Skipped {
+        return;
+    }
+    let bs: &mut BranchState =
+        state.repos.entry(job.repo.clone()).or_default().branches.entry(job.branch.clone()).or_default();
+    match outcome {
+        Outcome::Succeeded => {
+            bs.deployed = Some(job.commit.clone());
+            bs.deployed_at = Some(now.to_string());
+            bs.failure = None;
+        }
+        Outcome::Failed(error) => {
+            bs.failure = Some(Failure {
+                commit: job.commit.clone(),
+                attempts: job.attempt,
+                error: error.clone(),
+                at: now.to_string(),
+            });
+        }
+        Outcome::Skipped => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

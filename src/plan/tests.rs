@@ -1,0 +1,338 @@
+use super::*;
+use crate::state::RepoState;
+use std::path::Path;
+
+const NOW: &str = "2026-11-22T12:00:00Z";
+
+fn sha(c: char) -> Sha {
+    Sha::parse(&c.to_string().repeat(40)).expect("sha")
+}
+
+fn heads(pairs: &[(&str, char)]) -> Heads {
+    pairs.iter().map(|(b, c)| (b.to_string(), sha(*c))).collect()
+}
+
+fn config(extra_global: &str, groups: &str, repos: &[(&str, Option<&str>, &str)]) -> Config {
+    let mut y = format!("global:\n  max_attempts: 3\n{extra_global}\ngroups:\n{groups}\nrepositories:\n");
+    if groups.trim().is_empty() {
+        y = y.replace("groups:\n", "");
+    }
+    for (name, group, branches) in repos {
+        y.push_str(&format!(
+            "  - name: {name}\n{}    monitor:\n      repo_url: https://github.com/o/{name}\n      branches: {branches}\n    deploy:\n      qa_repo_url: https://github.com/o/qa\n      commands: [\"true\"]\n",
+            group.map(|g| format!("    group: {g}\n")).unwrap_or_default()
+        ));
+    }
+    crate::config::parse(Path::new("t.yaml"), &y, &|_| None).unwrap_or_else(|e| panic!("{e}\n{y}"))
+}
+
+fn simple() -> Config {
+    config("", "", &[("a", None, "[main, \"dev.*\"]"), ("b", None, "[main]")])
+}
+
+fn checked(entries: &[(&str, Heads)]) -> BTreeMap<String, Heads> {
+    entries.iter().map(|(n, h)| (n.to_string(), h.clone())).collect()
+}
+
+/// A state where `repo`'s branches were all deployed at the given heads.
+fn deployed(state: &mut State, repo: &str, pairs: &[(&str, char)]) {
+    let rs = state.repos.entry(repo.into()).or_default();
+    rs.last_checked = Some("earlier".into());
+    for (b, c) in pairs {
+        rs.branches
+            .insert(b.to_string(), BranchState { seen: Some(sha(*c)), deployed: Some(sha(*c)), ..Default::default() });
+    }
+}
+
+fn summary(p: &Plan) -> Vec<(String, String, char, Reason, u32)> {
+    p.jobs
+        .iter()
+        .map(|j| {
+            (j.repo.clone(), j.branch.clone(), j.commit.as_str().chars().next().unwrap_or('?'), j.reason, j.attempt)
+        })
+        .collect()
+}
+
+fn job(repo: &str, branch: &str, c: char, reason: Reason, attempt: u32) -> (String, String, char, Reason, u32) {
+    (repo.into(), branch.into(), c, reason, attempt)
+}
+
+#[test]
+fn first_sight_records_a_baseline_and_deploys_nothing() {
+    let c = simple();
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '1'), ("dev-x", '2')]))]), &State::default(), NOW);
+    assert!(p.jobs.is_empty());
+    let rs = &p.state.repos["a"];
+    assert_eq!(rs.branches["main"].deployed, Some(sha('1')));
+    assert_eq!(rs.branches["dev-x"].deployed, Some(sha('2')));
+    assert_eq!(rs.last_checked.as_deref(), Some(NOW));
+    assert_eq!(p.notes.len(), 2);
+    assert!(!p.state.repos.contains_key("b"), "unchecked repositories are untouched");
+}
+
+#[test]
+fn first_sight_with_deploy_plans_every_head() {
+    let c = config("  on_first_seen: deploy", "", &[("a", None, "[main]")]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &State::default(), NOW);
+    assert_eq!(summary(&p), [job("a", "main", '1', Reason::FirstSeen, 1)]);
+    assert_eq!(p.state.repos["a"].branches["main"].deployed, None, "deployed only when the job succeeds");
+    assert_eq!(p.state.repos["a"].branches["main"].seen, Some(sha('1')));
+}
+
+#[test]
+fn repository_with_empty_but_checked_state_is_not_first_sight() {
+    let c = simple();
+    let mut s = State::default();
+    s.repos.insert("a".into(), RepoState { last_checked: Some("earlier".into()), ..Default::default() });
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
+    assert_eq!(summary(&p), [job("a", "main", '1', Reason::NewBranch, 1)]);
+}
+
+#[test]
+fn unchanged_heads_plan_nothing() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
+    assert!(p.jobs.is_empty());
+    assert!(p.notes.is_empty());
+}
+
+#[test]
+fn moved_head_is_a_change_with_previous_commit() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    assert_eq!(summary(&p), [job("a", "main", '2', Reason::Changed, 1)]);
+    assert_eq!(p.jobs[0].previous, Some(sha('1')));
+    assert_eq!(p.state.repos["a"].branches["main"].seen, Some(sha('2')));
+    assert_eq!(p.state.repos["a"].branches["main"].deployed, Some(sha('1')));
+}
+
+#[test]
+fn force_push_to_an_older_commit_is_a_change() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '9')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
+    assert_eq!(summary(&p), [job("a", "main", '1', Reason::Changed, 1)]);
+}
+
+#[test]
+fn new_branch_in_known_repository_is_a_change() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '1'), ("dev-2", '3')]))]), &s, NOW);
+    assert_eq!(summary(&p), [job("a", "dev-2", '3', Reason::NewBranch, 1)]);
+    assert_eq!(p.jobs[0].previous, None);
+}
+
+#[test]
+fn vanished_branch_is_dropped_with_a_note() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1'), ("dev-old", '2')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
+    assert!(p.jobs.is_empty());
+    assert!(!p.state.repos["a"].branches.contains_key("dev-old"));
+    assert_eq!(p.notes, [Note::Dropped { repo: "a".into(), branch: "dev-old".into() }]);
+}
+
+#[test]
+fn failed_commit_is_retried_then_parked() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let h = checked(&[("a", heads(&[("main", '2')]))]);
+    for attempt in 1..=3 {
+        let p = plan(&c, &h, &s, NOW);
+        let reason = if attempt == 1 { Reason::Changed } else { Reason::Retry };
+        assert_eq!(summary(&p), [job("a", "main", '2', reason, attempt)], "attempt {attempt}");
+        s = p.state;
+        record(&mut s, &p.jobs[0], &Outcome::Failed("exit 1".into()), NOW);
+        assert_eq!(s.repos["a"].branches["main"].failure.as_ref().map(|f| f.attempts), Some(attempt));
+    }
+    let p = plan(&c, &h, &s, NOW);
+    assert!(p.jobs.is_empty(), "parked after max_attempts");
+    assert!(matches!(&p.notes[..], [Note::Parked { attempts: 3, .. }]));
+    // The branch moves: deployed again from attempt 1.
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '3')]))]), &p.state, NOW);
+    assert_eq!(summary(&p), [job("a", "main", '3', Reason::Changed, 1)]);
+}
+
+#[test]
+fn success_clears_the_failure() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    let mut s = p.state;
+    record(&mut s, &p.jobs[0], &Outcome::Failed("boom".into()), NOW);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    let mut s = p.state;
+    record(&mut s, &p.jobs[0], &Outcome::Succeeded, "later");
+    let bs = &s.repos["a"].branches["main"];
+    assert_eq!(bs.deployed, Some(sha('2')));
+    assert_eq!(bs.deployed_at.as_deref(), Some("later"));
+    assert_eq!(bs.failure, None);
+    assert!(plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW).jobs.is_empty());
+}
+
+#[test]
+fn skipped_job_changes_nothing_and_is_planned_again() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    let mut after = p.state.clone();
+    record(&mut after, &p.jobs[0], &Outcome::Skipped, NOW);
+    assert_eq!(after, p.state);
+    assert_eq!(plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &after, NOW).jobs.len(), 1);
+}
+
+#[test]
+fn reverting_to_the_deployed_commit_clears_a_stale_failure() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    let mut s = p.state;
+    record(&mut s, &p.jobs[0], &Outcome::Failed("boom".into()), NOW);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
+    assert!(p.jobs.is_empty());
+    assert_eq!(p.state.repos["a"].branches["main"].failure, None);
+}
+
+#[test]
+fn unchecked_repository_keeps_its_state() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    deployed(&mut s, "b", &[("main", '5')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    assert_eq!(p.state.repos["b"], s.repos["b"]);
+    assert_eq!(p.jobs.len(), 1);
+}
+
+#[test]
+fn two_changed_branches_give_two_jobs_in_order() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1'), ("dev", '1')]);
+    deployed(&mut s, "b", &[("main", '1')]);
+    let h = checked(&[("a", heads(&[("main", '2'), ("dev", '3')])), ("b", heads(&[("main", '4')]))]);
+    let p = plan(&c, &h, &s, NOW);
+    assert_eq!(
+        summary(&p),
+        [
+            job("a", "dev", '3', Reason::Changed, 1),
+            job("a", "main", '2', Reason::Changed, 1),
+            job("b", "main", '4', Reason::Changed, 1)
+        ]
+    );
+}
+
+fn grouped(trigger: &str) -> Config {
+    let groups = format!("  g:\n    execution_strategy: sequential\n    trigger: {trigger}\n");
+    config(
+        "",
+        &groups,
+        &[("x", Some("g"), "[main]"), ("y", Some("g"), "[\"release/.*\", main]"), ("z", None, "[main]")],
+    )
+}
+
+#[test]
+fn trigger_all_deploys_every_member_once() {
+    let c = grouped("all");
+    let mut s = State::default();
+    deployed(&mut s, "x", &[("main", '1')]);
+    deployed(&mut s, "y", &[("main", '1'), ("release/1", '1'), ("release/2", '1')]);
+    deployed(&mut s, "z", &[("main", '1')]);
+    let h = checked(&[
+        ("x", heads(&[("main", '1')])),
+        ("y", heads(&[("main", '1'), ("release/1", '1'), ("release/2", '2')])),
+        ("z", heads(&[("main", '1')])),
+    ]);
+    let p = plan(&c, &h, &s, NOW);
+    // y changed; x joins with its first matching branch; y is not deployed twice; z is ungrouped.
+    assert_eq!(
+        summary(&p),
+        [job("x", "main", '1', Reason::GroupTrigger, 1), job("y", "release/2", '2', Reason::Changed, 1)]
+    );
+    assert_eq!(p.jobs[0].previous, Some(sha('1')));
+}
+
+#[test]
+fn trigger_all_member_uses_first_pattern_that_matches() {
+    let c = grouped("all");
+    let mut s = State::default();
+    deployed(&mut s, "x", &[("main", '1')]);
+    deployed(&mut s, "y", &[("main", '1'), ("release/1", '1')]);
+    let h = checked(&[("x", heads(&[("main", '2')])), ("y", heads(&[("main", '1'), ("release/1", '1')]))]);
+    let p = plan(&c, &h, &s, NOW);
+    assert_eq!(
+        summary(&p),
+        [job("x", "main", '2', Reason::Changed, 1), job("y", "release/1", '1', Reason::GroupTrigger, 1)]
+    );
+}
+
+#[test]
+fn trigger_changed_deploys_only_the_changed_member() {
+    let c = grouped("changed");
+    let mut s = State::default();
+    deployed(&mut s, "x", &[("main", '1')]);
+    deployed(&mut s, "y", &[("main", '1')]);
+    let h = checked(&[("x", heads(&[("main", '2')])), ("y", heads(&[("main", '1')]))]);
+    assert_eq!(summary(&plan(&c, &h, &s, NOW)), [job("x", "main", '2', Reason::Changed, 1)]);
+}
+
+#[test]
+fn trigger_all_skips_members_that_were_not_checked() {
+    let c = grouped("all");
+    let mut s = State::default();
+    deployed(&mut s, "x", &[("main", '1')]);
+    deployed(&mut s, "y", &[("main", '1')]);
+    let h = checked(&[("x", heads(&[("main", '2')]))]);
+    assert_eq!(summary(&plan(&c, &h, &s, NOW)), [job("x", "main", '2', Reason::Changed, 1)]);
+}
+
+#[test]
+fn baseline_does_not_trigger_the_group() {
+    let c = grouped("all");
+    let h = checked(&[("x", heads(&[("main", '1')])), ("y", heads(&[("main", '1')]))]);
+    assert!(plan(&c, &h, &State::default(), NOW).jobs.is_empty());
+}
+
+#[test]
+fn manual_picks_first_existing_branch_and_counts_attempts() {
+    let c = config("", "", &[("a", None, "[\"release/.*\", main]")]);
+    let repo = &c.repositories[0];
+    let h = heads(&[("main", '1'), ("release/2", '2')]);
+    let mut s = State::default();
+    let j = manual(repo, &h, None, None, &s).expect("job");
+    assert_eq!((j.branch.as_str(), j.commit.clone(), j.reason, j.attempt), ("release/2", sha('2'), Reason::Manual, 1));
+    let j = manual(repo, &h, Some("main"), Some(&sha('7')), &s).expect("job");
+    assert_eq!((j.branch.as_str(), j.commit.clone()), ("main", sha('7')));
+    record(&mut s, &j, &Outcome::Failed("x".into()), NOW);
+    assert_eq!(manual(repo, &h, Some("main"), Some(&sha('7')), &s).expect("job").attempt, 2);
+    assert!(manual(repo, &h, Some("feature"), None, &s).unwrap_err().contains("not monitored"));
+    assert!(manual(repo, &h, Some("release/9"), None, &s).unwrap_err().contains("does not exist"));
+    assert!(manual(repo, &Heads::new(), None, None, &s).unwrap_err().contains("no branch"));
+}
+
+#[test]
+fn manual_success_clears_a_parked_failure() {
+    let c = simple();
+    let repo = &c.repositories[0];
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    s.repos.get_mut("a").expect("a").branches.get_mut("main").expect("main").failure =
+        Some(Failure { commit: sha('2'), attempts: 3, error: "x".into(), at: NOW.into() });
+    let j = manual(repo, &heads(&[("main", '2')]), None, None, &s).expect("job");
+    assert_eq!(j.attempt, 4);
+    record(&mut s, &j, &Outcome::Succeeded, NOW);
+    assert_eq!(s.repos["a"].branches["main"].failure, None);
+    assert_eq!(s.repos["a"].branches["main"].deployed, Some(sha('2')));
+}
