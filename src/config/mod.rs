@@ -317,8 +317,16 @@ fn read_yaml(text: &str) -> Result<raw::Config, Problem> {
     result.map_err(|e| {
         // Spanned wrappers add a `.value` segment users never wrote.
         let path = field_path.replace(".value", "");
-        let path = if path == "." || path.is_empty() { "(document)".to_string() } else { path };
+        let path = if path == "." { String::new() } else { path };
         let message = e.without_snippet().to_string();
+        // "missing field `x`" happens on the parent; the field itself is what the user must add.
+        let missing = message.split("missing field `").nth(1).and_then(|r| r.split('`').next());
+        let path = match (missing, path.is_empty()) {
+            (Some(field), true) => field.to_string(),
+            (Some(field), false) => format!("{path}.{field}"),
+            (None, true) => "(document)".to_string(),
+            (None, false) => path,
+        };
         // saphyr prefixes "error: line L column C: "; the line is reported on its own.
         let message = match message.split_once(": ").and_then(|(_, rest)| rest.split_once(": ")) {
             Some((pos, rest)) if pos.starts_with("line ") => rest.to_string(),
