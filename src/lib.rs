@@ -17,5 +17,6 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod secret;
+pub mod signals;
 pub mod state;
 pub mod time;
