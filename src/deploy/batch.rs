@@ -118,7 +118,7 @@ fn run_batch(ctx: &Context, batch: Batch<'_>, on_done: &(dyn Fn(&JobResult) + Sy
             for i in 0..workers {
                 let spawned = std::thread::Builder::new()
                     .name(format!("{}-{i}", group_name.unwrap_or("jobs")))
-                    .spawn_scoped(scope, &work);
+                    .spawn_scoped(scope, work);
                 match spawned {
                     Ok(_) => started += 1,
                     Err(e) => log::warn!(group = group_name.unwrap_or(""); "cannot start a worker thread: {e}"),

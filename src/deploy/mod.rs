@@ -228,7 +228,11 @@ struct Limit {
 
 impl Limit {
     fn new(ctx: &Context, job: &Job, started: Instant, group_deadline: Option<Instant>) -> Limit {
-        let own = started.checked_add(ctx.timeout).unwrap_or(started + Duration::from_secs(365 * 86_400));
+        // An absurd timeout that overflows the clock means "no practical limit".
+        let own = started
+            .checked_add(ctx.timeout)
+            .or_else(|| started.checked_add(Duration::from_secs(365 * 86_400)))
+            .unwrap_or(started);
         match group_deadline {
             Some(g) if g < own => Limit {
                 at: g,
@@ -306,11 +310,8 @@ fn execute(
     let ended = process::run(sh, limit.at, tail);
     let index = fs::read_to_string(&progress).ok().as_deref().and_then(script::running_index);
     let failed = |exit_code| {
-        index.and_then(|i| d.commands.get(i)).map(|c| FailedCommand {
-            index: index.unwrap_or_default(),
-            command: ctx.redactor.redact(c),
-            exit_code,
-        })
+        let (index, command) = index.and_then(|i| d.commands.get(i).map(|c| (i, c)))?;
+        Some(FailedCommand { index, command: ctx.redactor.redact(command), exit_code })
     };
     match ended {
         Ok(Ended::Exited(Some(0))) => (JobStatus::Succeeded, None, None),
