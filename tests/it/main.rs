@@ -4,4 +4,5 @@ mod support;
 
 mod cli;
 mod config;
+mod deploy;
 mod support_selftest;
