@@ -33,8 +33,14 @@ pub const TEST_SA_DIR_ENV: &str = "SENTRY_TEST_SA_DIR";
 pub const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// The API server refuses a ConfigMap whose data exceeds 1 MiB; refuse first, with a clear message.
 pub const MAX_DATA_BYTES: u64 = 1024 * 1024;
-/// Added to `global.timeout` for the lease term: slack for clock skew and the save after a job.
+/// Longest slack added to `global.timeout` for the lease term.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(60);
+
+/// The lease term: `lock_timeout` plus a fifth of it as slack for clock skew (1 s to
+/// [`LEASE_MARGIN`]). It is renewed every third of the term, so only a dead run lets it lapse.
+pub fn lease_term(lock_timeout: Duration) -> Duration {
+    lock_timeout + (lock_timeout / 5).clamp(Duration::from_secs(1), LEASE_MARGIN)
+}
 
 /// Largest response read: a full ConfigMap plus metadata.
 const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
@@ -86,16 +92,35 @@ impl std::fmt::Debug for ConfigMapStore {
 }
 
 impl ConfigMapStore {
-    /// Connects to the API and, unless `mode` is `None`, takes the lease (creating the ConfigMap if missing).
+    /// Opens ConfigMap `name` at the endpoint the process environment names (see [`Endpoint::from_env`]).
     pub fn open(
         namespace: Option<&str>,
         name: &str,
         mode: LockMode,
         opts: &StoreOptions,
     ) -> Result<ConfigMapStore, StateError> {
-        let api = Api::connect(namespace, name, opts.http_timeout)?;
+        let endpoint = Endpoint::from_env(&|k| std::env::var(k).ok()).map_err(|message| StateError::Kube {
+            location: match namespace {
+                Some(ns) => format!("configmap:{ns}/{name}"),
+                None => format!("configmap:{name}"),
+            },
+            message,
+        })?;
+        Self::open_at(&endpoint, namespace, name, mode, opts)
+    }
+
+    /// Opens ConfigMap `name` at `endpoint` and, unless `mode` is `None`, takes the lease
+    /// (creating the ConfigMap if missing).
+    pub fn open_at(
+        endpoint: &Endpoint,
+        namespace: Option<&str>,
+        name: &str,
+        mode: LockMode,
+        opts: &StoreOptions,
+    ) -> Result<ConfigMapStore, StateError> {
+        let api = Api::new(endpoint, namespace, name, opts.http_timeout)?;
         let location = api.location.clone();
-        let term = opts.lock_timeout + LEASE_MARGIN;
+        let term = lease_term(opts.lock_timeout);
         let mut shared = Shared {
             api,
             run_id: opts.run_id.clone(),
@@ -380,6 +405,64 @@ enum Written {
     Conflict,
 }
 
+/// Where the Kubernetes API is and how to authenticate to it.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// `scheme://host:port`, no trailing slash.
+    pub base: String,
+    /// Bearer token (in-cluster); never printed.
+    pub token: Option<Secret>,
+    /// The only trusted CA (PEM), in-cluster.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The service-account directory, for the pod's namespace.
+    pub sa_dir: PathBuf,
+}
+
+impl Endpoint {
+    /// From the environment, looked up through `var`: `SENTRY_KUBE_API` (no credentials), else
+    /// in-cluster (`KUBERNETES_SERVICE_HOST`/`_PORT`, token and CA from the service-account
+    /// directory, re-read on every call because projected tokens rotate).
+    pub fn from_env(var: &dyn Fn(&str) -> Option<String>) -> Result<Endpoint, String> {
+        let sa_dir = match var(TEST_SA_DIR_ENV) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => PathBuf::from(SA_DIR),
+        };
+        if let Some(base) =
+            var(KUBE_API_ENV).map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty())
+        {
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(format!("{KUBE_API_ENV}={base:?} is not an http:// or https:// URL"));
+            }
+            return Ok(Endpoint { base, token: None, ca_pem: None, sa_dir });
+        }
+        let host = var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
+        if host.is_empty() {
+            return Err(format!(
+                "not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set); set {KUBE_API_ENV} \
+                 (e.g. http://127.0.0.1:8001 with kubectl proxy) to reach a cluster from outside"
+            ));
+        }
+        let port = var("KUBERNETES_SERVICE_PORT").filter(|p| !p.is_empty()).unwrap_or_else(|| "443".into());
+        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host };
+        let token_path = sa_dir.join("token");
+        let token = std::fs::read_to_string(&token_path)
+            .map_err(|e| format!("cannot read the service account token {}: {e}", token_path.display()))?;
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(format!("the service account token {} is empty", token_path.display()));
+        }
+        let ca_path = sa_dir.join("ca.crt");
+        let ca =
+            std::fs::read(&ca_path).map_err(|e| format!("cannot read the cluster CA {}: {e}", ca_path.display()))?;
+        Ok(Endpoint {
+            base: format!("https://{host}:{port}"),
+            token: Some(Secret::new(token)),
+            ca_pem: Some(ca),
+            sa_dir,
+        })
+    }
+}
+
 /// One ConfigMap on one API server.
 struct Api {
     agent: ureq::Agent,
@@ -391,61 +474,38 @@ struct Api {
 }
 
 impl Api {
-    /// Works out the endpoint, credentials and namespace (SENTRY_KUBE_API, else in-cluster).
-    fn connect(namespace: Option<&str>, name: &str, timeout: Duration) -> Result<Api, StateError> {
+    /// The API for ConfigMap `name` in `namespace` (else the pod's own, from the service-account directory).
+    fn new(endpoint: &Endpoint, namespace: Option<&str>, name: &str, timeout: Duration) -> Result<Api, StateError> {
         let given = match namespace {
             Some(ns) => format!("configmap:{ns}/{name}"),
             None => format!("configmap:{name}"),
         };
         let err = |message: String| StateError::Kube { location: given.clone(), message };
-        let sa_dir = match std::env::var_os(TEST_SA_DIR_ENV) {
-            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => PathBuf::from(SA_DIR),
-        };
-        let read = |file: &str| -> Result<String, String> {
-            let path = sa_dir.join(file);
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-        };
-        let proxy = std::env::var(KUBE_API_ENV).ok().map(|s| s.trim().trim_end_matches('/').to_string());
-        let (base, token, ca) = match proxy.filter(|s| !s.is_empty()) {
-            Some(base) => {
-                if !(base.starts_with("http://") || base.starts_with("https://")) {
-                    return Err(err(format!("{KUBE_API_ENV}={base:?} is not an http:// or https:// URL")));
-                }
-                (base, None, None)
-            }
-            None => {
-                let host = std::env::var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
-                if host.is_empty() {
-                    return Err(err(format!(
-                        "not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set); \
-                         set {KUBE_API_ENV} (e.g. http://127.0.0.1:8001 with kubectl proxy) to reach a cluster from outside"
-                    )));
-                }
-                let port = std::env::var("KUBERNETES_SERVICE_PORT").ok().filter(|p| !p.is_empty());
-                let port = port.unwrap_or_else(|| "443".into());
-                let host = if host.contains(':') { format!("[{host}]") } else { host };
-                // Re-read every run: projected service-account tokens rotate.
-                let token = read("token").map_err(&err)?.trim().to_string();
-                if token.is_empty() {
-                    return Err(err(format!("the service account token in {} is empty", sa_dir.display())));
-                }
-                let ca = std::fs::read(sa_dir.join("ca.crt"))
-                    .map_err(|e| err(format!("cannot read {}: {e}", sa_dir.join("ca.crt").display())))?;
-                (format!("https://{host}:{port}"), Some(Secret::new(token)), Some(ca))
-            }
-        };
         let namespace = match namespace {
             Some(ns) => ns.to_string(),
-            None => read("namespace")
-                .map(|s| s.trim().to_string())
-                .map_err(|e| err(format!("{e}; outside a pod, name the namespace: configmap:NAMESPACE/{name}")))?,
+            None => {
+                let path = endpoint.sa_dir.join("namespace");
+                let ns = std::fs::read_to_string(&path).map_err(|e| {
+                    err(format!(
+                        "cannot read the pod's namespace from {}: {e}; outside a pod, name it: configmap:NAMESPACE/{name}",
+                        path.display()
+                    ))
+                })?;
+                ns.trim().to_string()
+            }
         };
         // The namespace file goes into a URL path: hold it to the same rules as a written one.
         Location::parse(&format!("configmap:{namespace}/{name}")).map_err(&err)?;
-        let agent = agent(timeout, ca.as_deref(), &sa_dir.join("ca.crt")).map_err(&err)?;
-        let location = format!("configmap:{namespace}/{name}");
-        Ok(Api { agent, base, token, namespace, name: name.to_string(), location })
+        let ca_path = endpoint.sa_dir.join("ca.crt");
+        let agent = agent(timeout, endpoint.ca_pem.as_deref(), &ca_path).map_err(&err)?;
+        Ok(Api {
+            agent,
+            base: endpoint.base.clone(),
+            token: endpoint.token.clone(),
+            location: format!("configmap:{namespace}/{name}"),
+            namespace,
+            name: name.to_string(),
+        })
     }
 
     fn kube(&self, message: String) -> StateError {

@@ -1,0 +1,1 @@
+//! `sentry status` through the real binary.
