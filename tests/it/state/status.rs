@@ -174,7 +174,7 @@ fn status_in_a_pod_uses_the_service_account_over_tls() {
     let sb = sandbox_with_config("");
     let r = sb
         .sentry()
-        .args(["--log-level", "debug", "status", "--state", "configmap:sentry-state"])
+        .args(["--log-level", "trace", "status", "--state", "configmap:sentry-state"])
         .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
         .env("KUBERNETES_SERVICE_PORT", kube.port.to_string())
         .env(sentry::state::configmap::TEST_SA_DIR_ENV, sa.path())
@@ -188,6 +188,8 @@ fn status_in_a_pod_uses_the_service_account_over_tls() {
     let r = crate::support::Run::from(r);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("configmap:team-a/sentry-state (saved by run run-7"), "{}", r.stdout);
+    // At trace level too, where ureq would hex-dump the request headers.
     assert!(!r.all().contains("pod-token-321"), "the token never shows: {}", r.all());
+    assert!(!r.all().to_lowercase().contains("bearer"), "no Authorization header in any form: {}", r.all());
     assert!(kube.log().iter().all(|l| l.auth.as_deref() == Some("Bearer pod-token-321")));
 }
