@@ -11,6 +11,10 @@ static REDACTOR: OnceLock<RwLock<Redactor>> = OnceLock::new();
 pub fn init(level: log::LevelFilter) {
     let _ = env_logger::Builder::new()
         .filter_level(log::LevelFilter::Trace)
+        // ureq's TRACE is a hex dump of the wire, Authorization headers included, split across
+        // lines where no redactor can find them: never below DEBUG for the HTTP stack.
+        .filter_module("ureq", log::LevelFilter::Debug)
+        .filter_module("ureq_proto", log::LevelFilter::Debug)
         .target(env_logger::Target::Stderr)
         .format(|buf, record| {
             let mut line = format!("[{}] {}: {}", crate::time::now_rfc3339(), record.level(), record.args());

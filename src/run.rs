@@ -10,8 +10,8 @@ pub fn connectivity(_config: &Config, _output: OutputFormat) -> anyhow::Result<E
 }
 
 /// `sentry status`.
-pub fn status(_config: &Config, _state: Option<&str>, _output: OutputFormat) -> anyhow::Result<Exit> {
-    Err(Fatal::usage("status is not built yet").into())
+pub fn status(config: &Config, state: Option<&str>, output: OutputFormat) -> anyhow::Result<Exit> {
+    crate::state::status::run(config, state, output)
 }
 
 /// `sentry poll`.

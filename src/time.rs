@@ -15,6 +15,50 @@ pub fn now_rfc3339() -> String {
     rfc3339(SystemTime::now())
 }
 
+/// Parses exactly the form [`rfc3339`] writes (`2026-11-22T12:00:00Z`); anything else is `None`.
+///
+/// Strict on purpose: it reads back our own lease expiries, and a lenient parse of a hand-edited
+/// value could turn into a lease that never expires.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        let digits = s.get(from..to)?;
+        digits.bytes().all(|c| c.is_ascii_digit()).then(|| digits.parse().ok())?
+    };
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hh, mm, ss) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if y < 1970 || !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) || hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    let days = days_from_civil(i64::from(y), m, d);
+    let secs = days * 86_400 + i64::from(hh * 3600 + mm * 60 + ss);
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+fn days_in_month(y: u32, m: u32) -> u32 {
+    match m {
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// (year, month, day) to days since 1970-01-01: the inverse of [`civil_from_days`].
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day): Howard Hinnant's `civil_from_days`.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -40,5 +84,43 @@ mod tests {
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(at(1_795_348_800), "2026-11-22T12:00:00Z");
         assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+
+    #[test]
+    fn parse_reads_back_what_rfc3339_writes() {
+        for secs in [0, 951_782_400, 1_795_348_800, 4_107_542_399, 1_709_164_800 /* 2024-02-29 */] {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t), "{secs}");
+        }
+        // Every day of four years, leap day included.
+        for day in 0..(4 * 366) {
+            let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + day * 86_400 + 3_599);
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        }
+    }
+
+    #[test]
+    fn parse_is_strict() {
+        for bad in [
+            "",
+            "2026-11-22T12:00:00",
+            "2026-11-22T12:00:00+00:00",
+            "2026-11-22T12:00:00.5Z",
+            "2026-11-22 12:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2100-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-11-22T24:00:00Z",
+            "2026-11-22T12:60:00Z",
+            "2026-11-22T12:00:60Z",
+            "1969-12-31T23:59:59Z",
+            "2026-1a-22T12:00:00Z",
+            "+026-11-22T12:00:00Z",
+            "2026-11-22t12:00:00z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
+        assert!(parse_rfc3339("2000-02-29T00:00:00Z").is_some());
     }
 }

@@ -1,15 +1,25 @@
 //! The state: what sentry remembers between runs (SPEC §3), and where it is kept.
 //!
 //! `State` is plain data. A [`StateStore`] loads and saves it atomically and holds the run's
-//! exclusive lock (file lock or ConfigMap lease) from `open` until it is dropped.
+//! exclusive lock (file lock or ConfigMap lease) from [`open`] until it is dropped.
 
+pub mod configmap;
+pub mod file;
+pub mod status;
+
+use crate::config::Config;
+use crate::error::{Exit, Fatal};
 use crate::model::{Sha, Validators};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 /// The state format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Where the state lives when neither `--state`, `SENTRY_STATE` nor `global.state` says.
+pub const DEFAULT_LOCATION: &str = "./sentry-state.json";
 
 /// Everything remembered between runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +156,249 @@ impl fmt::Display for Location {
     }
 }
 
+/// The JSON text of a state: pretty-printed, keys sorted at every level, newline-terminated, so
+/// `git diff` and `kubectl get cm -o yaml` stay readable and two saves of one state are identical.
+pub fn to_json(state: &State) -> String {
+    // Going through `Value` sorts struct fields too: serde_json's map is a BTreeMap (no
+    // `preserve_order`), which `keys_are_sorted` below checks.
+    let value = serde_json::to_value(state).unwrap_or_else(|e| unreachable!("state always serializes: {e}"));
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_else(|e| unreachable!("value serializes: {e}"));
+    text.push('\n');
+    text
+}
+
+/// Reads a state document stored at `location` (named in errors).
+///
+/// The version is checked before the shape, so a newer format says "upgrade sentry" rather than
+/// "corrupt".
+pub fn from_json(location: &str, bytes: &[u8]) -> Result<State, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt { location: location.to_string(), reason };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(corrupt("it is empty".into()));
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(corrupt("not a JSON object".into()));
+    }
+    let version = match value.get("version") {
+        None => return Err(corrupt("it has no format version".into())),
+        Some(v) => v.as_u64().ok_or_else(|| corrupt(format!("format version {v} is not a number")))?,
+    };
+    if version > u64::from(FORMAT_VERSION) {
+        return Err(StateError::TooNew { location: location.to_string(), version });
+    }
+    if version != u64::from(FORMAT_VERSION) {
+        return Err(corrupt(format!("unknown format version {version}")));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        corrupt(format!("at {path}: {}", e.into_inner()))
+    })
+}
+
+/// Combines the state a run is saving with one another writer saved meanwhile (a ConfigMap
+/// conflict): the repositories in `ours` win whole; repositories only in `theirs` are kept.
+pub fn merge(ours: &State, theirs: &State) -> State {
+    let mut merged = ours.clone();
+    for (name, repo) in &theirs.repos {
+        merged.repos.entry(name.clone()).or_insert_with(|| repo.clone());
+    }
+    merged
+}
+
+/// How [`open`] treats the run's lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    /// No lock, read only (`status`, `--dry-run`): `save` is refused.
+    None,
+    /// Take the lock or fail at once with [`StateError::Busy`] (`poll`).
+    Try,
+    /// Wait up to this long for the lock, then [`StateError::Busy`] (`deploy`).
+    Wait(Duration),
+}
+
+/// What a store needs to know about the run.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// This run's id, recorded as the lock or lease holder.
+    pub run_id: String,
+    /// How long one run may hold the lock before others may take it over (ConfigMap lease): `global.timeout`.
+    pub lock_timeout: Duration,
+    /// Limit for one HTTP request (ConfigMap).
+    pub http_timeout: Duration,
+}
+
+impl StoreOptions {
+    /// Options from the configuration's `global` section.
+    pub fn from_config(run_id: impl Into<String>, config: &Config) -> Self {
+        StoreOptions {
+            run_id: run_id.into(),
+            lock_timeout: config.global.timeout,
+            http_timeout: config.global.http_timeout,
+        }
+    }
+}
+
+/// Why the state could not be opened, read or saved. Messages name the location, never a token.
+#[derive(Debug)]
+pub enum StateError {
+    /// Another run holds the lock or lease.
+    Busy {
+        /// Where the state lives.
+        location: String,
+        /// Who holds it, as far as known.
+        holder: String,
+    },
+    /// Another run took the lease over while this one was still running.
+    LeaseLost {
+        /// Where the state lives.
+        location: String,
+        /// Who holds it now.
+        holder: String,
+    },
+    /// The stored state does not parse.
+    Corrupt {
+        /// Where the state lives.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The stored state has a newer format version than this build understands.
+    TooNew {
+        /// Where the state lives.
+        location: String,
+        /// The version found.
+        version: u64,
+    },
+    /// The state is larger than its store accepts.
+    TooLarge {
+        /// Where the state lives.
+        location: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The store was opened with [`LockMode::None`] and cannot save.
+    ReadOnly {
+        /// Where the state lives.
+        location: String,
+    },
+    /// A file-system operation failed.
+    Io {
+        /// Where the state lives.
+        location: String,
+        /// What was being done, e.g. "write /x/.s.json.tmp".
+        action: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The Kubernetes API refused or could not be reached.
+    Kube {
+        /// Where the state lives.
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl StateError {
+    /// The exit code: another run holding the lock is not a failure (`poll` skips); the rest is 4.
+    pub fn exit(&self) -> Exit {
+        match self {
+            StateError::Busy { .. } => Exit::Success,
+            _ => Exit::State,
+        }
+    }
+
+    /// Where the state lives.
+    pub fn location(&self) -> &str {
+        match self {
+            StateError::Busy { location, .. }
+            | StateError::LeaseLost { location, .. }
+            | StateError::Corrupt { location, .. }
+            | StateError::TooNew { location, .. }
+            | StateError::TooLarge { location, .. }
+            | StateError::ReadOnly { location }
+            | StateError::Io { location, .. }
+            | StateError::Kube { location, .. } => location,
+        }
+    }
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::Busy { location, holder } => {
+                write!(f, "state {location} is locked by another run ({holder})")
+            }
+            StateError::LeaseLost { location, holder } => {
+                write!(f, "state {location}: the lease was taken over by {holder} while this run was going on")
+            }
+            StateError::Corrupt { location, reason } => write!(
+                f,
+                "state {location} cannot be read: {reason}; it was left untouched (repair or remove it to start afresh)"
+            ),
+            StateError::TooNew { location, version } => write!(
+                f,
+                "state {location} has format version {version}, newer than this sentry understands \
+                 ({FORMAT_VERSION}); upgrade sentry. The state was left untouched"
+            ),
+            StateError::TooLarge { location, size, limit } => {
+                write!(f, "state {location} is {size} bytes, over the limit of {limit} bytes")
+            }
+            StateError::ReadOnly { location } => write!(f, "state {location} was opened read-only; not saving"),
+            StateError::Io { location, action, source } => write!(f, "state {location}: cannot {action}: {source}"),
+            StateError::Kube { location, message } => write!(f, "state {location}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for StateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StateError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<StateError> for Fatal {
+    fn from(e: StateError) -> Fatal {
+        Fatal { exit: e.exit(), message: e.to_string() }
+    }
+}
+
+/// A place the state is kept, holding the run's lock (if any) until dropped.
+pub trait StateStore: Send {
+    /// Reads the state; a missing file or ConfigMap is an empty [`State::default`].
+    fn load(&mut self) -> Result<State, StateError>;
+    /// Replaces the stored state atomically. Never overwrites a stored state that does not parse.
+    fn save(&mut self, state: &State) -> Result<(), StateError>;
+    /// Where the state lives, for messages.
+    fn location(&self) -> String;
+}
+
+/// Opens the store at `location`, taking the lock (file) or lease (ConfigMap) as `mode` says.
+pub fn open(location: &Location, mode: LockMode, opts: &StoreOptions) -> Result<Box<dyn StateStore>, StateError> {
+    Ok(match location {
+        Location::File(path) => Box::new(file::FileStore::open(path, mode, opts)?),
+        Location::ConfigMap { namespace, name } => {
+            Box::new(configmap::ConfigMapStore::open(namespace.as_deref(), name, mode, opts)?)
+        }
+    })
+}
+
+/// The state location of this run: `--state` / `SENTRY_STATE` (clap merges the two), else
+/// `global.state`, else [`DEFAULT_LOCATION`]. An invalid location is a usage error.
+pub fn resolve_location(cli_or_env: Option<&str>, config: &Config) -> Result<Location, Fatal> {
+    let raw = cli_or_env
+        .filter(|s| !s.is_empty())
+        .or(config.global.state.as_deref().filter(|s| !s.is_empty()))
+        .unwrap_or(DEFAULT_LOCATION);
+    Location::parse(raw).map_err(Fatal::usage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +430,88 @@ mod tests {
             .insert("main".into(), BranchState { seen: Some(sha.clone()), deployed: Some(sha), ..Default::default() });
         let json = serde_json::to_string(&s).expect("serializes");
         assert_eq!(serde_json::from_str::<State>(&json).expect("parses"), s);
+        assert_eq!(from_json("x", to_json(&s).as_bytes()).expect("parses"), s);
+    }
+
+    fn sample() -> State {
+        let sha = |c: char| Sha::parse(&c.to_string().repeat(40)).expect("valid");
+        let mut s = State::default();
+        let repo = s.repos.entry("zeta".into()).or_default();
+        repo.last_checked = Some("2026-11-22T12:00:00Z".into());
+        repo.validators =
+            Some(Validators { fingerprint: "fp".into(), etags: vec!["\"e\"".into()], ..Default::default() });
+        repo.branches.insert(
+            "main".into(),
+            BranchState {
+                seen: Some(sha('b')),
+                deployed: Some(sha('a')),
+                deployed_at: Some("2026-11-22T11:00:00Z".into()),
+                failure: Some(Failure { commit: sha('b'), attempts: 2, error: "boom".into(), at: "t".into() }),
+            },
+        );
+        s.repos.entry("alpha".into()).or_default();
+        s.last_run = Some(RunInfo { run_id: "r1".into(), at: "2026-11-22T12:00:00Z".into() });
+        s
+    }
+
+    #[test]
+    fn json_is_stable_pretty_and_sorted() {
+        let s = sample();
+        let text = to_json(&s);
+        assert_eq!(text, to_json(&from_json("x", text.as_bytes()).expect("parses")));
+        assert!(text.ends_with("}\n") && text.contains("\n  \""), "pretty: {text}");
+        // Sibling keys appear in sorted order in the text itself.
+        let pos = |k: &str| text.find(&format!("\"{k}\"")).expect(k);
+        assert!(pos("last_run") < pos("repos") && pos("repos") < pos("version"));
+        assert!(pos("alpha") < pos("zeta"));
+        assert!(pos("deployed") < pos("deployed_at") && pos("failure") < pos("seen"));
+    }
+
+    #[test]
+    fn unreadable_documents_are_refused_with_the_location() {
+        let err = |text: &str| from_json("/s.json", text.as_bytes()).expect_err(text);
+        for bad in [
+            "",
+            "  \n",
+            "{",
+            "[]",
+            "{}",
+            r#"{"version":"1"}"#,
+            r#"{"version":0,"repos":{}}"#,
+            r#"{"version":1,"repos":{"a":{"branches":{"main":{"seen":"xyz"}}}}}"#,
+            r#"{"version":1,"surprise":true}"#,
+        ] {
+            let e = err(bad);
+            assert!(matches!(e, StateError::Corrupt { .. }), "{bad}: {e:?}");
+            assert_eq!(e.exit(), Exit::State);
+            assert!(e.to_string().contains("/s.json"), "{e}");
+        }
+        let e = err(r#"{"version":1,"repos":{"a":{"branches":{"main":{"seen":"xyz"}}}}}"#);
+        assert!(e.to_string().contains("repos.a.branches.main.seen"), "{e}");
+        let e = err(r#"{"version":2,"repos":{},"whatever":[]}"#);
+        assert!(matches!(e, StateError::TooNew { version: 2, .. }), "{e:?}");
+        assert!(e.to_string().contains("upgrade"), "{e}");
+    }
+
+    #[test]
+    fn merge_keeps_ours_and_their_extra_repositories() {
+        let ours = sample();
+        let mut theirs = State::default();
+        theirs.repos.entry("zeta".into()).or_default().last_error = Some("theirs".into());
+        theirs.repos.entry("only-theirs".into()).or_default().last_checked = Some("t".into());
+        let m = merge(&ours, &theirs);
+        assert_eq!(m.repos["zeta"], ours.repos["zeta"]);
+        assert_eq!(m.repos["alpha"], ours.repos["alpha"]);
+        assert_eq!(m.repos["only-theirs"], theirs.repos["only-theirs"]);
+        assert_eq!(m.last_run, ours.last_run);
+    }
+
+    #[test]
+    fn busy_exits_0_everything_else_4() {
+        let busy = StateError::Busy { location: "l".into(), holder: "h".into() };
+        assert_eq!(busy.exit(), Exit::Success);
+        let lost = StateError::LeaseLost { location: "l".into(), holder: "h".into() };
+        assert_eq!(lost.exit(), Exit::State);
+        assert_eq!(Fatal::from(lost).exit, Exit::State);
     }
 }

@@ -5,4 +5,5 @@ mod support;
 mod cli;
 mod config;
 mod deploy;
+mod state;
 mod support_selftest;

@@ -1,0 +1,294 @@
+//! The JSON-file backend: atomic replace, and an exclusive lock on `<file>.lock` for the whole run.
+//!
+//! The lock is an advisory `flock` (std `File::try_lock`) on a separate, never-deleted file: it
+//! dies with the process, so a SIGKILL never leaves a lock that blocks the next run, and the
+//! state file itself can be replaced by rename without losing the lock.
+
+use super::{LockMode, State, StateError, StateStore, StoreOptions, from_json, to_json};
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Largest state file read or written: a state for hundreds of repositories is a few hundred
+/// kilobytes; anything near this is a mistake, not a state.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How often `LockMode::Wait` tries the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// A state kept in a JSON file.
+#[derive(Debug)]
+pub struct FileStore {
+    path: PathBuf,
+    location: String,
+    /// The open, locked `<file>.lock`; closing it (drop) releases the lock.
+    lock: Option<File>,
+    read_only: bool,
+    /// The file on disk is known to parse (or to be missing), so `save` may replace it.
+    verified: bool,
+}
+
+impl FileStore {
+    /// Opens the state file at `path`; unless `mode` is `None`, creates its directory and takes the lock.
+    pub fn open(path: &Path, mode: LockMode, opts: &StoreOptions) -> Result<FileStore, StateError> {
+        let mut store = FileStore {
+            path: path.to_path_buf(),
+            location: path.display().to_string(),
+            lock: None,
+            read_only: mode == LockMode::None,
+            verified: false,
+        };
+        let wait = match mode {
+            LockMode::None => return Ok(store),
+            LockMode::Try => Duration::ZERO,
+            LockMode::Wait(d) => d,
+        };
+        let dir = store.dir();
+        fs::create_dir_all(&dir).map_err(|e| store.io(format!("create directory {}", dir.display()), e))?;
+        let lock_path = lock_path(path);
+        // Rust opens files close-on-exec, so deployment commands never inherit (and keep) the lock.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| store.io(format!("open lock file {}", lock_path.display()), e))?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(LOCK_POLL.min(deadline.saturating_duration_since(Instant::now())));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let holder = fs::read_to_string(&lock_path).unwrap_or_default();
+                    let holder = holder.trim();
+                    let holder = if holder.is_empty() { "holder unknown".to_string() } else { holder.to_string() };
+                    return Err(StateError::Busy { location: store.location.clone(), holder });
+                }
+                Err(TryLockError::Error(e)) => {
+                    return Err(store.io(format!("lock {}", lock_path.display()), e));
+                }
+            }
+        }
+        // Who holds the lock, for the message of a run that finds it taken. Best effort: the lock
+        // is what counts, not this text.
+        let note = format!("run {}, pid {}, since {}\n", opts.run_id, std::process::id(), crate::time::now_rfc3339());
+        let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(note.as_bytes()));
+        store.lock = Some(file);
+        store.remove_stale_temp_files();
+        Ok(store)
+    }
+
+    /// The state file's directory (`.` for a bare file name).
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Temporary files are named `.<file name>.<random>.tmp` next to the state file.
+    fn temp_prefix(&self) -> OsString {
+        let mut prefix = OsString::from(".");
+        prefix.push(self.path.file_name().unwrap_or_default());
+        prefix.push(".");
+        prefix
+    }
+
+    /// Removes temporary files a killed run left behind. Only under the lock: no other writer
+    /// can be half-way through one then.
+    fn remove_stale_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(self.dir()) else { return };
+        let prefix = self.temp_prefix();
+        let prefix = prefix.to_string_lossy();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&*prefix) && name.ends_with(".tmp") {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => log::debug!("removed a temporary state file left by an interrupted run: {name}"),
+                    Err(e) => log::debug!("cannot remove stale temporary state file {name}: {e}"),
+                }
+            }
+        }
+    }
+
+    fn io(&self, action: String, source: io::Error) -> StateError {
+        StateError::Io { location: self.location.clone(), action, source }
+    }
+
+    fn too_large(&self, size: u64) -> StateError {
+        StateError::TooLarge { location: self.location.clone(), size, limit: MAX_FILE_BYTES }
+    }
+}
+
+/// `<file>.lock`, next to the state file.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+impl StateStore for FileStore {
+    fn load(&mut self) -> Result<State, StateError> {
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.verified = true;
+                return Ok(State::default());
+            }
+            Err(e) => return Err(self.io("open".into(), e)),
+        };
+        let len = file.metadata().map_err(|e| self.io("read metadata".into(), e))?.len();
+        if len > MAX_FILE_BYTES {
+            return Err(self.too_large(len));
+        }
+        let mut bytes = Vec::new();
+        // `take` as well: the file may grow between the size check and the read.
+        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| self.io("read".into(), e))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(self.too_large(bytes.len() as u64));
+        }
+        let state = from_json(&self.location, &bytes)?;
+        self.verified = true;
+        Ok(state)
+    }
+
+    fn save(&mut self, state: &State) -> Result<(), StateError> {
+        if self.read_only {
+            return Err(StateError::ReadOnly { location: self.location.clone() });
+        }
+        if !self.verified {
+            // Never replace a stored state that does not parse: that is the operator's to repair.
+            self.load()?;
+        }
+        let text = to_json(state);
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(self.too_large(text.len() as u64));
+        }
+        let dir = self.dir();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&self.temp_prefix())
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(|e| self.io(format!("create a temporary file in {}", dir.display()), e))?;
+        let tmp_name = tmp.path().display().to_string();
+        tmp.write_all(text.as_bytes()).map_err(|e| self.io(format!("write {tmp_name}"), e))?;
+        // Data on disk before the rename makes it visible; otherwise a crash could expose an
+        // empty file under the real name.
+        tmp.as_file().sync_all().map_err(|e| self.io(format!("sync {tmp_name}"), e))?;
+        tmp.persist(&self.path).map_err(|e| self.io(format!("rename {tmp_name} over the state"), e.error))?;
+        // The rename itself is durable only once the directory is synced.
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.io(format!("sync directory {}", dir.display()), e))?;
+        Ok(())
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::RunInfo;
+
+    fn opts(run: &str) -> StoreOptions {
+        StoreOptions { run_id: run.into(), lock_timeout: Duration::from_secs(5), http_timeout: Duration::from_secs(5) }
+    }
+
+    #[test]
+    fn missing_file_is_empty_and_missing_directory_is_created() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a/b/state.json");
+        let mut ro = FileStore::open(&path, LockMode::None, &opts("r")).expect("opens");
+        assert_eq!(ro.load().expect("loads"), State::default());
+        assert!(!path.parent().expect("dir").exists(), "read-only open creates nothing");
+        assert!(matches!(ro.save(&State::default()), Err(StateError::ReadOnly { .. })));
+
+        let mut rw = FileStore::open(&path, LockMode::Try, &opts("r")).expect("opens");
+        assert_eq!(rw.load().expect("loads"), State::default());
+        let s = State { last_run: Some(RunInfo { run_id: "r".into(), at: "t".into() }), ..Default::default() };
+        rw.save(&s).expect("saves");
+        assert_eq!(rw.load().expect("loads"), s);
+        assert_eq!(fs::read_to_string(&path).expect("read"), to_json(&s));
+        assert!(fs::read_to_string(lock_path(&path)).expect("lock").contains("run r,"));
+    }
+
+    #[test]
+    fn lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        let first = FileStore::open(&path, LockMode::Try, &opts("first")).expect("opens");
+        let Err(StateError::Busy { holder, .. }) = FileStore::open(&path, LockMode::Try, &opts("second")) else {
+            panic!("second open must be busy")
+        };
+        assert!(holder.contains("run first"), "{holder}");
+        let started = Instant::now();
+        let waited = FileStore::open(&path, LockMode::Wait(Duration::from_millis(300)), &opts("third"));
+        assert!(matches!(waited, Err(StateError::Busy { .. })));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        // Reading never needs the lock.
+        FileStore::open(&path, LockMode::None, &opts("reader")).expect("opens");
+        drop(first);
+        FileStore::open(&path, LockMode::Try, &opts("fourth")).expect("lock free after drop");
+    }
+
+    #[test]
+    fn wait_gets_the_lock_when_it_is_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        let first = FileStore::open(&path, LockMode::Try, &opts("first")).expect("opens");
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(first);
+        });
+        FileStore::open(&path, LockMode::Wait(Duration::from_secs(10)), &opts("second")).expect("gets it");
+        releaser.join().expect("joins");
+    }
+
+    #[test]
+    fn corrupt_file_is_never_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        fs::write(&path, "{ not json").expect("write");
+        let mut store = FileStore::open(&path, LockMode::Try, &opts("r")).expect("opens");
+        // Saving without a load first still checks what it would replace.
+        assert!(matches!(store.save(&State::default()), Err(StateError::Corrupt { .. })));
+        assert!(matches!(store.load(), Err(StateError::Corrupt { .. })));
+        assert!(matches!(store.save(&State::default()), Err(StateError::Corrupt { .. })));
+        assert_eq!(fs::read_to_string(&path).expect("read"), "{ not json");
+    }
+
+    #[test]
+    fn oversized_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        File::create(&path).and_then(|f| f.set_len(MAX_FILE_BYTES + 1)).expect("sparse file");
+        let mut store = FileStore::open(&path, LockMode::None, &opts("r")).expect("opens");
+        let e = store.load().expect_err("too large");
+        assert!(matches!(e, StateError::TooLarge { .. }), "{e:?}");
+        assert!(e.to_string().contains(&path.display().to_string()));
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_under_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        let stale = dir.path().join(".state.json.abc123.tmp");
+        let other = dir.path().join(".other.json.abc123.tmp");
+        fs::write(&stale, "{").expect("write");
+        fs::write(&other, "{").expect("write");
+        FileStore::open(&path, LockMode::None, &opts("r")).expect("opens");
+        assert!(stale.exists(), "not without the lock");
+        FileStore::open(&path, LockMode::Try, &opts("r")).expect("opens");
+        assert!(!stale.exists());
+        assert!(other.exists(), "another state's files are not ours");
+    }
+}

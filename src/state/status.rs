@@ -1,0 +1,326 @@
+//! `sentry status`: the state per repository and branch, for people or as JSON.
+//!
+//! Reads without taking the lock, so it works while a run is in progress.
+
+use super::{LockMode, RunInfo, State, StoreOptions, open, resolve_location};
+use crate::cli::OutputFormat;
+use crate::config::Config;
+use crate::error::{Exit, Fatal};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Runs `sentry status`: loads the state read-only and prints it. Unreadable state is exit 4.
+pub fn run(config: &Config, location: Option<&str>, output: OutputFormat) -> anyhow::Result<Exit> {
+    let location = resolve_location(location, config)?;
+    let opts = StoreOptions::from_config("status", config);
+    let mut store = open(&location, LockMode::None, &opts).map_err(Fatal::from)?;
+    let state = store.load().map_err(Fatal::from)?;
+    let report = report(config, &state, &store.location());
+    match output {
+        OutputFormat::Human => print!("{}", human(&report)),
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_else(|e| unreachable!("serializes: {e}")))
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// What `status --output json` prints.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Where the state was read.
+    pub location: String,
+    /// The run that last saved it.
+    pub last_run: Option<RunInfo>,
+    /// Configured repositories and those the state still remembers, by name.
+    pub repositories: BTreeMap<String, RepoStatus>,
+    /// Configuration order, then repositories only in the state (not serialized: the table's order).
+    #[serde(skip)]
+    pub order: Vec<String>,
+}
+
+/// One repository in the report.
+#[derive(Debug, Serialize)]
+pub struct RepoStatus {
+    /// In the configuration.
+    pub configured: bool,
+    /// The state has an entry for it (false: never checked yet).
+    pub in_state: bool,
+    /// When it was last checked successfully.
+    pub last_checked: Option<String>,
+    /// Why the last check failed.
+    pub last_error: Option<String>,
+    /// Per branch.
+    pub branches: BTreeMap<String, BranchStatus>,
+}
+
+/// One branch in the report.
+#[derive(Debug, Serialize)]
+pub struct BranchStatus {
+    /// Last head seen.
+    pub seen: Option<String>,
+    /// Last commit deployed.
+    pub deployed: Option<String>,
+    /// When it was deployed.
+    pub deployed_at: Option<String>,
+    /// A pending retry or parked failure.
+    pub failure: Option<FailureStatus>,
+    /// The failure used up `max_attempts` and waits for the branch to move or a manual deploy.
+    pub parked: bool,
+}
+
+/// A failure in the report.
+#[derive(Debug, Serialize)]
+pub struct FailureStatus {
+    /// The failing commit.
+    pub commit: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// `global.max_attempts`.
+    pub max_attempts: u32,
+    /// The last error.
+    pub error: String,
+    /// When the last attempt ended.
+    pub at: String,
+}
+
+/// Builds the report: configured repositories in configuration order, then any the state still holds.
+pub fn report(config: &Config, state: &State, location: &str) -> Report {
+    let max_attempts = config.global.max_attempts;
+    let mut order: Vec<String> = config.repositories.iter().map(|r| r.name.clone()).collect();
+    order.extend(state.repos.keys().filter(|n| config.repository(n).is_none()).cloned());
+    let repositories = order
+        .iter()
+        .map(|name| {
+            let repo = state.repos.get(name);
+            let branches = repo
+                .map(|r| {
+                    r.branches
+                        .iter()
+                        .map(|(branch, b)| {
+                            let failure = b.failure.as_ref().map(|f| FailureStatus {
+                                commit: f.commit.to_string(),
+                                attempts: f.attempts,
+                                max_attempts,
+                                error: f.error.clone(),
+                                at: f.at.clone(),
+                            });
+                            let parked = failure.as_ref().is_some_and(|f| f.attempts >= max_attempts);
+                            let status = BranchStatus {
+                                seen: b.seen.as_ref().map(ToString::to_string),
+                                deployed: b.deployed.as_ref().map(ToString::to_string),
+                                deployed_at: b.deployed_at.clone(),
+                                failure,
+                                parked,
+                            };
+                            (branch.clone(), status)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let status = RepoStatus {
+                configured: config.repository(name).is_some(),
+                in_state: repo.is_some(),
+                last_checked: repo.and_then(|r| r.last_checked.clone()),
+                last_error: repo.and_then(|r| r.last_error.clone()),
+                branches,
+            };
+            (name.clone(), status)
+        })
+        .collect();
+    Report { location: location.to_string(), last_run: state.last_run.clone(), repositories, order }
+}
+
+/// The table for people: one row per repository and branch, then the errors in full.
+pub fn human(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = match &report.last_run {
+        Some(run) => writeln!(out, "State: {} (saved by run {} at {})\n", report.location, run.run_id, run.at),
+        None => writeln!(out, "State: {} (never saved)\n", report.location),
+    };
+    let short = |sha: &Option<String>| sha.as_deref().map_or("-".to_string(), |s| s.chars().take(8).collect());
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let mut rows =
+        vec![["REPOSITORY", "BRANCH", "SEEN", "DEPLOYED", "DEPLOYED AT", "LAST CHECKED", "STATUS"].map(String::from)];
+    let mut details = Vec::new();
+    for name in &report.order {
+        let Some(repo) = report.repositories.get(name) else { continue };
+        let mut label = name.clone();
+        if !repo.configured {
+            label.push_str(" (not configured)");
+        }
+        let checked = dash(&repo.last_checked);
+        if let Some(e) = &repo.last_error {
+            details.push(format!("{name}: last check failed: {}", one_line(e)));
+        }
+        if repo.branches.is_empty() {
+            let what = if !repo.in_state {
+                "no state yet"
+            } else if repo.last_error.is_some() {
+                "check failed"
+            } else {
+                "no matching branch"
+            };
+            rows.push([label, "-".into(), "-".into(), "-".into(), "-".into(), checked, what.into()]);
+            continue;
+        }
+        for (i, (branch, b)) in repo.branches.iter().enumerate() {
+            let status = match &b.failure {
+                Some(f) => {
+                    let (word, what) = if b.parked { ("PARKED", "parked") } else { ("retry", "retry pending") };
+                    details.push(format!(
+                        "{name}/{branch}: {what} for {}, attempt {} of {}, at {}: {}",
+                        short(&Some(f.commit.clone())),
+                        f.attempts,
+                        f.max_attempts,
+                        f.at,
+                        one_line(&f.error)
+                    ));
+                    format!("{word} {} ({}/{})", short(&Some(f.commit.clone())), f.attempts, f.max_attempts)
+                }
+                None if b.seen.is_some() && b.seen != b.deployed => "not deployed yet".into(),
+                None => "up to date".into(),
+            };
+            let (repo_cell, checked_cell) =
+                if i == 0 { (label.clone(), checked.clone()) } else { (String::new(), String::new()) };
+            rows.push([
+                repo_cell,
+                branch.clone(),
+                short(&b.seen),
+                short(&b.deployed),
+                dash(&b.deployed_at),
+                checked_cell,
+                status,
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    for row in &rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if report.order.is_empty() {
+        out.push_str("(no repositories configured or in the state)\n");
+    }
+    if !details.is_empty() {
+        out.push('\n');
+        for d in details {
+            out.push_str(&d);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The first line of an error, capped, so one failure cannot flood the table.
+fn one_line(s: &str) -> String {
+    let first = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let mut line: String = first.chars().take(200).collect();
+    if first.chars().count() > 200 || s.trim().lines().count() > 1 {
+        line.push_str(" …");
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Sha;
+    use crate::state::{BranchState, Failure, RepoState};
+
+    fn config(names: &[&str]) -> Config {
+        let mut yaml = String::from("global:\n  max_attempts: 3\nrepositories:\n");
+        for n in names {
+            yaml.push_str(&format!(
+                "  - name: {n}\n    monitor:\n      repo_url: https://github.com/acme/{n}\n      branches: [main]\n      \
+                 repo_type: github\n    deploy:\n      qa_repo_url: https://gitlab.com/acme/qa\n      qa_repo_branch: main\n      \
+                 repo_type: gitlab\n      project_name: {n}\n      commands: [\"true\"]\n"
+            ));
+        }
+        crate::config::parse(std::path::Path::new("t.yaml"), &yaml, &|_| None).expect("valid config")
+    }
+
+    fn sha(c: char) -> Sha {
+        Sha::parse(&c.to_string().repeat(40)).expect("sha")
+    }
+
+    fn state() -> State {
+        let mut s = State::default();
+        let mut r = RepoState { last_checked: Some("2026-11-22T12:00:00Z".into()), ..Default::default() };
+        r.branches.insert(
+            "main".into(),
+            BranchState {
+                seen: Some(sha('a')),
+                deployed: Some(sha('a')),
+                deployed_at: Some("t1".into()),
+                failure: None,
+            },
+        );
+        r.branches.insert(
+            "dev".into(),
+            BranchState {
+                seen: Some(sha('c')),
+                deployed: Some(sha('b')),
+                deployed_at: None,
+                failure: Some(Failure { commit: sha('c'), attempts: 1, error: "exit 1\nmore".into(), at: "t2".into() }),
+            },
+        );
+        r.branches.insert(
+            "rel".into(),
+            BranchState {
+                seen: Some(sha('d')),
+                deployed: None,
+                deployed_at: None,
+                failure: Some(Failure { commit: sha('d'), attempts: 3, error: "no space".into(), at: "t3".into() }),
+            },
+        );
+        s.repos.insert("one".into(), r);
+        s.repos.insert("gone".into(), RepoState { last_error: Some("404".into()), ..Default::default() });
+        s
+    }
+
+    #[test]
+    fn report_marks_parked_and_unseen_repositories() {
+        let r = report(&config(&["one", "two"]), &state(), "s.json");
+        assert_eq!(r.order, ["one", "two", "gone"]);
+        let one = &r.repositories["one"];
+        assert!(one.configured && one.in_state);
+        assert!(!one.branches["dev"].parked);
+        assert!(one.branches["rel"].parked);
+        assert_eq!(one.branches["rel"].failure.as_ref().map(|f| f.max_attempts), Some(3));
+        let two = &r.repositories["two"];
+        assert!(two.configured && !two.in_state && two.branches.is_empty());
+        assert!(!r.repositories["gone"].configured);
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["repositories"]["one"]["branches"]["main"]["failure"], serde_json::Value::Null);
+        assert_eq!(json["repositories"]["one"]["branches"]["main"]["seen"], "a".repeat(40));
+        assert!(json.get("order").is_none());
+    }
+
+    #[test]
+    fn human_table_has_short_shas_and_full_errors_below() {
+        let text = human(&report(&config(&["one", "two"]), &state(), "s.json"));
+        assert!(text.contains("State: s.json (never saved)"), "{text}");
+        assert!(text.contains("aaaaaaaa  aaaaaaaa"), "{text}");
+        assert!(!text.contains(&"a".repeat(9)), "short SHAs only: {text}");
+        assert!(text.contains("retry cccccccc (1/3)"), "{text}");
+        assert!(text.contains("PARKED dddddddd (3/3)"), "{text}");
+        assert!(text.contains("one/rel: parked for dddddddd, attempt 3 of 3, at t3: no space"), "{text}");
+        assert!(text.contains("one/dev: retry pending for cccccccc, attempt 1 of 3, at t2: exit 1 …"), "{text}");
+        assert!(text.contains("no state yet"), "{text}");
+        assert!(text.contains("gone (not configured)"), "{text}");
+        assert!(text.contains("gone: last check failed: 404"), "{text}");
+        let header = text.lines().find(|l| l.starts_with("REPOSITORY")).expect("header");
+        let row = text.lines().find(|l| l.starts_with("one ")).expect("row");
+        assert_eq!(header.find("SEEN"), row.find("cccccccc"), "columns line up:\n{text}");
+    }
+}
