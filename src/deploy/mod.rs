@@ -115,6 +115,12 @@ pub struct JobResult {
 }
 
 impl JobResult {
+    /// True when sentry itself interrupted the job (SIGTERM/SIGINT): that says nothing about
+    /// the commit, so no attempt should be counted against it.
+    pub fn interrupted(&self) -> bool {
+        self.status == JobStatus::Failed && self.error.as_deref().is_some_and(|e| e.starts_with(STOPPED_BY_SIGNAL))
+    }
+
     /// A job that never started, with the reason.
     pub fn skipped(job: Job, why: impl Into<String>) -> JobResult {
         JobResult {
@@ -332,11 +338,14 @@ fn execute(
     }
 }
 
+/// The error of a job stopped because sentry was asked to stop.
+pub const STOPPED_BY_SIGNAL: &str = "stopped by signal";
+
 /// Status and message of a job sentry stopped.
 fn stopped(why: Stop, limit: &Limit) -> (JobStatus, String) {
     match why {
         Stop::Deadline => (JobStatus::TimedOut, limit.message.clone()),
-        Stop::Signal => (JobStatus::Failed, "stopped by signal".to_string()),
+        Stop::Signal => (JobStatus::Failed, STOPPED_BY_SIGNAL.to_string()),
     }
 }
 
