@@ -10,6 +10,7 @@ pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod forge;
+pub mod fsutil;
 pub mod git;
 pub mod logging;
 pub mod model;

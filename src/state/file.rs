@@ -85,18 +85,12 @@ impl FileStore {
 
     /// The state file's directory (`.` for a bare file name).
     fn dir(&self) -> PathBuf {
-        match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
+        crate::fsutil::parent_dir(&self.path)
     }
 
     /// Temporary files are named `.<file name>.<random>.tmp` next to the state file.
     fn temp_prefix(&self) -> OsString {
-        let mut prefix = OsString::from(".");
-        prefix.push(self.path.file_name().unwrap_or_default());
-        prefix.push(".");
-        prefix
+        crate::fsutil::temp_prefix(&self.path)
     }
 
     /// Removes temporary files a killed run left behind. Only under the lock: no other writer
@@ -170,22 +164,7 @@ impl StateStore for FileStore {
         if text.len() as u64 > MAX_FILE_BYTES {
             return Err(self.too_large(text.len() as u64));
         }
-        let dir = self.dir();
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&self.temp_prefix())
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(|e| self.io(format!("create a temporary file in {}", dir.display()), e))?;
-        let tmp_name = tmp.path().display().to_string();
-        tmp.write_all(text.as_bytes()).map_err(|e| self.io(format!("write {tmp_name}"), e))?;
-        // Data on disk before the rename makes it visible; otherwise a crash could expose an
-        // empty file under the real name.
-        tmp.as_file().sync_all().map_err(|e| self.io(format!("sync {tmp_name}"), e))?;
-        tmp.persist(&self.path).map_err(|e| self.io(format!("rename {tmp_name} over the state"), e.error))?;
-        // The rename itself is durable only once the directory is synced.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.io(format!("sync directory {}", dir.display()), e))?;
+        crate::fsutil::write_atomic(&self.path, text.as_bytes()).map_err(|e| self.io(e.action, e.source))?;
         Ok(())
     }
 
