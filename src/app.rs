@@ -21,7 +21,7 @@ pub fn execute(cli: Cli) -> Exit {
             return Exit::Usage;
         }
     };
-    crate::logging::init(explicit.unwrap_or(log::LevelFilter::Info));
+    crate::logging::init(explicit.unwrap_or(log::LevelFilter::Info), cli.log_format == crate::cli::LogFormat::Json);
     match dispatch(&cli, explicit) {
         Ok(exit) => exit,
         Err(e) => {

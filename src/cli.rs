@@ -21,6 +21,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "SENTRY_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Log line format on stderr.
+    #[arg(long, global = true, env = "SENTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
     /// Output format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human, value_name = "FORMAT")]
     pub output: OutputFormat,
@@ -36,6 +40,15 @@ pub enum OutputFormat {
     /// A compact table for people.
     Human,
     /// One JSON document.
+    Json,
+}
+
+/// Format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `[timestamp] LEVEL: message key=value`.
+    Text,
+    /// One JSON object per line, for log pipelines.
     Json,
 }
 

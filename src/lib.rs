@@ -13,6 +13,7 @@ pub mod forge;
 pub mod fsutil;
 pub mod git;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod report;

@@ -8,15 +8,24 @@ static REDACTOR: OnceLock<RwLock<Redactor>> = OnceLock::new();
 
 /// Installs the logger. Everything is let through here; [`set_level`] sets the real filter once
 /// the configuration (which may name a level) is known.
-pub fn init(level: log::LevelFilter) {
+pub fn init(level: log::LevelFilter, json: bool) {
     let _ = env_logger::Builder::new()
         .filter_level(log::LevelFilter::Trace)
         // ureq's TRACE is a hex dump of the wire, Authorization headers included, split across
-        // lines where no redactor can find them: never below DEBUG for the HTTP stack.
-        .filter_module("ureq", log::LevelFilter::Debug)
-        .filter_module("ureq_proto", log::LevelFilter::Debug)
+        // lines where no redactor can find them, and its DEBUG dumps requests: our own HTTP
+        // layer logs each request (without secrets) at debug instead.
+        .filter_module("ureq", log::LevelFilter::Info)
+        .filter_module("ureq_proto", log::LevelFilter::Info)
         .target(env_logger::Target::Stderr)
-        .format(|buf, record| {
+        .format(move |buf, record| {
+            if json {
+                let mut fields = serde_json::Map::new();
+                fields.insert("timestamp".into(), crate::time::now_rfc3339().into());
+                fields.insert("level".into(), record.level().as_str().into());
+                fields.insert("message".into(), redact(&record.args().to_string()).into());
+                let _ = record.key_values().visit(&mut JsonKv(&mut fields));
+                return writeln!(buf, "{}", serde_json::Value::Object(fields));
+            }
             let mut line = format!("[{}] {}: {}", crate::time::now_rfc3339(), record.level(), record.args());
             let mut kv = KvWriter(&mut line);
             let _ = record.key_values().visit(&mut kv);
@@ -58,6 +67,22 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KvWriter<'_> {
         } else {
             self.0.push_str(&format!(" {key}={v}"));
         }
+        Ok(())
+    }
+}
+
+struct JsonKv<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for JsonKv<'_> {
+    fn visit_pair(&mut self, key: log::kv::Key<'kvs>, value: log::kv::Value<'kvs>) -> Result<(), log::kv::Error> {
+        let v = match (value.to_u64(), value.to_i64(), value.to_bool()) {
+            (Some(n), _, _) => n.into(),
+            (None, Some(n), _) => n.into(),
+            (None, None, Some(b)) => b.into(),
+            _ => redact(&value.to_string()).into(),
+        };
+        // Fields never overwrite the envelope.
+        self.0.entry(key.as_str().to_string()).or_insert(v);
         Ok(())
     }
 }

@@ -60,6 +60,31 @@ pub struct Global {
     pub max_attempts: u32,
     /// Extra trusted roots for HTTPS.
     pub ca_file: Option<PathBuf>,
+    /// Where every repository's deployment results are also POSTed.
+    pub webhook: Option<Webhook>,
+    /// Prometheus text file written after each run (node-exporter textfile collector).
+    pub metrics_file: Option<PathBuf>,
+    /// Prometheus Pushgateway base URL the same metrics are pushed to.
+    pub pushgateway_url: Option<String>,
+}
+
+/// A notification endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// Where to POST.
+    pub url: String,
+    /// Body shape.
+    pub format: WebhookFormat,
+}
+
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// sentry's own JSON document.
+    Json,
+    /// A Slack incoming-webhook message (`text` plus blocks).
+    Slack,
 }
 
 /// Handling of branch heads seen for the first time in a repository without state.
@@ -147,7 +172,7 @@ pub struct Repository {
     /// What to do on a change.
     pub deploy: Deploy,
     /// Where to POST each deployment's result.
-    pub webhook_url: Option<String>,
+    pub webhook: Option<Webhook>,
 }
 
 /// The watched side of a repository.
@@ -236,9 +261,10 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{} (line {line}): {}", self.path, self.message),
-            None => write!(f, "{}: {}", self.path, self.message),
+        match (self.path.is_empty(), self.line) {
+            (true, _) => f.write_str(&self.message),
+            (false, Some(line)) => write!(f, "{} (line {line}): {}", self.path, self.message),
+            (false, None) => write!(f, "{}: {}", self.path, self.message),
         }
     }
 }
@@ -457,6 +483,14 @@ impl Checker<'_> {
         {
             self.problem("global.ca_file", line(s), format!("cannot read {}: {e}", path.display()));
         }
+        let webhook = self.webhook("global", &g.webhook_url, &g.webhook_format)?;
+        let metrics_file = self.opt_string("global.metrics_file", &g.metrics_file)?.map(PathBuf::from);
+        let pushgateway_url = self.opt_string("global.pushgateway_url", &g.pushgateway_url)?;
+        if let (Some(u), Some(s)) = (&pushgateway_url, &g.pushgateway_url)
+            && let Err(m) = check_url(u, &["http", "https"], false)
+        {
+            self.problem("global.pushgateway_url", line(s), m);
+        }
         let state = self.opt_string("global.state", &g.state)?;
         if let (Some(loc), Some(s)) = (&state, &g.state)
             && let Err(m) = crate::state::Location::parse(loc)
@@ -479,6 +513,9 @@ impl Checker<'_> {
             ),
             max_attempts: self.positive("global.max_attempts", &g.max_attempts, 3, 1).min(u64::from(u32::MAX)) as u32,
             ca_file,
+            webhook,
+            metrics_file,
+            pushgateway_url,
         })
     }
 
@@ -533,13 +570,31 @@ impl Checker<'_> {
         }
         let monitor = self.monitor(&format!("{path}.monitor"), &r.monitor);
         let deploy = self.deploy(&format!("{path}.deploy"), &r.deploy, &name);
-        let webhook_url = self.opt_string(&format!("{path}.webhook_url"), &r.webhook_url)?;
-        if let (Some(u), Some(s)) = (&webhook_url, &r.webhook_url)
-            && let Err(m) = check_url(u, &["http", "https"], false)
-        {
-            self.problem(format!("{path}.webhook_url"), line(s), m);
+        let webhook = self.webhook(path, &r.webhook_url, &r.webhook_format)?;
+        Some(Repository { name, group, monitor: monitor?, deploy: deploy?, webhook })
+    }
+
+    /// `webhook_url` + `webhook_format` at `prefix` (`global` or `repositories[i]`).
+    fn webhook(
+        &mut self,
+        prefix: &str,
+        url: &Option<S<String>>,
+        format: &Option<S<String>>,
+    ) -> Option<Option<Webhook>> {
+        let fpath = format!("{prefix}.webhook_format");
+        let format = self.choice(
+            &fpath,
+            format,
+            &[("json", WebhookFormat::Json), ("slack", WebhookFormat::Slack)],
+            WebhookFormat::Json,
+        );
+        let upath = format!("{prefix}.webhook_url");
+        let Some(url_s) = url else { return Some(None) };
+        let url = self.string(&upath, url_s)?;
+        if let Err(m) = check_url(&url, &["http", "https"], false) {
+            self.problem(&upath, line(url_s), m);
         }
-        Some(Repository { name, group, monitor: monitor?, deploy: deploy?, webhook_url })
+        Some(Some(Webhook { url, format }))
     }
 
     fn monitor(&mut self, path: &str, m: &raw::Monitor) -> Option<Monitor> {

@@ -31,6 +31,10 @@ pub struct Global {
     pub on_first_seen: Option<S<String>>,
     pub max_attempts: Option<S<u64>>,
     pub ca_file: Option<S<String>>,
+    pub webhook_url: Option<S<String>>,
+    pub webhook_format: Option<S<String>>,
+    pub metrics_file: Option<S<String>>,
+    pub pushgateway_url: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +55,7 @@ pub struct Repository {
     pub monitor: Monitor,
     pub deploy: Deploy,
     pub webhook_url: Option<S<String>>,
+    pub webhook_format: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

@@ -33,11 +33,33 @@ pub struct State {
     /// The last run that saved this state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunInfo>,
+    /// HTTP counters carried across runs, for the metrics file.
+    #[serde(default, skip_serializing_if = "HttpCounters::is_empty")]
+    pub http: HttpCounters,
 }
 
 impl Default for State {
     fn default() -> Self {
-        State { version: FORMAT_VERSION, repos: BTreeMap::new(), last_run: None }
+        State { version: FORMAT_VERSION, repos: BTreeMap::new(), last_run: None, http: HttpCounters::default() }
+    }
+}
+
+/// Monotonic HTTP counters (Prometheus counters must survive the process).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCounters {
+    /// Requests per `forge/status` (e.g. `github/304`).
+    #[serde(default)]
+    pub requests: BTreeMap<String, u64>,
+    /// Listings answered entirely from the cache (every page 304).
+    #[serde(default)]
+    pub cache_hits: u64,
+}
+
+impl HttpCounters {
+    /// True when nothing was ever counted.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.cache_hits == 0
     }
 }
 
@@ -57,6 +79,12 @@ pub struct RepoState {
     /// Why the last check failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Deployments ever finished, per status (`succeeded`, `failed`, `timed_out`): a counter.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployments: BTreeMap<String, u64>,
+    /// Milliseconds the last finished deployment took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_deployment_ms: Option<u64>,
 }
 
 /// What one branch's state holds.

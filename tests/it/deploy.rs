@@ -734,7 +734,7 @@ fn child_environment_and_redaction() {
         std::env::var(name).ok()
     })
     .expect("config");
-    sentry::logging::init(log::LevelFilter::Debug);
+    sentry::logging::init(log::LevelFilter::Debug, false);
     sentry::logging::set_redactor(config.redactor());
     let ctx = context(&out, &config, Duration::from_secs(60));
     let r = run_only(&ctx, &config);
