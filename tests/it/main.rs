@@ -5,5 +5,6 @@ mod support;
 mod cli;
 mod config;
 mod deploy;
+mod hostile;
 mod state;
 mod support_selftest;
