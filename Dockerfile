@@ -44,7 +44,9 @@ RUN cargo build --release --locked \
 
 ########################################################################################
 # kubectl is fetched in a stage of its own so that curl never reaches the runtime image.
-FROM ${RUNTIME_IMAGE} AS kubectl
+# It runs on the build machine's own platform (no emulation needed in a multi-arch build)
+# and downloads the binary of the target platform.
+FROM --platform=$BUILDPLATFORM ${RUNTIME_IMAGE} AS kubectl
 
 # kubectl is pinned to a version and to the sha256 of each architecture's binary, written
 # here rather than fetched next to the binary at build time: a checksum downloaded from the
@@ -53,6 +55,7 @@ FROM ${RUNTIME_IMAGE} AS kubectl
 #   https://dl.k8s.io/release/<version>/bin/linux/<arch>/kubectl.sha256
 # kubectl is supported within one minor version of the cluster's API server; for an older
 # cluster build with the kubectl of its minor (and that version's two checksums).
+# A wrong checksum cannot ship a binary: sha256sum --check fails the build.
 ARG KUBECTL_VERSION=v1.37.1
 ARG KUBECTL_SHA256_AMD64=65691ff77eb6fa44c908b77a1082c9f092c3b9733b5cefabec0d1104890e21a8
 ARG KUBECTL_SHA256_ARM64=ff749f4b78d9c4f1ec87307df9b50119ed819e2094aa9810cb9acffc3286c8c7
@@ -109,10 +112,11 @@ RUN apt-get update \
 # HOME points into the writable scratch directory: git reads its config from there (and
 # finds none), kubectl keeps its discovery cache there. Nothing in the image is written at
 # run time, so the root filesystem can be read-only; /tmp/sentry is an emptyDir in
-# Kubernetes (with plain docker: --read-only --tmpfs /tmp/sentry:uid=10001,gid=10001).
-RUN groupadd --system --gid 10001 sentry \
-    && useradd --system --uid 10001 --gid 10001 --home-dir /tmp/sentry/home --no-create-home \
-        --shell /usr/sbin/nologin sentry \
+# Kubernetes (with plain docker: --read-only --tmpfs /tmp/sentry:mode=1777).
+# (--no-log-init: with a high UID, lastlog/faillog would otherwise become large sparse files.)
+RUN groupadd --gid 10001 sentry \
+    && useradd --uid 10001 --gid 10001 --home-dir /tmp/sentry/home --no-create-home \
+        --no-log-init --shell /usr/sbin/nologin sentry \
     && install -d -o 10001 -g 10001 -m 0750 /tmp/sentry \
     && install -d -m 0755 /etc/sentry
 
