@@ -12,6 +12,7 @@ pub mod error;
 pub mod forge;
 pub mod fsutil;
 pub mod git;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
