@@ -5,8 +5,8 @@ use crate::config::Config;
 use crate::error::{Exit, Fatal};
 
 /// `sentry validate --connectivity`.
-pub fn connectivity(_config: &Config, _output: OutputFormat) -> anyhow::Result<Exit> {
-    Err(Fatal::usage("validate --connectivity is not built yet").into())
+pub fn connectivity(config: &Config, output: OutputFormat) -> anyhow::Result<Exit> {
+    crate::forge::connectivity::run(config, output)
 }
 
 /// `sentry status`.

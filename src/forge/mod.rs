@@ -1,1 +1,521 @@
 //! Forge clients: list a repository's branch heads (GitHub, GitLab, Gitea, plain Git).
+//!
+//! One listing per repository (every page), matched locally against `monitor.branches`. REST
+//! forges use conditional requests: each page's ETag is kept in [`Validators`] and sent back as
+//! `If-None-Match`; when every page answers 304 the cached heads are reused. Checks run on a
+//! dedicated rayon pool of `global.concurrency` threads sharing one [`Http`] client.
+
+pub mod connectivity;
+mod git;
+mod gitea;
+mod github;
+mod gitlab;
+pub mod url;
+
+use crate::config::{ForgeKind, Global, Repository};
+use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Pager, Request, Response};
+use crate::model::{Heads, Sha, Validators};
+use crate::secret::Secret;
+use rayon::prelude::*;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Pages followed at most per listing (100 per page: 100 000 branches).
+const MAX_PAGES: usize = 1000;
+
+/// Attempts for `git ls-remote` on network and server errors.
+const GIT_ATTEMPTS: u32 = 3;
+
+/// Shortest time one repository check may spend waiting for retries and rate limits.
+const MIN_BUDGET: Duration = Duration::from_secs(60);
+
+/// Result of listing one repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    /// Heads of the branches matching `monitor.branches` (only those).
+    pub heads: Heads,
+    /// What to send next time to ask "changed since?"; `None` for `git` or without ETags.
+    pub validators: Option<Validators>,
+    /// Every page answered 304: `heads` come from the cache.
+    pub cache_hit: bool,
+    /// Requests made (HTTP requests including retries and redirects, or `ls-remote` runs).
+    pub requests: u32,
+}
+
+/// Why a repository could not be checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckError {
+    /// Repository name.
+    pub repo: String,
+    /// Class of failure.
+    pub kind: CheckErrorKind,
+    /// What went wrong and what to check; names the repository, already redacted.
+    pub message: String,
+}
+
+/// Classes of check failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckErrorKind {
+    /// 401/403: the credentials are missing, wrong, or lack access.
+    Unauthorized,
+    /// 404: no such repository (or invisible to these credentials), or no such branch.
+    NotFound,
+    /// Rate limited beyond what the run could wait for.
+    RateLimited,
+    /// The host was not reached, or did not answer in time.
+    Network,
+    /// The host answered 5xx on every attempt.
+    Server,
+    /// An answer we cannot use (bad JSON, pagination loop, body too large, bad URL).
+    Protocol,
+}
+
+impl CheckErrorKind {
+    /// A short lowercase name for logs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckErrorKind::Unauthorized => "unauthorized",
+            CheckErrorKind::NotFound => "not_found",
+            CheckErrorKind::RateLimited => "rate_limited",
+            CheckErrorKind::Network => "network",
+            CheckErrorKind::Server => "server",
+            CheckErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CheckError {}
+
+/// Checks repositories: owns the HTTP client and a dedicated thread pool.
+pub struct Checker {
+    http: Http,
+    pool: rayon::ThreadPool,
+    http_timeout: Duration,
+    budget: Duration,
+}
+
+impl fmt::Debug for Checker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checker").field("threads", &self.pool.current_num_threads()).finish_non_exhaustive()
+    }
+}
+
+/// One REST listing endpoint: where page one is, how to authenticate, how to read a page.
+#[derive(Debug)]
+pub(crate) struct Api {
+    /// Forge name for messages.
+    forge: &'static str,
+    /// The repository as the forge names it (owner/repo, group/sub/project).
+    project: String,
+    /// The API base, for messages.
+    api_base: String,
+    /// Page one, with the page size.
+    first_url: String,
+    /// Plain headers of every request.
+    headers: Vec<(&'static str, &'static str)>,
+    /// The credential header, if a token is configured.
+    secret: Option<(&'static str, Secret)>,
+    /// Field of `commit` holding the id (`sha` on GitHub, `id` on GitLab and Gitea).
+    sha_field: &'static str,
+}
+
+impl Api {
+    fn request(&self, url: &str, deadline: Instant) -> Request {
+        let mut r = Request::get(url).deadline(deadline);
+        for (k, v) in &self.headers {
+            r = r.header(k, *v);
+        }
+        if let Some((k, v)) = &self.secret {
+            r = r.secret_header(k, v.clone());
+        }
+        r
+    }
+}
+
+/// What one walk over the pages found.
+enum Walk {
+    /// Every page answered 304, as many pages as cached.
+    Unchanged { requests: u32 },
+    /// A full listing: (branch, head) of every page and each page's ETag (`None` if one lacked it).
+    Listed { items: Vec<(String, Sha)>, etags: Option<Vec<String>>, requests: u32 },
+    /// Some pages answered 304 and others changed: the 304 pages have no body, list again.
+    Mixed { requests: u32 },
+}
+
+impl Checker {
+    /// A checker with `global.concurrency` threads and one HTTP client for the run.
+    pub fn new(global: &Global) -> anyhow::Result<Checker> {
+        let http = Http::new(&HttpSettings::from_global(global))?;
+        Checker::with_http(http, global)
+    }
+
+    /// A checker that shares an existing client (the one the run also gives the state store).
+    pub fn with_http(http: Http, global: &Global) -> anyhow::Result<Checker> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(global.concurrency.max(1))
+            .thread_name(|i| format!("sentry-check-{i}"))
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot start {} check threads: {e}", global.concurrency))?;
+        let budget = (global.http_timeout * 2).max(MIN_BUDGET);
+        Ok(Checker { http, pool, http_timeout: global.http_timeout, budget })
+    }
+
+    /// Limits the time one repository check may spend (retries and rate-limit waits included):
+    /// a longer wait becomes a "rate limited until T" error instead.
+    pub fn with_budget(mut self, budget: Duration) -> Checker {
+        self.budget = budget;
+        self
+    }
+
+    /// The shared HTTP client.
+    pub fn http(&self) -> &Http {
+        &self.http
+    }
+
+    /// One repository: one listing (all pages), regex filter locally, conditional requests from `cache`.
+    pub fn check(&self, repo: &Repository, cache: Option<&Validators>) -> Result<Listing, CheckError> {
+        let started = Instant::now();
+        let deadline = started + self.budget;
+        let m = &repo.monitor;
+        let result = match m.kind {
+            ForgeKind::Git => self.check_git(repo, deadline),
+            ForgeKind::Github => self.check_api(repo, github::api(m), cache, deadline),
+            ForgeKind::Gitlab => self.check_api(repo, gitlab::api(m), cache, deadline),
+            ForgeKind::Gitea => self.check_api(repo, gitea::api(m), cache, deadline),
+        };
+        let ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(l) => log::debug!(
+                repo = repo.name.as_str(), forge = m.kind.as_str(), branches = l.heads.len(),
+                requests = l.requests, cache_hit = l.cache_hit, duration_ms = ms; "checked"
+            ),
+            Err(e) => log::debug!(
+                repo = repo.name.as_str(), forge = m.kind.as_str(), kind = e.kind.as_str(),
+                duration_ms = ms; "check failed"
+            ),
+        }
+        result
+    }
+
+    /// Many repositories concurrently on the pool (at most `concurrency` in flight); results in input order.
+    pub fn check_all(&self, repos: &[(&Repository, Option<&Validators>)]) -> Vec<Result<Listing, CheckError>> {
+        self.pool.install(|| repos.par_iter().with_max_len(1).map(|(r, c)| self.check(r, *c)).collect())
+    }
+
+    /// Reaches a deploy repository: `git ls-remote` of `deploy.qa_repo_branch` with `deploy.auth`.
+    pub fn probe_deploy(&self, repo: &Repository) -> Result<(), CheckError> {
+        let d = &repo.deploy;
+        let deadline = Instant::now() + self.budget;
+        let pattern = vec![format!("refs/heads/{}", d.qa_repo_branch)];
+        let (heads, _) =
+            self.ls_remote_retrying(repo, &d.qa_repo_url, &d.auth, d.kind, &pattern, deadline, "deploy")?;
+        if heads.iter().any(|(b, _)| *b == d.qa_repo_branch) {
+            Ok(())
+        } else {
+            Err(CheckError {
+                repo: repo.name.clone(),
+                kind: CheckErrorKind::NotFound,
+                message: format!(
+                    "repository {}: deploy branch {:?} not found in {}",
+                    repo.name, d.qa_repo_branch, d.qa_repo_url
+                ),
+            })
+        }
+    }
+
+    fn check_git(&self, repo: &Repository, deadline: Instant) -> Result<Listing, CheckError> {
+        let m = &repo.monitor;
+        let (items, requests) =
+            self.ls_remote_retrying(repo, &m.repo_url, &m.auth, m.kind, &[], deadline, "monitor")?;
+        let heads = items.into_iter().filter(|(b, _)| m.matches(b)).collect();
+        Ok(Listing { heads, validators: None, cache_hit: false, requests })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ls_remote_retrying(
+        &self,
+        repo: &Repository,
+        url: &str,
+        auth: &crate::config::Auth,
+        kind: ForgeKind,
+        patterns: &[String],
+        deadline: Instant,
+        side: &str,
+    ) -> Result<(Vec<(String, Sha)>, u32), CheckError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // A whole ls-remote may take a few round trips: give it a few request timeouts.
+            match git::ls_remote(url, auth, kind, patterns, self.http_timeout * 2) {
+                Ok(items) => return Ok((items, attempt)),
+                Err(f) => {
+                    let retryable = matches!(f.kind, CheckErrorKind::Network | CheckErrorKind::Server);
+                    let wait = crate::http::backoff(attempt);
+                    if !retryable || attempt >= GIT_ATTEMPTS || Instant::now() + wait > deadline {
+                        let tries = if attempt > 1 { format!(" (after {attempt} attempts)") } else { String::new() };
+                        return Err(CheckError {
+                            repo: repo.name.clone(),
+                            kind: f.kind,
+                            message: format!("repository {} ({side}): {}{tries}", repo.name, f.message),
+                        });
+                    }
+                    log::debug!(repo = repo.name.as_str(), attempt = attempt; "retrying git ls-remote: {}", f.message);
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
+    fn check_api(
+        &self,
+        repo: &Repository,
+        api: Result<Api, String>,
+        cache: Option<&Validators>,
+        deadline: Instant,
+    ) -> Result<Listing, CheckError> {
+        let m = &repo.monitor;
+        let api = api.map_err(|msg| CheckError {
+            repo: repo.name.clone(),
+            kind: CheckErrorKind::Protocol,
+            message: format!("repository {}: {msg} (monitor.repo_url {})", repo.name, m.repo_url),
+        })?;
+        let fingerprint = fingerprint(m.kind, &api.first_url, &m.patterns);
+        let cache = cache.filter(|c| c.fingerprint == fingerprint && !c.etags.is_empty());
+        let mut requests = 0;
+        if let Some(c) = cache {
+            match self.walk(repo, &api, Some(&c.etags), deadline)? {
+                Walk::Unchanged { requests: r } => {
+                    return Ok(Listing {
+                        heads: c.heads.clone(),
+                        validators: Some(c.clone()),
+                        cache_hit: true,
+                        requests: r,
+                    });
+                }
+                Walk::Listed { items, etags, requests: r } => {
+                    return Ok(listing(m, fingerprint, items, etags, r));
+                }
+                Walk::Mixed { requests: r } => requests = r,
+            }
+        }
+        match self.walk(repo, &api, None, deadline)? {
+            Walk::Listed { items, etags, requests: r } => Ok(listing(m, fingerprint, items, etags, requests + r)),
+            // Unreachable without etags sent; treated as a broken server rather than trusted.
+            Walk::Unchanged { .. } | Walk::Mixed { .. } => Err(CheckError {
+                repo: repo.name.clone(),
+                kind: CheckErrorKind::Protocol,
+                message: format!("repository {}: {} answered 304 to an unconditional request", repo.name, api.forge),
+            }),
+        }
+    }
+
+    /// Walks every page; with `etags`, page i is asked `If-None-Match: etags[i]` until a page changes.
+    fn walk(
+        &self,
+        repo: &Repository,
+        api: &Api,
+        etags: Option<&[String]>,
+        deadline: Instant,
+    ) -> Result<Walk, CheckError> {
+        let protocol = |msg: String| CheckError {
+            repo: repo.name.clone(),
+            kind: CheckErrorKind::Protocol,
+            message: format!("repository {}: {} listing of {}: {msg}", repo.name, api.forge, api.project),
+        };
+        let mut pager = Pager::new(&api.first_url, MAX_PAGES).map_err(&protocol)?;
+        let mut url = api.first_url.clone();
+        let mut items = Vec::new();
+        let mut seen_etags: Vec<String> = Vec::new();
+        let mut all_etags = true;
+        let (mut not_modified, mut changed) = (0usize, false);
+        let mut requests = 0;
+        loop {
+            let page = seen_etags.len();
+            let mut req = api.request(&url, deadline);
+            let conditional = match etags.and_then(|t| t.get(page)) {
+                Some(tag) if !changed => {
+                    req = req.if_none_match(tag);
+                    true
+                }
+                _ => false,
+            };
+            let resp = self.http.send(&req).map_err(|e| http_error(repo, api, e))?;
+            requests += resp.requests;
+            if resp.not_modified() {
+                if !conditional {
+                    return Err(protocol(format!("{} answered 304 without If-None-Match", resp.url)));
+                }
+                not_modified += 1;
+            } else {
+                if not_modified > 0 {
+                    return Ok(Walk::Mixed { requests });
+                }
+                changed = true;
+                items.extend(
+                    parse_branches(&resp.body, api.sha_field).map_err(|m| protocol(format!("{}: {m}", resp.url)))?,
+                );
+            }
+            match resp.header("etag") {
+                Some(tag) if !tag.trim().is_empty() => seen_etags.push(tag.trim().to_string()),
+                _ => {
+                    all_etags = false;
+                    seen_etags.push(String::new());
+                }
+            }
+            let next = match pager.next(&url, &resp.headers).map_err(&protocol)? {
+                Some(next) => Some(next),
+                // A 304 need not repeat the pagination headers: the cached page count says.
+                None if resp.not_modified() && !has_pagination(&resp) => {
+                    let cached = etags.map_or(0, <[String]>::len);
+                    (page + 1 < cached).then(|| crate::http::set_query(&api.first_url, "page", &(page + 2).to_string()))
+                }
+                None => None,
+            };
+            match next {
+                Some(n) => url = n,
+                None => break,
+            }
+        }
+        if not_modified > 0 {
+            let cached = etags.map_or(0, <[String]>::len);
+            return Ok(if not_modified == cached { Walk::Unchanged { requests } } else { Walk::Mixed { requests } });
+        }
+        Ok(Walk::Listed { items, etags: all_etags.then_some(seen_etags), requests })
+    }
+}
+
+fn has_pagination(resp: &Response) -> bool {
+    ["link", "x-next-page", "x-total-count"].iter().any(|h| resp.header(h).is_some())
+}
+
+/// Builds the listing: matching heads only, and validators when every page had an ETag.
+fn listing(
+    m: &crate::config::Monitor,
+    fingerprint: String,
+    items: Vec<(String, Sha)>,
+    etags: Option<Vec<String>>,
+    requests: u32,
+) -> Listing {
+    let heads: Heads = items.into_iter().filter(|(b, _)| m.matches(b)).collect();
+    let validators = etags.map(|etags| Validators { fingerprint, etags, heads: heads.clone() });
+    Listing { heads, validators, cache_hit: false, requests }
+}
+
+/// Identifies the request shape (forge, first page URL, patterns): a change invalidates the cache.
+pub fn fingerprint(kind: ForgeKind, first_url: &str, patterns: &[String]) -> String {
+    // FNV-1a: stable across Rust versions, unlike DefaultHasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes.iter().chain([0u8].iter()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(b"v1");
+    feed(kind.as_str().as_bytes());
+    feed(first_url.as_bytes());
+    for p in patterns {
+        feed(p.as_bytes());
+    }
+    format!("v1-{h:016x}")
+}
+
+/// Reads one page of branches: a JSON array of `{"name": ..., "commit": {"sha"|"id": ...}}`.
+fn parse_branches(body: &[u8], sha_field: &str) -> Result<Vec<(String, Sha)>, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
+    let arr = v.as_array().ok_or("expected a JSON array of branches")?;
+    let mut out = Vec::with_capacity(arr.len());
+    for item in arr {
+        let name = item.get("name").and_then(|n| n.as_str()).ok_or("a branch without a name")?;
+        let commit = item.get("commit");
+        let sha = commit
+            .and_then(|c| c.get(sha_field).or_else(|| c.get("sha")).or_else(|| c.get("id")))
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| format!("branch {name:?} has no commit id"))?;
+        let sha = Sha::parse(sha).ok_or_else(|| format!("branch {name:?}: {sha:?} is not a commit id"))?;
+        out.push((name.to_string(), sha));
+    }
+    Ok(out)
+}
+
+/// Turns an HTTP failure into a check error that says what to check.
+fn http_error(repo: &Repository, api: &Api, e: HttpError) -> CheckError {
+    let name = &repo.name;
+    let project = &api.project;
+    let forge = api.forge;
+    let has_token = api.secret.is_some();
+    let (kind, what) = match (&e.kind, e.status) {
+        (HttpErrorKind::Status, Some(401)) => (
+            CheckErrorKind::Unauthorized,
+            if has_token {
+                format!("{forge} rejected the token (401): check monitor.auth.token is valid and not expired")
+            } else {
+                format!("{forge} requires authentication (401): set monitor.auth.token")
+            },
+        ),
+        (HttpErrorKind::Status, Some(403)) => (
+            CheckErrorKind::Unauthorized,
+            format!("token lacks access to {project} (403): check the token's scopes and the repository's permissions"),
+        ),
+        (HttpErrorKind::Status, Some(404)) => (
+            CheckErrorKind::NotFound,
+            if has_token {
+                format!("repository {project} not found at {} or the token lacks access to it (404)", api.api_base)
+            } else {
+                format!(
+                    "repository {project} not found at {} (404): check monitor.repo_url, or set a token if it is private",
+                    api.api_base
+                )
+            },
+        ),
+        (HttpErrorKind::Status, Some(s)) if s >= 500 => (CheckErrorKind::Server, format!("{forge} server error")),
+        (HttpErrorKind::Status, _) => (CheckErrorKind::Protocol, format!("unexpected answer from {forge}")),
+        (HttpErrorKind::RateLimited { until }, _) => (
+            CheckErrorKind::RateLimited,
+            match until {
+                Some(t) => format!("rate limited by {forge} until {}", crate::time::rfc3339(*t)),
+                None => format!("rate limited by {forge}"),
+            },
+        ),
+        (HttpErrorKind::Network | HttpErrorKind::Timeout, _) => {
+            (CheckErrorKind::Network, format!("cannot reach {forge} at {}", api.api_base))
+        }
+        (HttpErrorKind::Protocol, _) => (CheckErrorKind::Protocol, format!("unusable answer from {forge}")),
+    };
+    CheckError { repo: name.clone(), kind, message: format!("repository {name}: {what}: {e}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branches_parse_on_every_forge_shape() {
+        let sha = "c".repeat(40);
+        let gh = format!(r#"[{{"name":"main","commit":{{"sha":"{sha}","url":"x"}},"protected":false}}]"#);
+        assert_eq!(parse_branches(gh.as_bytes(), "sha").unwrap()[0].0, "main");
+        let gl = format!(r#"[{{"name":"dev","commit":{{"id":"{sha}","short_id":"ccc"}}}}]"#);
+        assert_eq!(parse_branches(gl.as_bytes(), "id").unwrap()[0].1.as_str(), sha);
+        assert!(parse_branches(b"{}", "id").is_err());
+        assert!(parse_branches(br#"[{"name":"x","commit":{"id":"nope"}}]"#, "id").is_err());
+        assert!(parse_branches(b"not json", "id").is_err());
+    }
+
+    #[test]
+    fn fingerprint_follows_url_and_patterns() {
+        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let a = fingerprint(ForgeKind::Github, "https://api/x", &p(&["main"]));
+        assert_eq!(a, fingerprint(ForgeKind::Github, "https://api/x", &p(&["main"])));
+        assert_ne!(a, fingerprint(ForgeKind::Github, "https://api/y", &p(&["main"])));
+        assert_ne!(a, fingerprint(ForgeKind::Github, "https://api/x", &p(&["main", "dev"])));
+        assert_ne!(a, fingerprint(ForgeKind::Gitea, "https://api/x", &p(&["main"])));
+        // Separators matter: ["ab"] is not ["a", "b"].
+        assert_ne!(fingerprint(ForgeKind::Git, "u", &p(&["ab"])), fingerprint(ForgeKind::Git, "u", &p(&["a", "b"])));
+    }
+}

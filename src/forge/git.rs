@@ -1,0 +1,189 @@
+//! Any Git host: `git ls-remote --heads` through the hardened [`crate::git::command`]
+//! (credentials in the environment only, no prompts), bounded in time and output.
+
+use super::CheckErrorKind;
+use crate::config::{Auth, ForgeKind};
+use crate::model::Sha;
+use crate::secret::Redactor;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Largest `ls-remote` output read (a repository with ~300k branches).
+const MAX_STDOUT: u64 = 32 * 1024 * 1024;
+
+/// Most of git's stderr kept for the error message.
+const MAX_STDERR: u64 = 64 * 1024;
+
+/// Why `ls-remote` failed, already redacted.
+#[derive(Debug)]
+pub(super) struct GitFailure {
+    pub kind: CheckErrorKind,
+    pub message: String,
+}
+
+/// Lists `refs/heads/*` of `url` (only `patterns` when given, e.g. `refs/heads/main`) within `timeout`.
+pub(super) fn ls_remote(
+    url: &str,
+    auth: &Auth,
+    kind: ForgeKind,
+    patterns: &[String],
+    timeout: Duration,
+) -> Result<Vec<(String, Sha)>, GitFailure> {
+    let mut cmd = crate::git::command(auth, kind);
+    cmd.args(["ls-remote", "--heads", "--", url]).args(patterns);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Its own process group, so a timeout also ends git-remote-https and ssh.
+    cmd.process_group(0);
+    let redactor = Redactor::new(auth.token.as_ref().map(|t| (auth.username.as_deref(), t)));
+    let fail = |kind, message: String| GitFailure { kind, message: crate::logging::redact(&redactor.redact(&message)) };
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| fail(CheckErrorKind::Protocol, format!("cannot run git: {e}")))?;
+    let stdout = child.stdout.take().map(|s| std::thread::spawn(move || read_capped(s, MAX_STDOUT)));
+    let stderr = child.stderr.take().map(|s| std::thread::spawn(move || read_capped(s, MAX_STDERR)));
+    let deadline = started + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => {
+                // SAFETY: kill(2) on the process group we created; no memory is involved.
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(fail(CheckErrorKind::Protocol, format!("cannot wait for git: {e}"))),
+        }
+    };
+    let out = stdout.and_then(|t| t.join().ok()).unwrap_or_default();
+    let err = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    let ms = started.elapsed().as_millis() as u64;
+    let Some(status) = status else {
+        log::debug!(url = url, duration_ms = ms; "git ls-remote timed out");
+        return Err(fail(
+            CheckErrorKind::Network,
+            format!("git ls-remote {url} timed out after {}s", timeout.as_secs()),
+        ));
+    };
+    log::debug!(url = url, duration_ms = ms, exit = status.code().unwrap_or(-1); "git ls-remote");
+    if !status.success() {
+        let text = String::from_utf8_lossy(&err);
+        let (kind, hint) = classify(&text);
+        return Err(fail(kind, format!("git ls-remote {url} failed: {}{hint}", stderr_summary(&text))));
+    }
+    if out.len() as u64 >= MAX_STDOUT {
+        return Err(fail(
+            CheckErrorKind::Protocol,
+            format!("git ls-remote {url}: more than {MAX_STDOUT} bytes of refs"),
+        ));
+    }
+    parse(&String::from_utf8_lossy(&out))
+        .map_err(|m| fail(CheckErrorKind::Protocol, format!("git ls-remote {url}: {m}")))
+}
+
+fn read_capped(r: impl Read, cap: u64) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut r = r.take(cap);
+    let _ = r.read_to_end(&mut buf);
+    // Drain the rest so git never blocks on a full pipe; it is discarded.
+    let _ = std::io::copy(&mut r.into_inner(), &mut std::io::sink());
+    buf
+}
+
+/// Parses `SHA<TAB>refs/heads/NAME` lines into (branch, head).
+pub(super) fn parse(out: &str) -> Result<Vec<(String, Sha)>, String> {
+    let mut heads = Vec::new();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let (sha, name) = line.split_once('\t').ok_or_else(|| format!("unexpected output line {line:?}"))?;
+        let Some(branch) = name.strip_prefix("refs/heads/") else { continue };
+        let sha = Sha::parse(sha).ok_or_else(|| format!("not a commit id: {sha:?}"))?;
+        heads.push((branch.to_string(), sha));
+    }
+    Ok(heads)
+}
+
+/// The last meaningful lines of git's stderr, on one line.
+fn stderr_summary(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+    let tail = if tail.is_empty() { "no error output".to_string() } else { tail };
+    match tail.char_indices().nth(400) {
+        Some((i, _)) => format!("{}…", &tail[..i]),
+        None => tail,
+    }
+}
+
+/// What git's (LC_ALL=C) stderr means, and what to check.
+fn classify(stderr: &str) -> (CheckErrorKind, &'static str) {
+    let s = stderr.to_ascii_lowercase();
+    let any = |needles: &[&str]| needles.iter().any(|n| s.contains(n));
+    if any(&[
+        "returned error: 401",
+        "returned error: 403",
+        "authentication failed",
+        "could not read username",
+        "could not read password",
+        "terminal prompts disabled",
+        "permission denied",
+        "access denied",
+    ]) {
+        (CheckErrorKind::Unauthorized, " (check the auth username and token, and that they may read this repository)")
+    } else if any(&[
+        "returned error: 404",
+        "not found",
+        "does not appear to be a git repository",
+        "does not exist",
+        "no such file or directory",
+    ]) {
+        (CheckErrorKind::NotFound, " (repository not found, or the credentials lack access to it)")
+    } else if any(&["returned error: 5"]) {
+        (CheckErrorKind::Server, "")
+    } else {
+        (CheckErrorKind::Network, "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_heads_and_skips_other_refs() {
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        let out = format!("{a}\trefs/heads/main\n{b}\trefs/heads/release/1.0\n{a}\trefs/tags/v1\n\n");
+        let heads = parse(&out).unwrap();
+        assert_eq!(heads.len(), 2);
+        assert_eq!(heads[1].0, "release/1.0");
+        assert!(parse("zzz\trefs/heads/x").is_err());
+        assert!(parse("no tab here").is_err());
+    }
+
+    #[test]
+    fn classifies_git_errors() {
+        let c = |s| classify(s).0;
+        assert_eq!(
+            c("fatal: unable to access 'http://h/r/': The requested URL returned error: 401"),
+            CheckErrorKind::Unauthorized
+        );
+        assert_eq!(
+            c("fatal: could not read Username for 'https://h': terminal prompts disabled"),
+            CheckErrorKind::Unauthorized
+        );
+        assert_eq!(
+            c("remote: Repository not found.\nfatal: repository 'https://h/x/' not found"),
+            CheckErrorKind::NotFound
+        );
+        assert_eq!(c("fatal: '/nope' does not appear to be a git repository"), CheckErrorKind::NotFound);
+        assert_eq!(c("fatal: unable to access 'x': The requested URL returned error: 503"), CheckErrorKind::Server);
+        assert_eq!(c("fatal: unable to access 'x': Could not resolve host: nowhere"), CheckErrorKind::Network);
+    }
+
+    #[test]
+    fn summary_keeps_the_last_lines() {
+        assert_eq!(stderr_summary("a\n\nb\nc\nd\n"), "b | c | d");
+        assert_eq!(stderr_summary(""), "no error output");
+    }
+}

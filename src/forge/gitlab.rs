@@ -1,0 +1,30 @@
+//! GitLab: `GET {api}/projects/{url-encoded path}/repository/branches`, `X-Next-Page` / `Link`
+//! pagination, `PRIVATE-TOKEN` authentication.
+
+use super::Api;
+use super::url::{RepoUrl, api_base, encode, project_path};
+use crate::config::{ForgeKind, Monitor};
+
+/// Page size: GitLab's maximum.
+const PER_PAGE: u32 = 100;
+
+/// The listing request of `m`'s project (any depth of subgroups).
+pub(super) fn api(m: &Monitor) -> Result<Api, String> {
+    let url = RepoUrl::parse(&m.repo_url)?;
+    let base = api_base(ForgeKind::Gitlab, &url, m.api_url.as_deref());
+    let path = project_path(ForgeKind::Gitlab, &url, m.api_url.as_deref());
+    if !path.contains('/') {
+        return Err(format!("expected the repository URL to end in /GROUP[/SUBGROUP...]/PROJECT, found path {path:?}"));
+    }
+    // The project id is the full path with every '/' encoded: group%2Fsub%2Fproject.
+    let first_url = format!("{base}/projects/{}/repository/branches?per_page={PER_PAGE}", encode(&path));
+    Ok(Api {
+        forge: "GitLab",
+        project: path,
+        api_base: base,
+        first_url,
+        headers: vec![("Accept", "application/json")],
+        secret: m.auth.token.clone().map(|t| ("PRIVATE-TOKEN", t)),
+        sha_field: "id",
+    })
+}
