@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod config;
 mod deploy;
+mod forge;
 mod hostile;
 mod state;
 mod support_selftest;

@@ -1,0 +1,551 @@
+//! A fake GitHub / GitLab / Gitea REST API on 127.0.0.1, serving branch lists of REAL bare
+//! repositories (refs read with `git for-each-ref` on every request, so a test that moves a
+//! branch sees the change at once).
+//!
+//! One server answers all three APIs, told apart by path, exactly where sentry derives them
+//! from a repository URL `http://127.0.0.1:PORT/<path>`:
+//!
+//! | forge  | endpoint                                               | auth header accepted                    | pages                                  |
+//! |--------|--------------------------------------------------------|-----------------------------------------|----------------------------------------|
+//! | GitHub | `/api/v3/repos/{owner}/{repo}/branches` (or `/repos/…`) | `Authorization: Bearer T` / `token T`   | `per_page` (30, max 100), `page`; `Link` |
+//! | GitLab | `/api/v4/projects/{url-encoded path}/repository/branches` | `PRIVATE-TOKEN: T` / `Authorization: Bearer T` | `per_page` (20, max 100), `page`; `X-Next-Page`, `X-Total(-Pages)`, `Link` |
+//! | Gitea  | `/api/v1/repos/{owner}/{repo}/branches`                | `Authorization: token T` / `Bearer T`   | `limit` (30, max 50), `page`; `Link`, `X-Total-Count` |
+//!
+//! `<path>` maps to `root/<path>.git` or else `root/<path>`. Behaviour, as documented by each API:
+//! - without [`FakeForge::require_token`] everything is public; a token that is sent but not
+//!   accepted is still a 401 (GitHub does this). A missing or wrong token on a protected
+//!   server is a 401 with that forge's JSON error body; an unknown repository a 404 likewise.
+//! - every 200 carries a weak `ETag`; `If-None-Match` with it gets a 304 (with the same
+//!   pagination headers unless [`FakeForge::pagination_on_304`] is turned off). On GitHub a 304
+//!   does not use up the rate limit.
+//! - rate-limit headers: GitHub `x-ratelimit-*`, GitLab `RateLimit-*`.
+//! - injected faults, consumed one per request in order, before anything else:
+//!   [`FakeForge::fail_next`] (a status, e.g. 502), [`FakeForge::rate_limit_next`] (GitHub:
+//!   403 + `x-ratelimit-remaining: 0` + reset; GitLab/Gitea: 429 + `Retry-After`),
+//!   [`FakeForge::throttle_next`] (429 + `Retry-After` on every forge).
+//! - [`FakeForge::set_latency`] delays every answer; [`FakeForge::pagination_loop`] makes every
+//!   `next` link point at the page itself.
+//! - [`FakeForge::requests`] is the log: method, path+query, headers (lowercase), status;
+//!   [`FakeForge::max_in_flight`] the most requests answered at once.
+//!
+//! A thread per request (tiny_http keeps connections alive), so concurrent clients never queue.
+
+use super::git_server::LoggedRequest;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Which API a request spoke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Github,
+    Gitlab,
+    Gitea,
+}
+
+impl Flavor {
+    /// The API path prefix sentry derives for a non-github.com host.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Flavor::Github => "/api/v3",
+            Flavor::Gitlab => "/api/v4",
+            Flavor::Gitea => "/api/v1",
+        }
+    }
+
+    /// The `repo_type` spelling.
+    pub fn repo_type(self) -> &'static str {
+        match self {
+            Flavor::Github => "github",
+            Flavor::Gitlab => "gitlab",
+            Flavor::Gitea => "gitea",
+        }
+    }
+}
+
+/// An injected answer for the next request.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Status(u16),
+    RateLimit(u64),
+    Throttle(u64),
+}
+
+struct Shared {
+    root: PathBuf,
+    base: String,
+    tokens: Mutex<Vec<String>>,
+    log: Mutex<Vec<LoggedRequest>>,
+    faults: Mutex<VecDeque<Fault>>,
+    latency_ms: AtomicU64,
+    github_remaining: AtomicU64,
+    pagination_on_304: AtomicBool,
+    pagination_loop: AtomicBool,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    stop: AtomicBool,
+}
+
+/// A running fake forge; stops when dropped.
+pub struct FakeForge {
+    shared: Arc<Shared>,
+    server: Arc<tiny_http::Server>,
+    port: u16,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeForge {
+    /// Serves the repositories under `root`.
+    pub fn start(root: &Path) -> FakeForge {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
+        let port = server.server_addr().to_ip().expect("ip addr").port();
+        let shared = Arc::new(Shared {
+            root: root.to_path_buf(),
+            base: format!("http://127.0.0.1:{port}"),
+            tokens: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+            faults: Mutex::new(VecDeque::new()),
+            latency_ms: AtomicU64::new(0),
+            github_remaining: AtomicU64::new(5000),
+            pagination_on_304: AtomicBool::new(true),
+            pagination_loop: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let (s, sh) = (server.clone(), shared.clone());
+        let thread = std::thread::spawn(move || {
+            for request in s.incoming_requests() {
+                if sh.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let sh = sh.clone();
+                std::thread::spawn(move || handle(&sh, request));
+            }
+        });
+        FakeForge { shared, server, port, thread: Some(thread) }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        self.shared.base.clone()
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The web URL of `rel` (e.g. `acme/app`, `group/sub/deep/app`): what goes in `repo_url`.
+    pub fn repo_url(&self, rel: &str) -> String {
+        format!("{}/{}", self.shared.base, rel.trim_matches('/'))
+    }
+
+    /// The API base sentry derives for `flavor` on this host.
+    pub fn api_url(&self, flavor: Flavor) -> String {
+        format!("{}{}", self.shared.base, flavor.prefix())
+    }
+
+    /// From now on a valid token is needed, and `token` is one (call again to accept several).
+    pub fn require_token(&self, token: &str) {
+        self.shared.tokens.lock().expect("lock").push(token.to_string());
+    }
+
+    /// The next `n` requests are answered `status` (e.g. 502) with a plain body.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        self.push(n, Fault::Status(status));
+    }
+
+    /// The next `n` requests hit the rate limit, lifting in `secs` seconds: GitHub answers 403
+    /// with `x-ratelimit-remaining: 0` and `x-ratelimit-reset`; GitLab and Gitea answer 429 with
+    /// `Retry-After` (GitLab also `RateLimit-*`).
+    pub fn rate_limit_next(&self, n: usize, secs: u64) {
+        self.push(n, Fault::RateLimit(secs));
+    }
+
+    /// The next `n` requests are answered 429 with `Retry-After: secs`, whatever the forge.
+    pub fn throttle_next(&self, n: usize, secs: u64) {
+        self.push(n, Fault::Throttle(secs));
+    }
+
+    fn push(&self, n: usize, f: Fault) {
+        let mut q = self.shared.faults.lock().expect("lock");
+        q.extend(std::iter::repeat_n(f, n));
+    }
+
+    /// Every answer is delayed by `d`.
+    pub fn set_latency(&self, d: Duration) {
+        self.shared.latency_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Whether 304 answers repeat the pagination headers (default: yes).
+    pub fn pagination_on_304(&self, on: bool) {
+        self.shared.pagination_on_304.store(on, Ordering::SeqCst);
+    }
+
+    /// When on, every `next` link points at the page that carries it (a broken server).
+    pub fn pagination_loop(&self, on: bool) {
+        self.shared.pagination_loop.store(on, Ordering::SeqCst);
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.shared.log.lock().expect("log lock").clone()
+    }
+
+    /// The most requests this server was answering at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Forgets the requests logged so far.
+    pub fn clear_log(&self) {
+        self.shared.log.lock().expect("log lock").clear();
+    }
+}
+
+impl Drop for FakeForge {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An answer before it is sent.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(status: u16, body: serde_json::Value) -> Answer {
+        Answer {
+            status,
+            headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
+            body: body.to_string(),
+        }
+    }
+
+    fn header(mut self, k: &str, v: impl Into<String>) -> Answer {
+        self.headers.push((k.to_string(), v.into()));
+        self
+    }
+}
+
+fn handle(sh: &Shared, request: tiny_http::Request) {
+    let now = sh.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    sh.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    respond(sh, request);
+    sh.in_flight.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn respond(sh: &Shared, request: tiny_http::Request) {
+    let headers: BTreeMap<String, String> = request
+        .headers()
+        .iter()
+        .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+        .collect();
+    let method = request.method().as_str().to_string();
+    let url = request.url().to_string();
+    let answer = answer(sh, &method, &url, &headers);
+    let latency = sh.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 {
+        std::thread::sleep(Duration::from_millis(latency));
+    }
+    sh.log.lock().expect("log lock").push(LoggedRequest { method, url, headers, status: answer.status });
+    let mut response = tiny_http::Response::from_string(answer.body).with_status_code(answer.status);
+    for (k, v) in answer.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            response = response.with_header(h);
+        }
+    }
+    let _ = request.respond(response);
+}
+
+/// Where a request goes: the API and the repository path it names.
+fn route(path: &str) -> Option<(Flavor, String)> {
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match seg.as_slice() {
+        ["api", "v3", "repos", o, r, "branches"] | ["repos", o, r, "branches"] => {
+            Some((Flavor::Github, format!("{o}/{r}")))
+        }
+        ["api", "v4", "projects", id, "repository", "branches"] => Some((Flavor::Gitlab, percent_decode(id)?)),
+        ["api", "v1", "repos", o, r, "branches"] => Some((Flavor::Gitea, format!("{o}/{r}"))),
+        _ => None,
+    }
+}
+
+fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, String>) -> Answer {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let Some((flavor, rel)) = route(path) else {
+        return Answer::json(404, serde_json::json!({"message": "Not Found"}));
+    };
+    let fault = sh.faults.lock().expect("lock").pop_front();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    match fault {
+        Some(Fault::Status(s)) => {
+            return Answer {
+                status: s,
+                headers: vec![("Content-Type".into(), "text/html".into())],
+                body: format!("<html><body><h1>{s} injected</h1></body></html>"),
+            };
+        }
+        Some(Fault::Throttle(secs)) => {
+            return Answer::json(429, serde_json::json!({"message": "Too Many Requests"}))
+                .header("Retry-After", secs.to_string());
+        }
+        Some(Fault::RateLimit(secs)) => {
+            return match flavor {
+                Flavor::Github => Answer::json(
+                    403,
+                    serde_json::json!({"message": "API rate limit exceeded for user ID 1.", "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api", "status": "403"}),
+                )
+                .header("x-ratelimit-limit", "5000")
+                .header("x-ratelimit-remaining", "0")
+                .header("x-ratelimit-used", "5000")
+                .header("x-ratelimit-reset", (now + secs).to_string())
+                .header("x-ratelimit-resource", "core"),
+                Flavor::Gitlab => Answer { status: 429, headers: vec![("Content-Type".into(), "text/plain".into())], body: "Retry later\n".into() }
+                    .header("Retry-After", secs.to_string())
+                    .header("RateLimit-Limit", "2000")
+                    .header("RateLimit-Observed", "2001")
+                    .header("RateLimit-Remaining", "0")
+                    .header("RateLimit-Reset", (now + secs).to_string()),
+                Flavor::Gitea => Answer::json(429, serde_json::json!({"message": "rate limit exceeded"})).header("Retry-After", secs.to_string()),
+            };
+        }
+        None => {}
+    }
+    if method != "GET" {
+        return Answer::json(405, serde_json::json!({"message": "Method Not Allowed"}));
+    }
+    if let Some(a) = check_auth(sh, flavor, headers) {
+        return a;
+    }
+    let Some(repo) = find_repo(&sh.root, &rel) else {
+        return not_found(flavor, &sh.base);
+    };
+    let Some(branches) = read_heads(&repo) else {
+        return Answer::json(500, serde_json::json!({"message": "cannot read repository"}));
+    };
+    let params: BTreeMap<&str, &str> = query.split('&').filter_map(|p| p.split_once('=')).collect();
+    let (size_key, default_size, max_size) = match flavor {
+        Flavor::Github => ("per_page", 30, 100),
+        Flavor::Gitlab => ("per_page", 20, 100),
+        Flavor::Gitea => ("limit", 30, 50),
+    };
+    let size: usize = params.get(size_key).and_then(|v| v.parse().ok()).unwrap_or(default_size).clamp(1, max_size);
+    let page: usize = params.get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let total = branches.len();
+    let pages = total.div_ceil(size).max(1);
+    let items: Vec<serde_json::Value> = branches
+        .iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .map(|(name, sha)| branch_json(flavor, &sh.base, &rel, name, sha))
+        .collect();
+    let body = serde_json::Value::Array(items).to_string();
+    let etag = format!("W/\"{:016x}\"", fnv(body.as_bytes()));
+    let page_url = |p: usize| {
+        let mut q: Vec<String> =
+            query.split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("page=")).map(String::from).collect();
+        q.push(format!("page={p}"));
+        format!("{}{path}?{}", sh.base, q.join("&"))
+    };
+    let looping = sh.pagination_loop.load(Ordering::SeqCst);
+    let next = if looping { Some(page) } else { (page < pages).then_some(page + 1) };
+    let mut links = Vec::new();
+    if let Some(n) = next {
+        links.push(format!("<{}>; rel=\"next\"", page_url(n)));
+    }
+    if page < pages {
+        links.push(format!("<{}>; rel=\"last\"", page_url(pages)));
+    }
+    if page > 1 {
+        links.push(format!("<{}>; rel=\"first\"", page_url(1)));
+        links.push(format!("<{}>; rel=\"prev\"", page_url(page - 1)));
+    }
+    let mut pagination: Vec<(String, String)> = Vec::new();
+    if !links.is_empty() {
+        pagination.push(("Link".into(), links.join(", ")));
+    }
+    match flavor {
+        Flavor::Github => {}
+        Flavor::Gitlab => {
+            pagination.push(("X-Page".into(), page.to_string()));
+            pagination.push(("X-Per-Page".into(), size.to_string()));
+            pagination.push(("X-Next-Page".into(), next.map(|n| n.to_string()).unwrap_or_default()));
+            pagination.push(("X-Prev-Page".into(), if page > 1 { (page - 1).to_string() } else { String::new() }));
+            pagination.push(("X-Total".into(), total.to_string()));
+            pagination.push(("X-Total-Pages".into(), pages.to_string()));
+        }
+        Flavor::Gitea => pagination.push(("X-Total-Count".into(), total.to_string())),
+    }
+    let not_modified =
+        headers.get("if-none-match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut rate = Vec::new();
+    match flavor {
+        Flavor::Github => {
+            // A 304 does not count against GitHub's rate limit.
+            let remaining = if not_modified {
+                sh.github_remaining.load(Ordering::SeqCst)
+            } else {
+                sh.github_remaining.fetch_sub(1, Ordering::SeqCst).saturating_sub(1)
+            };
+            rate.push(("x-ratelimit-limit".to_string(), "5000".to_string()));
+            rate.push(("x-ratelimit-remaining".to_string(), remaining.to_string()));
+            rate.push(("x-ratelimit-used".to_string(), (5000 - remaining.min(5000)).to_string()));
+            rate.push(("x-ratelimit-reset".to_string(), (now + 3600).to_string()));
+            rate.push(("x-ratelimit-resource".to_string(), "core".to_string()));
+        }
+        Flavor::Gitlab => {
+            rate.push(("RateLimit-Limit".to_string(), "2000".to_string()));
+            rate.push(("RateLimit-Remaining".to_string(), "1999".to_string()));
+            rate.push(("RateLimit-Reset".to_string(), (now + 60).to_string()));
+        }
+        Flavor::Gitea => {}
+    }
+    if not_modified {
+        let mut headers = vec![("ETag".to_string(), etag)];
+        if sh.pagination_on_304.load(Ordering::SeqCst) {
+            headers.extend(pagination);
+        }
+        headers.extend(rate);
+        return Answer { status: 304, headers, body: String::new() };
+    }
+    let mut a =
+        Answer { status: 200, headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())], body };
+    a.headers.push(("ETag".into(), etag));
+    a.headers.extend(pagination);
+    a.headers.extend(rate);
+    a
+}
+
+/// `None` when the request may go on; else the forge's 401.
+fn check_auth(sh: &Shared, flavor: Flavor, headers: &BTreeMap<String, String>) -> Option<Answer> {
+    let tokens = sh.tokens.lock().expect("lock").clone();
+    let auth = headers.get("authorization").map(String::as_str);
+    let presented: Option<&str> = match flavor {
+        Flavor::Github => auth.and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("token "))),
+        Flavor::Gitlab => {
+            headers.get("private-token").map(String::as_str).or_else(|| auth.and_then(|a| a.strip_prefix("Bearer ")))
+        }
+        Flavor::Gitea => auth.and_then(|a| a.strip_prefix("token ").or_else(|| a.strip_prefix("Bearer "))),
+    };
+    let ok = match presented {
+        Some(t) => tokens.iter().any(|x| x == t),
+        None => tokens.is_empty(),
+    };
+    if ok {
+        return None;
+    }
+    let missing = presented.is_none();
+    Some(match flavor {
+        Flavor::Github => Answer::json(
+            401,
+            serde_json::json!({
+                "message": if missing { "Requires authentication" } else { "Bad credentials" },
+                "documentation_url": "https://docs.github.com/rest",
+                "status": "401"
+            }),
+        ),
+        Flavor::Gitlab => Answer::json(401, serde_json::json!({"message": "401 Unauthorized"})),
+        Flavor::Gitea => Answer::json(
+            401,
+            serde_json::json!({
+                "message": if missing { "token is required" } else { "user does not exist [uid: 0, name: ]" },
+                "url": format!("{}/api/swagger", sh.base)
+            }),
+        ),
+    })
+}
+
+fn not_found(flavor: Flavor, base: &str) -> Answer {
+    match flavor {
+        Flavor::Github => Answer::json(
+            404,
+            serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest/branches/branches#list-branches", "status": "404"}),
+        ),
+        Flavor::Gitlab => Answer::json(404, serde_json::json!({"message": "404 Project Not Found"})),
+        Flavor::Gitea => Answer::json(
+            404,
+            serde_json::json!({"errors": null, "message": "The target couldn't be found.", "url": format!("{base}/api/swagger")}),
+        ),
+    }
+}
+
+fn branch_json(flavor: Flavor, base: &str, rel: &str, name: &str, sha: &str) -> serde_json::Value {
+    match flavor {
+        Flavor::Github => serde_json::json!({
+            "name": name,
+            "commit": {"sha": sha, "url": format!("{base}/api/v3/repos/{rel}/commits/{sha}")},
+            "protected": false
+        }),
+        Flavor::Gitlab => serde_json::json!({
+            "name": name, "merged": false, "protected": false, "default": name == "main",
+            "developers_can_push": false, "developers_can_merge": false, "can_push": true,
+            "web_url": format!("{base}/{rel}/-/tree/{name}"),
+            "commit": {"id": sha, "short_id": &sha[..8], "title": "commit", "message": "commit"}
+        }),
+        Flavor::Gitea => serde_json::json!({
+            "name": name,
+            "commit": {"id": sha, "message": "commit", "url": format!("{base}/{rel}/commit/{sha}")},
+            "protected": false, "user_can_push": true, "user_can_merge": true
+        }),
+    }
+}
+
+fn find_repo(root: &Path, rel: &str) -> Option<PathBuf> {
+    if rel.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return None;
+    }
+    [root.join(format!("{rel}.git")), root.join(rel)].into_iter().find(|p| p.join("HEAD").is_file())
+}
+
+/// (branch, sha) sorted by name, as `git for-each-ref refs/heads` lists them.
+fn read_heads(repo: &Path) -> Option<Vec<(String, String)>> {
+    let out = Command::new("git")
+        .current_dir(repo)
+        .args(["for-each-ref", "--format=%(refname:strip=2)%09%(objectname)", "refs/heads"])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t').map(|(n, s)| (n.to_string(), s.to_string())))
+            .collect(),
+    )
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
