@@ -348,6 +348,8 @@ impl Http {
 
     /// Sends `req`, following redirects and retrying what is worth retrying. `Ok` is a 2xx or
     /// a 304; any other final status is an [`HttpError`] of kind `Status` or `RateLimited`.
+    // An error is rare and ends a request: its size costs nothing worth a Box in every signature.
+    #[allow(clippy::result_large_err)]
     pub fn send(&self, req: &Request) -> Result<Response, HttpError> {
         let redactor = req.redactor();
         let mut requests = 0;
@@ -403,6 +405,7 @@ impl Http {
     }
 
     /// One attempt: the request and its redirects.
+    #[allow(clippy::result_large_err)]
     fn once(&self, req: &Request, redactor: &Redactor, requests: &mut u32) -> Result<Response, HttpError> {
         let first = Origin::parse(&req.url).map_err(|m| HttpError::new(HttpErrorKind::Protocol, req, m))?;
         let mut url = req.url.clone();
