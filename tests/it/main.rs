@@ -6,5 +6,6 @@ mod cli;
 mod config;
 mod deploy;
 mod hostile;
+mod run;
 mod state;
 mod support_selftest;

@@ -1,0 +1,539 @@
+//! End to end: the real binary polling real repositories served by `git http-backend` on loopback.
+
+use crate::support::git_server::GitServer;
+use crate::support::repos::BareRepo;
+use crate::support::{Run, Sandbox};
+use std::path::PathBuf;
+use std::process::Command;
+
+const USER: &str = "deployer";
+const TOKEN: &str = "e2e-token-QWERTY-987";
+
+/// A watched world: a git server, a deploy repository with a recording script, watched repos.
+struct World {
+    sb: Sandbox,
+    server: GitServer,
+    root: PathBuf,
+}
+
+/// The deployment script: records its SENTRY_* context, fails when a control file says so.
+const DEPLOY_SH: &str = r#"#!/bin/sh
+set -u
+line="$SENTRY_REPO $SENTRY_BRANCH $SENTRY_COMMIT ${SENTRY_PREVIOUS_COMMIT:-none} ${SENTRY_GROUP:-none}"
+if [ -e "$CTRL/fail-$SENTRY_REPO" ]; then echo "failing on purpose: $line"; exit 3; fi
+if [ -e "$CTRL/sleep" ]; then sleep "$(cat "$CTRL/sleep")"; fi
+env | grep '^SENTRY_\|^TMPDIR=' | sort > "$CTRL/env-$SENTRY_REPO-$(echo "$SENTRY_BRANCH" | tr / _)"
+echo "$line" >> "$CTRL/deployed.log"
+echo "deployed $line"
+"#;
+
+struct RepoSpec<'a> {
+    name: &'a str,
+    branches: &'a str,
+    group: Option<&'a str>,
+}
+
+fn repo<'a>(name: &'a str, branches: &'a str) -> RepoSpec<'a> {
+    RepoSpec { name, branches, group: None }
+}
+
+impl World {
+    fn new() -> World {
+        let sb = Sandbox::new();
+        let root = sb.path().join("srv");
+        BareRepo::create(&root, "qa/deploy.git").commit("main", &[("deploy.sh", DEPLOY_SH)], "deploy script");
+        let server = GitServer::start(&root, Some((USER, TOKEN)));
+        std::fs::create_dir_all(sb.path().join("ctrl")).expect("ctrl dir");
+        World { sb, server, root }
+    }
+
+    fn create(&self, name: &str) -> BareRepo {
+        BareRepo::create(&self.root, &format!("apps/{name}.git"))
+    }
+
+    fn ctrl(&self) -> PathBuf {
+        self.sb.path().join("ctrl")
+    }
+
+    /// Writes sentry.yaml for `repos` with extra `global` lines and a `groups` section.
+    fn config(&self, global: &str, groups: &str, repos: &[RepoSpec]) {
+        let mut y = format!(
+            "global:\n  tmp_dir: {}\n  timeout: 60\n  max_attempts: 2\n{global}\n",
+            self.sb.path().join("tmp").display()
+        );
+        if !groups.is_empty() {
+            y.push_str(&format!("groups:\n{groups}\n"));
+        }
+        y.push_str("repositories:\n");
+        for r in repos {
+            y.push_str(&format!(
+                "  - name: {name}
+{group}    monitor:
+      repo_url: {url}
+      branches: {branches}
+      repo_type: git
+      auth:
+        username: {USER}
+        token: ${{E2E_TOKEN}}
+    deploy:
+      qa_repo_url: {qa}
+      qa_repo_branch: main
+      project_name: {name}
+      commands:
+        - ./deploy.sh
+      env:
+        CTRL: {ctrl}
+      auth:
+        username: {USER}
+        token: ${{E2E_TOKEN}}
+",
+                name = r.name,
+                group = r.group.map(|g| format!("    group: {g}\n")).unwrap_or_default(),
+                url = self.server.url(&format!("apps/{}.git", r.name)),
+                branches = r.branches,
+                qa = self.server.url("qa/deploy.git"),
+                ctrl = self.ctrl().display(),
+            ));
+        }
+        self.sb.write("sentry.yaml", &y);
+    }
+
+    fn sentry(&self, args: &[&str]) -> Run {
+        Run::from(self.sb.sentry().args(args).env("E2E_TOKEN", TOKEN).output().expect("run sentry"))
+    }
+
+    fn poll(&self) -> Run {
+        self.sentry(&["poll", "--once"])
+    }
+
+    fn deployed(&self) -> Vec<String> {
+        std::fs::read_to_string(self.ctrl().join("deployed.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.sb.path().join("sentry-state.json")).expect("state file");
+        serde_json::from_str(&text).expect("state parses")
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let r = self.sentry(&["status", "--output", "json"]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        r.json()
+    }
+}
+
+fn line(repo: &str, branch: &str, commit: &str, prev: Option<&str>, group: Option<&str>) -> String {
+    format!("{repo} {branch} {commit} {} {}", prev.unwrap_or("none"), group.unwrap_or("none"))
+}
+
+#[test]
+fn baseline_then_push_deploys_exactly_that_then_nothing() {
+    let w = World::new();
+    let app = w.create("app");
+    let v1 = app.commit("main", &[("v", "1")], "v1");
+    w.config("", "", &[repo("app", "[main]")]);
+
+    let r = w.poll();
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(w.deployed().is_empty(), "first sight records a baseline only");
+    assert_eq!(w.state()["repos"]["app"]["branches"]["main"]["deployed"], v1.as_str());
+
+    let v2 = app.commit("main", &[("v", "2")], "v2");
+    let r = w.sentry(&["poll", "--once", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(w.deployed(), [line("app", "main", &v2, Some(&v1), None)]);
+    let doc = r.json();
+    assert_eq!(doc["deployments"][0]["status"], "succeeded");
+    assert_eq!(doc["deployments"][0]["commit"], v2.as_str());
+    assert_eq!(doc["deployments"][0]["previous_commit"], v1.as_str());
+    assert_eq!(doc["checked"][0]["branches"]["main"], v2.as_str());
+    assert!(r.stderr.contains("change detected"), "{}", r.stderr);
+
+    // The full SENTRY_* context of the job.
+    let env = std::fs::read_to_string(w.ctrl().join("env-app-main")).expect("env file");
+    for expected in [
+        "SENTRY_REPO=app".to_string(),
+        "SENTRY_BRANCH=main".into(),
+        format!("SENTRY_COMMIT={v2}"),
+        format!("SENTRY_PREVIOUS_COMMIT={v1}"),
+        "SENTRY_GROUP=".into(),
+        "SENTRY_PROJECT=app".into(),
+        format!("SENTRY_REPO_URL={}", w.server.url("apps/app.git")),
+    ] {
+        assert!(env.lines().any(|l| l == expected), "missing {expected} in\n{env}");
+    }
+    for var in ["SENTRY_QA_DIR=", "SENTRY_RUN_ID=", "TMPDIR="] {
+        assert!(env.lines().any(|l| l.starts_with(var) && l.len() > var.len()), "missing {var} in\n{env}");
+    }
+    assert!(!env.contains(TOKEN));
+
+    let r = w.poll();
+    assert_eq!(r.code, 0);
+    assert_eq!(w.deployed().len(), 1, "an unchanged repository deploys nothing");
+}
+
+#[test]
+fn branches_appear_change_vanish_and_force_push() {
+    let w = World::new();
+    let app = w.create("app");
+    let m1 = app.commit("main", &[("v", "1")], "m1");
+    let d1 = app.commit("dev", &[("d", "1")], "d1");
+    app.commit("old-release/1", &[("x", "1")], "x");
+    w.config("", "", &[repo("app", "[main, dev, \"release/.*\"]")]);
+    assert_eq!(w.poll().code, 0);
+
+    // Two branches changed in one run: two jobs.
+    let m2 = app.commit("main", &[("v", "2")], "m2");
+    let d2 = app.commit("dev", &[("d", "2")], "d2");
+    assert_eq!(w.poll().code, 0);
+    let mut got = w.deployed();
+    got.sort();
+    assert_eq!(got, [line("app", "dev", &d2, Some(&d1), None), line("app", "main", &m2, Some(&m1), None)]);
+
+    // A new release branch matches release/.*; old-release/1 never does.
+    let r2 = app.commit("release/2.0", &[("r", "2")], "r2");
+    assert_eq!(w.poll().code, 0);
+    assert_eq!(w.deployed().last(), Some(&line("app", "release/2.0", &r2, None, None)));
+    assert_eq!(w.deployed().len(), 3);
+
+    // A deleted branch disappears from the state and the run still succeeds.
+    app.delete_branch("dev");
+    let r = w.poll();
+    assert_eq!(r.code, 0, "{}", r.all());
+    let status = w.status_json();
+    assert!(status["repositories"]["app"]["branches"].get("dev").is_none(), "{status}");
+    assert!(status["repositories"]["app"]["branches"].get("main").is_some(), "{status}");
+
+    // A force-push back to an older commit is deployed like any change.
+    app.set_branch("main", &m1);
+    assert_eq!(w.poll().code, 0);
+    assert_eq!(w.deployed().last(), Some(&line("app", "main", &m1, Some(&m2), None)));
+}
+
+#[test]
+fn failures_are_retried_then_parked_and_cleared_by_hand() {
+    let w = World::new();
+    let app = w.create("app");
+    app.commit("main", &[("v", "1")], "v1");
+    w.config("", "", &[repo("app", "[main]")]);
+    assert_eq!(w.poll().code, 0);
+
+    std::fs::write(w.ctrl().join("fail-app"), "").expect("ctrl");
+    let v2 = app.commit("main", &[("v", "2")], "v2");
+    let r = w.sentry(&["poll", "--once", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let d = &r.json()["deployments"][0];
+    assert_eq!(d["status"], "failed");
+    assert_eq!(d["failed_command"]["index"], 0);
+    assert_eq!(d["failed_command"]["command"], "./deploy.sh");
+    assert_eq!(d["failed_command"]["exit_code"], 3);
+    assert!(d["output_tail"].as_str().is_some_and(|t| t.contains("failing on purpose")), "{d}");
+    let failure = &w.state()["repos"]["app"]["branches"]["main"]["failure"];
+    assert_eq!(failure["commit"], v2.as_str());
+    assert_eq!(failure["attempts"], 1);
+
+    // Retried on the next run (attempt 2 = max_attempts), then parked.
+    let r = w.sentry(&["poll", "--once", "--output", "json"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.json()["deployments"][0]["attempt"], 2);
+    let r = w.sentry(&["poll", "--once", "--output", "json"]);
+    assert_eq!(r.code, 0, "parked: nothing attempted, {}", r.all());
+    assert_eq!(r.json()["deployments"].as_array().map(Vec::len), Some(0));
+    assert!(r.stderr.contains("parked"), "{}", r.stderr);
+    let status = w.sentry(&["status"]);
+    assert!(status.stdout.to_lowercase().contains("parked"), "{}", status.stdout);
+
+    // `deploy --repo` by hand clears it once the cause is fixed.
+    std::fs::remove_file(w.ctrl().join("fail-app")).expect("ctrl");
+    let r = w.sentry(&["deploy", "--repo", "app"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let bs = &w.state()["repos"]["app"]["branches"]["main"];
+    assert_eq!(bs["deployed"], v2.as_str());
+    assert!(bs.get("failure").is_none_or(|f| f.is_null()), "{bs}");
+
+    // A new push deploys normally again.
+    let v3 = app.commit("main", &[("v", "3")], "v3");
+    assert_eq!(w.poll().code, 0);
+    assert_eq!(w.deployed().last(), Some(&line("app", "main", &v3, Some(&v2), None)));
+}
+
+#[test]
+fn new_push_after_parking_deploys_again() {
+    let w = World::new();
+    let app = w.create("app");
+    app.commit("main", &[("v", "1")], "v1");
+    w.config("", "", &[repo("app", "[main]")]);
+    assert_eq!(w.poll().code, 0);
+    std::fs::write(w.ctrl().join("fail-app"), "").expect("ctrl");
+    app.commit("main", &[("v", "2")], "v2");
+    assert_eq!(w.poll().code, 1);
+    assert_eq!(w.poll().code, 1);
+    assert_eq!(w.poll().code, 0, "parked");
+    std::fs::remove_file(w.ctrl().join("fail-app")).expect("ctrl");
+    let v3 = app.commit("main", &[("v", "3")], "v3");
+    assert_eq!(w.poll().code, 0);
+    assert_eq!(w.deployed().len(), 1);
+    assert!(w.deployed()[0].contains(&v3));
+}
+
+#[test]
+fn unreachable_repositories_exit_3_and_others_deploy() {
+    let w = World::new();
+    let good = w.create("good");
+    let bad_auth = w.create("locked");
+    let g1 = good.commit("main", &[("v", "1")], "v1");
+    bad_auth.commit("main", &[("v", "1")], "v1");
+    // "missing" is never created: the server answers 404.
+    w.config("", "", &[repo("good", "[main]"), repo("missing", "[main]"), repo("locked", "[main]")]);
+    // locked gets a wrong token.
+    let yaml = std::fs::read_to_string(w.sb.path().join("sentry.yaml")).expect("yaml");
+    let i = yaml.find("  - name: locked").expect("locked");
+    let (head, tail) = yaml.split_at(i);
+    let tail = tail.replacen("token: ${E2E_TOKEN}", "token: wrong-token-123", 1);
+    w.sb.write("sentry.yaml", &format!("{head}{tail}"));
+
+    let r = w.sentry(&["poll", "--once", "--output", "json"]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    let doc = r.json();
+    let errors: Vec<_> = doc["checked"]
+        .as_array()
+        .expect("checked")
+        .iter()
+        .filter(|c| !c["error"].is_null())
+        .map(|c| c["repo"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(errors, ["missing", "locked"]);
+    assert!(!r.all().contains("wrong-token-123"));
+
+    let v2 = good.commit("main", &[("v", "2")], "v2");
+    let r = w.poll();
+    assert_eq!(r.code, 3);
+    assert_eq!(w.deployed(), [line("good", "main", &v2, Some(&g1), None)]);
+}
+
+#[test]
+fn dry_run_writes_nothing_and_prints_the_plan() {
+    let w = World::new();
+    let app = w.create("app");
+    app.commit("main", &[("v", "1")], "v1");
+    w.config("", "", &[repo("app", "[main]")]);
+    assert_eq!(w.poll().code, 0);
+    let v2 = app.commit("main", &[("v", "2")], "v2");
+    let before = std::fs::read(w.sb.path().join("sentry-state.json")).expect("state");
+    let tmp_entries = || std::fs::read_dir(w.sb.path().join("tmp")).map(|d| d.count()).unwrap_or(0);
+    let tmp_before = tmp_entries();
+
+    let r = w.sentry(&["poll", "--once", "--dry-run", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let doc = r.json();
+    assert_eq!(doc["dry_run"], true);
+    assert_eq!(doc["deployments"][0]["commit"], v2.as_str());
+    assert_eq!(doc["deployments"][0]["reason"], "changed");
+    let r = w.sentry(&["poll", "--dry-run"]);
+    assert!(r.stdout.contains("planned"), "{}", r.stdout);
+    let r = w.sentry(&["deploy", "--repo", "app", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    assert_eq!(std::fs::read(w.sb.path().join("sentry-state.json")).expect("state"), before);
+    assert_eq!(tmp_entries(), tmp_before, "no job directory was created");
+    assert!(w.deployed().is_empty());
+}
+
+#[test]
+fn json_summary_matches_the_schema() {
+    let w = World::new();
+    let app = w.create("app");
+    app.commit("main", &[("v", "1")], "v1");
+    w.config("  on_first_seen: deploy", "", &[repo("app", "[main]")]);
+    let r = w.sentry(&["poll", "--once", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let doc = r.json();
+    assert!(doc["run_id"].is_string());
+    assert!(doc["started_at"].as_str().is_some_and(|s| s.ends_with('Z') && s.len() == 20));
+    assert!(doc["duration_ms"].is_u64());
+    assert_eq!(doc["dry_run"], false);
+    assert!(doc["errors"].as_array().is_some_and(Vec::is_empty));
+    let d = &doc["deployments"][0];
+    assert_eq!(d["repo"], "app");
+    assert!(d["group"].is_null());
+    assert_eq!(d["branch"], "main");
+    assert!(d["previous_commit"].is_null());
+    assert_eq!(d["status"], "succeeded");
+    assert_eq!(d["attempt"], 1);
+    assert_eq!(d["reason"], "first_seen");
+    assert!(d["duration_ms"].is_u64());
+    assert!(d["failed_command"].is_null());
+    assert!(d["output_tail"].as_str().is_some_and(|t| t.contains("deployed app main")));
+    // stdout holds only the JSON document; the logs went to stderr.
+    assert!(r.stdout.trim_start().starts_with('{') && r.stdout.trim_end().ends_with('}'));
+    assert!(r.stderr.contains("INFO"));
+}
+
+#[test]
+fn unknown_names_exit_2_listing_known_ones() {
+    let w = World::new();
+    w.create("app").commit("main", &[("v", "1")], "v1");
+    w.config("", "  g:\n    execution_strategy: sequential", &[repo("app", "[main]")]);
+    let r = w.sentry(&["deploy", "--repo", "nope"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("nope") && r.stderr.contains("app"), "{}", r.stderr);
+    let r = w.sentry(&["deploy", "--group", "nope"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("g"), "{}", r.stderr);
+    assert_eq!(w.sentry(&["poll", "--once", "--repo", "nope"]).code, 2);
+    assert_eq!(w.sentry(&["deploy", "--repo", "app", "--commit", "abc"]).code, 2);
+    assert_eq!(w.sentry(&["deploy", "--repo", "app", "--branch", "feature"]).code, 2);
+}
+
+#[test]
+fn repo_selection_leaves_other_state_untouched() {
+    let w = World::new();
+    let a = w.create("a");
+    let b = w.create("b");
+    a.commit("main", &[("v", "1")], "v1");
+    b.commit("main", &[("v", "1")], "v1");
+    w.config("", "", &[repo("a", "[main]"), repo("b", "[main]")]);
+    assert_eq!(w.poll().code, 0);
+    let b_before = w.state()["repos"]["b"].clone();
+    let a2 = a.commit("main", &[("v", "2")], "v2");
+    b.commit("main", &[("v", "2")], "v2");
+    let r = w.sentry(&["poll", "--once", "--repo", "a"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(w.deployed().len(), 1);
+    assert!(w.deployed()[0].starts_with(&format!("a main {a2}")));
+    assert_eq!(w.state()["repos"]["b"], b_before);
+}
+
+#[test]
+fn deploy_by_hand_with_branch_and_commit() {
+    let w = World::new();
+    let app = w.create("app");
+    let m1 = app.commit("main", &[("v", "1")], "v1");
+    app.commit("release/1", &[("r", "1")], "r1");
+    w.config("", "", &[repo("app", "[\"release/.*\", main]")]);
+    // Default branch: the first configured pattern with an existing branch.
+    let r = w.sentry(&["deploy", "--repo", "app", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["deployments"][0]["branch"], "release/1");
+    let r = w.sentry(&["deploy", "--repo", "app", "--branch", "main", "--commit", &m1]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(w.state()["repos"]["app"]["branches"]["main"]["deployed"], m1.as_str());
+    assert_eq!(w.deployed().len(), 2);
+}
+
+fn group_world(groups: &str, members: &[(&str, &str)]) -> (World, Vec<BareRepo>) {
+    let w = World::new();
+    let repos: Vec<BareRepo> = members
+        .iter()
+        .map(|(name, _)| {
+            let r = w.create(name);
+            r.commit("main", &[("v", "1")], "v1");
+            r
+        })
+        .collect();
+    let specs: Vec<RepoSpec> =
+        members.iter().map(|(name, g)| RepoSpec { name, branches: "[main]", group: Some(g) }).collect();
+    w.config("", groups, &specs);
+    assert_eq!(w.poll().code, 0);
+    (w, repos)
+}
+
+#[test]
+fn sequential_group_stops_after_failure_without_continue_on_error() {
+    let (w, repos) = group_world(
+        "  seq:\n    execution_strategy: sequential\n    continue_on_error: false",
+        &[("s1", "seq"), ("s2", "seq"), ("s3", "seq")],
+    );
+    for r in &repos {
+        r.commit("main", &[("v", "2")], "v2");
+    }
+    std::fs::write(w.ctrl().join("fail-s2"), "").expect("ctrl");
+    let r = w.sentry(&["poll", "--once", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let statuses: Vec<(String, String)> = r.json()["deployments"]
+        .as_array()
+        .expect("deployments")
+        .iter()
+        .map(|d| (d["repo"].as_str().unwrap_or("").into(), d["status"].as_str().unwrap_or("").into()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [("s1".into(), "succeeded".into()), ("s2".into(), "failed".into()), ("s3".into(), "skipped".into())]
+    );
+    // The skipped member is not lost: it deploys on the next run.
+    std::fs::remove_file(w.ctrl().join("fail-s2")).expect("ctrl");
+    assert_eq!(w.poll().code, 0);
+    let names: Vec<_> = w.deployed().iter().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect();
+    assert_eq!(names, ["s1", "s2", "s3"]);
+}
+
+#[test]
+fn trigger_all_deploys_every_member_once() {
+    let (w, repos) = group_world(
+        "  all:\n    execution_strategy: parallel\n    max_parallel: 2\n    trigger: all",
+        &[("t1", "all"), ("t2", "all"), ("t3", "all")],
+    );
+    repos[1].commit("main", &[("v", "2")], "v2");
+    let r = w.sentry(&["poll", "--once", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let mut names: Vec<_> = w.deployed().iter().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["t1", "t2", "t3"]);
+    assert!(w.deployed().iter().all(|l| l.ends_with(" all")), "SENTRY_GROUP is set: {:?}", w.deployed());
+}
+
+#[test]
+fn second_poll_exits_0_while_the_first_holds_the_lock() {
+    let w = World::new();
+    let app = w.create("app");
+    app.commit("main", &[("v", "1")], "v1");
+    w.config("", "", &[repo("app", "[main]")]);
+    assert_eq!(w.poll().code, 0);
+    app.commit("main", &[("v", "2")], "v2");
+    std::fs::write(w.ctrl().join("sleep"), "3").expect("ctrl");
+    let mut first = w.sb.sentry();
+    first.args(["poll", "--once"]).env("E2E_TOKEN", TOKEN);
+    let child = first.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("spawn");
+    // Wait until the first run is deploying (its job directory exists), then poll again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_dir(w.sb.path().join("tmp")).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "first run never started deploying");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let state_before = std::fs::read(w.sb.path().join("sentry-state.json")).expect("state");
+    let second = w.poll();
+    assert_eq!(second.code, 0, "{}", second.all());
+    assert!(second.stderr.contains("another run"), "{}", second.stderr);
+    assert_eq!(std::fs::read(w.sb.path().join("sentry-state.json")).expect("state"), state_before);
+    let out = child.wait_with_output().expect("first");
+    assert!(out.status.success());
+    assert_eq!(w.deployed().len(), 1, "deployed exactly once");
+}
+
+#[test]
+fn poll_loop_stops_cleanly_on_sigterm() {
+    let w = World::new();
+    let app = w.create("app");
+    app.commit("main", &[("v", "1")], "v1");
+    w.config("", "", &[repo("app", "[main]")]);
+    let mut cmd = w.sb.sentry();
+    cmd.args(["poll"]).env("E2E_TOKEN", TOKEN).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let state = w.sb.path().join("sentry-state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !state.exists() {
+        assert!(std::time::Instant::now() < deadline, "first pass never saved state");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop requested"));
+    assert!(w.state()["repos"]["app"]["branches"]["main"]["deployed"].is_string());
+}
