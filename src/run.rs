@@ -48,6 +48,7 @@ impl RunInfo {
             checked: Vec::new(),
             deployments: Vec::new(),
             errors: Vec::new(),
+            state_error: false,
         }
     }
 }
@@ -238,9 +239,42 @@ fn pass(
         return Ok(finish(summary, &run, output));
     }
     next.last_run = Some(crate::state::RunInfo { run_id: run.id.clone(), at: now });
+    count_http(config, &mut next, &checks);
     store.save(&next).map_err(state_fatal)?;
-    execute(config, &run, store, next, planned.jobs, &mut summary);
+    let last = execute(config, &run, store, next, planned.jobs, &mut summary);
+    write_metrics(config, &last, &run, &mut summary, &checks);
     Ok(finish(summary, &run, output))
+}
+
+/// Adds this pass's forge requests to the counters kept in the state.
+fn count_http(config: &Config, state: &mut State, checks: &Checks) {
+    for (name, listing) in &checks.listings {
+        let Some(repo) = config.repository(name) else { continue };
+        let status = if listing.cache_hit { "304" } else { "200" };
+        *state.http.requests.entry(format!("{}/{status}", repo.monitor.kind.as_str())).or_default() +=
+            u64::from(listing.requests);
+        state.http.cache_hits += u64::from(listing.cache_hit);
+    }
+    for name in checks.errors.keys() {
+        let Some(repo) = config.repository(name) else { continue };
+        *state.http.requests.entry(format!("{}/error", repo.monitor.kind.as_str())).or_default() += 1;
+    }
+}
+
+/// Writes `global.metrics_file`, if configured. A failure is reported, never fatal.
+fn write_metrics(config: &Config, state: &State, run: &RunInfo, summary: &mut Summary, checks: &Checks) {
+    let Some(path) = &config.global.metrics_file else { return };
+    let m = crate::metrics::RunMetrics {
+        finished: Some(std::time::SystemTime::now()),
+        duration: run.started.elapsed(),
+        checked: checks.listings.len() + checks.errors.len(),
+        check_errors: checks.errors.len(),
+        rate_limits: BTreeMap::new(),
+    };
+    if let Err(e) = crate::metrics::write_file(path, &crate::metrics::render(config, state, &m)) {
+        log::warn!("{e}");
+        summary.errors.push(e);
+    }
 }
 
 fn finish(mut summary: Summary, run: &RunInfo, output: OutputFormat) -> Exit {
@@ -265,9 +299,9 @@ fn execute(
     state: State,
     jobs: Vec<Job>,
     summary: &mut Summary,
-) {
+) -> State {
     if jobs.is_empty() {
-        return;
+        return state;
     }
     let ctx = deploy::Context {
         tmp_dir: config.global.tmp_dir.clone(),
@@ -294,6 +328,9 @@ fn execute(
         let Ok(mut guard) = shared.lock() else { return };
         let (store, state, errors) = &mut *guard;
         plan::record(state, &result.job, &outcome, &crate::time::now_rfc3339());
+        let rs = state.repos.entry(result.job.repo.clone()).or_default();
+        *rs.deployments.entry(result.status.as_str().to_string()).or_default() += 1;
+        rs.last_deployment_ms = Some(result.duration.as_millis() as u64);
         if let Err(e) = store.save(state) {
             let msg =
                 crate::logging::redact(&format!("state could not be saved after deploying {}: {e}", result.job.repo));
@@ -303,8 +340,14 @@ fn execute(
     };
     let results = deploy::run_batches(&ctx, batches, &on_done);
     summary.deployments = results.iter().map(deployment).collect();
-    if let Ok((_, _, errors)) = shared.into_inner() {
-        summary.errors.extend(errors);
+    match shared.into_inner() {
+        Ok((_, state, errors)) => {
+            summary.state_error |= !errors.is_empty();
+            summary.errors.extend(errors);
+            state
+        }
+        // A panic while saving: the stored state is whatever the last good save wrote.
+        Err(poisoned) => poisoned.into_inner().1,
     }
 }
 
@@ -439,7 +482,9 @@ pub fn deploy(
         return Ok(finish(summary, &run, output));
     }
     next.last_run = Some(crate::state::RunInfo { run_id: run.id.clone(), at: now });
+    count_http(config, &mut next, &checks);
     store.save(&next).map_err(state_fatal)?;
-    execute(config, &run, store, next, jobs, &mut summary);
+    let last = execute(config, &run, store, next, jobs, &mut summary);
+    write_metrics(config, &last, &run, &mut summary, &checks);
     Ok(finish(summary, &run, output))
 }

@@ -537,3 +537,114 @@ fn poll_loop_stops_cleanly_on_sigterm() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("stop requested"));
     assert!(w.state()["repos"]["app"]["branches"]["main"]["deployed"].is_string());
 }
+
+/// A strict reader of the Prometheus text format: every sample's family has HELP and TYPE first,
+/// names and label names are valid, label values are properly escaped. Returns series -> value.
+fn parse_prometheus(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let name_ok = |n: &str| {
+        let mut c = n.chars();
+        c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
+    };
+    let mut helped = std::collections::BTreeSet::new();
+    let mut typed = std::collections::BTreeMap::new();
+    let mut series = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or("");
+            assert!(name_ok(name), "bad HELP name in {line:?}");
+            assert!(helped.insert(name.to_string()), "HELP twice for {name}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let (name, kind) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "bad TYPE {line:?}");
+            assert!(typed.insert(name.to_string(), kind.to_string()).is_none(), "TYPE twice for {name}");
+            continue;
+        }
+        assert!(!line.starts_with('#') && !line.trim().is_empty(), "unexpected line {line:?}");
+        let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let name = key.split('{').next().unwrap_or("");
+        assert!(name_ok(name), "bad metric name in {line:?}");
+        assert!(helped.contains(name) && typed.contains_key(name), "{name} sampled before HELP/TYPE");
+        if typed[name] == "counter" {
+            assert!(name.ends_with("_total"), "counter {name} must end in _total");
+        }
+        if let Some(labels) = key.strip_prefix(name).and_then(|l| l.strip_prefix('{')).and_then(|l| l.strip_suffix('}'))
+        {
+            // label="value" pairs, values with only \\ \" \n escapes.
+            let mut rest = labels;
+            while !rest.is_empty() {
+                let (lname, after) = rest.split_once("=\"").unwrap_or_else(|| panic!("bad labels in {line:?}"));
+                assert!(name_ok(lname), "bad label name {lname:?}");
+                let mut chars = after.char_indices();
+                let end = loop {
+                    match chars.next() {
+                        Some((_, '\\')) => {
+                            let esc = chars.next().map(|(_, c)| c);
+                            assert!(matches!(esc, Some('\\' | '"' | 'n')), "bad escape in {line:?}");
+                        }
+                        Some((i, '"')) => break i,
+                        Some(_) => {}
+                        None => panic!("unterminated label value in {line:?}"),
+                    }
+                };
+                rest = after[end + 1..].strip_prefix(',').unwrap_or(&after[end + 1..]);
+            }
+        }
+        assert!(series.insert(key.to_string(), value).is_none(), "series twice: {key}");
+    }
+    series
+}
+
+#[test]
+fn metrics_file_parses_and_counters_grow_across_runs() {
+    let w = World::new();
+    let app = w.create("app");
+    app.commit("main", &[("v", "1")], "v1");
+    let metrics = w.sb.path().join("metrics").join("sentry.prom");
+    std::fs::create_dir_all(metrics.parent().expect("dir")).expect("mkdir");
+    w.config(&format!("  metrics_file: {}", metrics.display()), "", &[repo("app", "[main]"), repo("gone", "[main]")]);
+    assert_eq!(w.poll().code, 3, "gone does not exist");
+    let first = parse_prometheus(&std::fs::read_to_string(&metrics).expect("metrics file"));
+    assert_eq!(first["sentry_repositories_checked"], 2.0);
+    assert_eq!(first["sentry_repository_check_errors"], 1.0);
+    assert!(first["sentry_last_run_timestamp_seconds"] > 1.7e9);
+
+    app.commit("main", &[("v", "2")], "v2");
+    assert_eq!(w.poll().code, 3);
+    app.commit("main", &[("v", "3")], "v3");
+    assert_eq!(w.poll().code, 3);
+    let text = std::fs::read_to_string(&metrics).expect("metrics file");
+    let last = parse_prometheus(&text);
+    assert_eq!(last["sentry_deployments_total{repo=\"app\",group=\"\",status=\"succeeded\"}"], 2.0, "{text}");
+    assert!(last.contains_key("sentry_deployment_duration_seconds{repo=\"app\"}"), "{text}");
+    let requests = |m: &std::collections::BTreeMap<String, f64>| {
+        m.iter().filter(|(k, _)| k.starts_with("sentry_http_requests_total")).map(|(_, v)| v).sum::<f64>()
+    };
+    assert!(requests(&last) > requests(&first), "request counters grow across runs:\n{text}");
+    // Written atomically: no temporary file is left beside it.
+    let names: Vec<_> = std::fs::read_dir(metrics.parent().expect("dir"))
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["sentry.prom"]);
+}
+
+#[test]
+fn json_log_lines_are_objects() {
+    let w = World::new();
+    w.create("app").commit("main", &[("v", "1")], "v1");
+    w.config("", "", &[repo("app", "[main]")]);
+    let r = w.sentry(&["--log-format", "json", "poll", "--once"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let mut seen_kv = false;
+    for line in r.stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string() && v["message"].is_string(), "{line}");
+        seen_kv |= v.get("repo").is_some();
+    }
+    assert!(seen_kv, "key=value fields become JSON fields: {}", r.stderr);
+}
