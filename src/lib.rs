@@ -15,6 +15,7 @@ pub mod git;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod report;
 pub mod run;

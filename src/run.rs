@@ -6,11 +6,13 @@ use crate::deploy::{self, Batch, JobResult, JobStatus};
 use crate::error::{Exit, Fatal};
 use crate::forge::{Checker, Listing};
 use crate::model::{Heads, Job, Sha};
+use crate::notify;
 use crate::plan::{self, Note, Outcome};
 use crate::report::{self, Checked, Deployment, Summary};
+use crate::state::Pending;
 use crate::state::{self, LockMode, State, StateError, StateStore, StoreOptions};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
 /// `sentry validate --connectivity`.
@@ -241,6 +243,7 @@ fn pass(
     next.last_run = Some(crate::state::RunInfo { run_id: run.id.clone(), at: now });
     count_http(config, &mut next, &checks);
     store.save(&next).map_err(state_fatal)?;
+    flush_outbox(config, &mut store, &mut next, &mut summary);
     let last = execute(config, &run, store, next, planned.jobs, &mut summary);
     write_metrics(config, &last, &run, &mut summary, &checks);
     Ok(finish(summary, &run, output))
@@ -312,42 +315,113 @@ fn execute(
         strip_env: config.tokens().into_iter().cloned().collect(),
     };
     let batches = batches(config, jobs);
-    let shared = Mutex::new((store, state, Vec::<String>::new()));
-    let on_done = |result: &JobResult| {
-        let outcome = match result.status {
-            JobStatus::Succeeded => Outcome::Succeeded,
-            JobStatus::Skipped => Outcome::Skipped,
-            // An interrupted deployment says nothing about the commit: no attempt is counted,
-            // and the next run deploys it again.
-            _ if result.interrupted() => Outcome::Skipped,
-            JobStatus::Failed | JobStatus::TimedOut => Outcome::Failed(failure_text(result)),
+    let shared = Mutex::new(Shared { store, state, save_errors: Vec::new(), notify_errors: Vec::new() });
+    let sender = notify::Sender::new(config.global.http_timeout);
+    let host = notify::hostname();
+    let (tx, rx) = mpsc::channel::<Pending>();
+    let results = std::thread::scope(|scope| {
+        // Deliveries run beside the deployments: a slow webhook never delays a job or a save.
+        scope.spawn(|| {
+            for pending in rx {
+                let outcome = sender.deliver(config, &pending);
+                if let Ok(mut sh) = shared.lock() {
+                    sh.delivered(&pending.id, outcome);
+                }
+            }
+        });
+        let on_done = |result: &JobResult| {
+            let outcome = match result.status {
+                JobStatus::Succeeded => Outcome::Succeeded,
+                JobStatus::Skipped => Outcome::Skipped,
+                // An interrupted deployment says nothing about the commit: no attempt is counted,
+                // and the next run deploys it again.
+                _ if result.interrupted() => Outcome::Skipped,
+                JobStatus::Failed | JobStatus::TimedOut => Outcome::Failed(failure_text(result)),
+            };
+            if outcome == Outcome::Skipped {
+                return;
+            }
+            let now = crate::time::now_rfc3339();
+            let pending = notify::pending(result, &run.id, &host, &now)
+                .filter(|_| !notify::targets(config, &result.job.repo).is_empty());
+            let Ok(mut sh) = shared.lock() else { return };
+            plan::record(&mut sh.state, &result.job, &outcome, &now);
+            let rs = sh.state.repos.entry(result.job.repo.clone()).or_default();
+            *rs.deployments.entry(result.status.as_str().to_string()).or_default() += 1;
+            rs.last_deployment_ms = Some(result.duration.as_millis() as u64);
+            // Recorded in the same save as the outcome: an interruption cannot lose it.
+            if let Some(p) = &pending {
+                sh.state.outbox.push(p.clone());
+            }
+            sh.save(&format!("after deploying {}", result.job.repo));
+            drop(sh);
+            if let Some(p) = pending {
+                let _ = tx.send(p);
+            }
         };
-        if outcome == Outcome::Skipped {
-            return;
-        }
-        let Ok(mut guard) = shared.lock() else { return };
-        let (store, state, errors) = &mut *guard;
-        plan::record(state, &result.job, &outcome, &crate::time::now_rfc3339());
-        let rs = state.repos.entry(result.job.repo.clone()).or_default();
-        *rs.deployments.entry(result.status.as_str().to_string()).or_default() += 1;
-        rs.last_deployment_ms = Some(result.duration.as_millis() as u64);
-        if let Err(e) = store.save(state) {
-            let msg =
-                crate::logging::redact(&format!("state could not be saved after deploying {}: {e}", result.job.repo));
-            log::error!("{msg}");
-            errors.push(msg);
-        }
-    };
-    let results = deploy::run_batches(&ctx, batches, &on_done);
+        let results = deploy::run_batches(&ctx, batches, &on_done);
+        drop(tx);
+        results
+    });
     summary.deployments = results.iter().map(deployment).collect();
-    match shared.into_inner() {
-        Ok((_, state, errors)) => {
-            summary.state_error |= !errors.is_empty();
-            summary.errors.extend(errors);
-            state
-        }
+    let sh = match shared.into_inner() {
+        Ok(sh) => sh,
         // A panic while saving: the stored state is whatever the last good save wrote.
-        Err(poisoned) => poisoned.into_inner().1,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    summary.state_error |= !sh.save_errors.is_empty();
+    summary.errors.extend(sh.save_errors);
+    summary.errors.extend(sh.notify_errors);
+    sh.state
+}
+
+/// The state and its store while jobs finish on several threads.
+struct Shared {
+    store: Box<dyn StateStore>,
+    state: State,
+    save_errors: Vec<String>,
+    notify_errors: Vec<String>,
+}
+
+impl Shared {
+    /// Saves; a failure is logged and remembered (exit 4), never fatal mid-batch.
+    fn save(&mut self, when: &str) {
+        if let Err(e) = self.store.save(&self.state) {
+            let msg = crate::logging::redact(&format!("state could not be saved {when}: {e}"));
+            log::error!("{msg}");
+            self.save_errors.push(msg);
+        }
+    }
+
+    /// Removes a delivered (or given up) notification from the outbox.
+    fn delivered(&mut self, id: &str, outcome: Result<(), String>) {
+        if let Err(e) = outcome {
+            let msg = crate::logging::redact(&format!("notification failed: {e}"));
+            log::warn!("{msg}");
+            self.notify_errors.push(msg);
+        }
+        self.state.outbox.retain(|p| p.id != id);
+        self.save("after a notification");
+    }
+}
+
+/// Delivers what an interrupted run left in the outbox, before anything else happens.
+fn flush_outbox(config: &Config, store: &mut Box<dyn StateStore>, state: &mut State, summary: &mut Summary) {
+    if state.outbox.is_empty() {
+        return;
+    }
+    log::info!(count = state.outbox.len(); "delivering notifications left by an interrupted run");
+    let sender = notify::Sender::new(config.global.http_timeout);
+    for pending in std::mem::take(&mut state.outbox) {
+        if let Err(e) = sender.deliver(config, &pending) {
+            let msg = crate::logging::redact(&format!("notification failed: {e}"));
+            log::warn!("{msg}");
+            summary.errors.push(msg);
+        }
+    }
+    if let Err(e) = store.save(state) {
+        summary.state_error = true;
+        summary.errors.push(crate::logging::redact(&format!("state could not be saved after notifications: {e}")));
     }
 }
 
@@ -484,6 +558,7 @@ pub fn deploy(
     next.last_run = Some(crate::state::RunInfo { run_id: run.id.clone(), at: now });
     count_http(config, &mut next, &checks);
     store.save(&next).map_err(state_fatal)?;
+    flush_outbox(config, &mut store, &mut next, &mut summary);
     let last = execute(config, &run, store, next, jobs, &mut summary);
     write_metrics(config, &last, &run, &mut summary, &checks);
     Ok(finish(summary, &run, output))

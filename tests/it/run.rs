@@ -648,3 +648,125 @@ fn json_log_lines_are_objects() {
     }
     assert!(seen_kv, "key=value fields become JSON fields: {}", r.stderr);
 }
+
+/// A world with one repository already baselined, whose webhook (and the global one) point at
+/// receivers; returns the repository and its first commit.
+fn notifying_world(repo_hook: &str, global_hook: &str) -> (World, BareRepo, String) {
+    let w = World::new();
+    let app = w.create("app");
+    let v1 = app.commit("main", &[("v", "1")], "v1");
+    w.config(global_hook, "", &[repo("app", "[main]")]);
+    if !repo_hook.is_empty() {
+        let yaml = std::fs::read_to_string(w.sb.path().join("sentry.yaml")).expect("yaml");
+        w.sb.write("sentry.yaml", &yaml.replace("    deploy:\n", &format!("{repo_hook}    deploy:\n")));
+    }
+    assert_eq!(w.poll().code, 0);
+    (w, app, v1)
+}
+
+#[test]
+fn notifications_carry_every_field_for_success_and_failure() {
+    let rx = crate::support::webhook::Receiver::start();
+    let hook = format!("    webhook_url: {}\n", rx.url("/hook"));
+    let (w, app, v1) = notifying_world(&hook, "");
+    let v2 = app.commit("main", &[("v", "2")], "v2");
+    assert_eq!(w.poll().code, 0);
+    std::fs::write(w.ctrl().join("fail-app"), "").expect("ctrl");
+    let v3 = app.commit("main", &[("v", "3")], "v3");
+    assert_eq!(w.poll().code, 1);
+
+    let got = rx.delivered();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let ok = &got[0];
+    assert_eq!(ok["repo"], "app");
+    assert!(ok["group"].is_null());
+    assert_eq!(ok["branch"], "main");
+    assert_eq!(ok["commit"], v2.as_str());
+    assert_eq!(ok["previous_commit"], v1.as_str());
+    assert_eq!(ok["status"], "succeeded");
+    assert_eq!(ok["attempt"], 1);
+    assert!(ok["duration_ms"].is_u64());
+    assert!(ok["failed_command"].is_null());
+    assert!(ok["run_id"].is_string() && ok["host"].is_string());
+    let failed = &got[1];
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["commit"], v3.as_str());
+    assert_eq!(failed["failed_command"]["index"], 0);
+    assert_eq!(failed["failed_command"]["exit_code"], 3);
+    assert!(failed["output_tail"].as_str().is_some_and(|t| t.contains("failing on purpose")));
+    for r in rx.received() {
+        assert!(!r.body.contains(TOKEN), "token in a payload");
+        assert_eq!(r.path, "/hook");
+        assert!(r.content_type.starts_with("application/json"));
+    }
+    assert!(w.state().get("outbox").is_none(), "the outbox is empty once delivered");
+}
+
+#[test]
+fn slack_and_global_webhooks() {
+    let repo_rx = crate::support::webhook::Receiver::start();
+    let global_rx = crate::support::webhook::Receiver::start();
+    let hook = format!("    webhook_url: {}\n    webhook_format: slack\n", repo_rx.url("/services/T0/B0/x"));
+    let (w, app, _) = notifying_world(&hook, &format!("  webhook_url: {}", global_rx.url("/all")));
+    app.commit("main", &[("v", "2")], "v2");
+    assert_eq!(w.poll().code, 0);
+    let slack = repo_rx.delivered();
+    assert_eq!(slack.len(), 1);
+    let text = slack[0]["text"].as_str().expect("text");
+    assert!(text.contains("app") && text.contains("succeeded"), "{text}");
+    assert!(slack[0]["blocks"].as_array().is_some_and(|b| !b.is_empty()));
+    let plain = global_rx.delivered();
+    assert_eq!(plain.len(), 1);
+    assert_eq!(plain[0]["status"], "succeeded");
+}
+
+#[test]
+fn webhook_retried_on_500_then_delivered_once() {
+    let rx = crate::support::webhook::Receiver::start();
+    rx.respond(&[500, 500]);
+    let (w, app, _) = notifying_world(&format!("    webhook_url: {}\n", rx.url("/h")), "");
+    app.commit("main", &[("v", "2")], "v2");
+    let r = w.poll();
+    assert_eq!(r.code, 0, "{}", r.all());
+    let statuses: Vec<u16> = rx.received().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [500, 500, 200]);
+    assert_eq!(rx.delivered().len(), 1);
+}
+
+#[test]
+fn webhook_down_does_not_change_the_exit_code() {
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let (w, app, _) = notifying_world(&format!("    webhook_url: http://127.0.0.1:{port}/h\n"), "");
+    app.commit("main", &[("v", "2")], "v2");
+    let r = w.sentry(&["poll", "--once", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let doc = r.json();
+    assert_eq!(doc["deployments"][0]["status"], "succeeded");
+    assert!(
+        doc["errors"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|m| m.as_str().is_some_and(|m| m.contains("notification")))),
+        "{doc}"
+    );
+}
+
+#[test]
+fn interrupted_run_notifies_once_when_resumed() {
+    let rx = crate::support::webhook::Receiver::start();
+    let (w, app, _) = notifying_world(&format!("    webhook_url: {}\n", rx.url("/h")), "");
+    app.commit("main", &[("v", "2")], "v2");
+    assert_eq!(w.poll().code, 0);
+    assert_eq!(rx.delivered().len(), 1);
+    // A run killed after recording a deployment but before delivering leaves it in the outbox.
+    let path = w.sb.path().join("sentry-state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("state")).expect("json");
+    state["outbox"] = serde_json::json!([{"id": "app/main/abc/1", "repo": "app", "payload": {"repo": "app", "status": "succeeded", "note": "left over"}}]);
+    std::fs::write(&path, serde_json::to_string(&state).expect("json")).expect("write");
+    assert_eq!(w.poll().code, 0);
+    assert_eq!(w.poll().code, 0);
+    let got = rx.delivered();
+    assert_eq!(got.len(), 2, "the earlier deployment is not notified again; the left-over one once: {got:?}");
+    assert_eq!(got[1]["note"], "left over");
+}
