@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod deploy;
 mod hostile;
+mod reliability;
 mod run;
 mod state;
 mod support_selftest;
