@@ -24,6 +24,9 @@ pub struct Summary {
     pub deployments: Vec<Deployment>,
     /// Problems that did not stop the run (unreachable repositories, failed state saves).
     pub errors: Vec<String>,
+    /// A state save failed after a deployment (exit 4: the next run may deploy it again).
+    #[serde(skip)]
+    pub state_error: bool,
 }
 
 /// One repository's check.
@@ -79,10 +82,12 @@ pub struct FailedCommand {
 }
 
 impl Summary {
-    /// The exit code SPEC §5 assigns: 1 if a deployment failed or timed out, else 3 if a
-    /// repository could not be checked, else 0.
+    /// The exit code SPEC §5 assigns: 4 if the state could not be saved, else 1 if a deployment
+    /// failed or timed out, else 3 if a repository could not be checked, else 0.
     pub fn exit(&self) -> Exit {
-        if self.deployments.iter().any(|d| d.status == "failed" || d.status == "timed_out") {
+        if self.state_error {
+            Exit::State
+        } else if self.deployments.iter().any(|d| d.status == "failed" || d.status == "timed_out") {
             Exit::DeployFailed
         } else if self.checked.iter().any(|c| c.error.is_some()) {
             Exit::CheckFailed
@@ -237,6 +242,7 @@ mod tests {
             }],
             deployments,
             errors: vec![],
+            state_error: false,
         }
     }
 

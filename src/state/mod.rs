@@ -36,11 +36,33 @@ pub struct State {
     /// HTTP counters carried across runs, for the metrics file.
     #[serde(default, skip_serializing_if = "HttpCounters::is_empty")]
     pub http: HttpCounters,
+    /// Deployment notifications recorded but not yet delivered (sent by the next run if this
+    /// one is interrupted). Webhook URLs are not stored: they may be secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<Pending>,
+}
+
+/// A notification waiting to be delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    /// `repo/branch/commit/attempt`: one notification per deployment attempt.
+    pub id: String,
+    /// The repository (its webhook and the global one are looked up at send time).
+    pub repo: String,
+    /// The JSON document to deliver.
+    pub payload: serde_json::Value,
 }
 
 impl Default for State {
     fn default() -> Self {
-        State { version: FORMAT_VERSION, repos: BTreeMap::new(), last_run: None, http: HttpCounters::default() }
+        State {
+            version: FORMAT_VERSION,
+            repos: BTreeMap::new(),
+            last_run: None,
+            http: HttpCounters::default(),
+            outbox: Vec::new(),
+        }
     }
 }
 

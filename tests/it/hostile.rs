@@ -242,7 +242,7 @@ fn state_truncated_at_every_offset_is_refused() {
     for cut in (0..meaningful).step_by(37).chain([1, meaningful - 1]) {
         let path = sb.path().join("sentry-state.json");
         std::fs::write(&path, &bytes[..cut]).expect("write");
-        for args in [&["status"][..]] {
+        for args in [&["status"][..], &["poll", "--once"][..], &["deploy", "--repo", "app"][..]] {
             let r: Run = sb.run(args);
             assert_eq!(r.code, 4, "cut {cut} {args:?}: {}", r.all());
             assert_eq!(std::fs::read(&path).expect("read"), &bytes[..cut], "cut {cut}: state modified");

@@ -7,5 +7,7 @@ mod config;
 mod deploy;
 mod forge;
 mod hostile;
+mod reliability;
+mod run;
 mod state;
 mod support_selftest;

@@ -102,3 +102,5 @@ pub fn repo_yaml(name: &str) -> String {
 
 pub mod git_server;
 pub mod repos;
+pub mod webhook;
+pub mod world;
