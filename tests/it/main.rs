@@ -7,6 +7,7 @@ mod config;
 mod deploy;
 mod forge;
 mod hostile;
+mod http;
 mod reliability;
 mod run;
 mod state;

@@ -1,0 +1,145 @@
+//! The shared HTTP layer on loopback: extra CA roots, redirects that must not carry secrets
+//! to another origin, redirect loops, and the response body cap.
+
+use crate::support::fake_kube::{FakeKube, tls_for_localhost};
+use sentry::http::{Http, HttpErrorKind, HttpSettings, MAX_BODY, Request};
+use sentry::secret::Secret;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Log = Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>;
+
+/// A tiny server answering with `route(path) -> (status, headers, body)`, logging every request.
+struct Server {
+    port: u16,
+    log: Log,
+    server: Arc<tiny_http::Server>,
+}
+
+impl Server {
+    fn start(route: impl Fn(&str, u16) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync + 'static) -> Server {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+        let port = server.server_addr().to_ip().expect("ip").port();
+        let log: Log = Arc::default();
+        let (s, l) = (server.clone(), log.clone());
+        std::thread::spawn(move || {
+            for req in s.incoming_requests() {
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+                    .collect();
+                l.lock().expect("lock").push((req.url().to_string(), headers));
+                let (status, hs, body) = route(req.url(), port);
+                let mut resp = tiny_http::Response::from_data(body).with_status_code(status);
+                for (k, v) in hs {
+                    resp = resp.with_header(tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("header"));
+                }
+                let _ = req.respond(resp);
+            }
+        });
+        Server { port, log, server }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> Vec<(String, BTreeMap<String, String>)> {
+        self.log.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+fn http(ca_file: Option<std::path::PathBuf>) -> Http {
+    let s = HttpSettings { timeout: Duration::from_secs(10), ca_file, max_idle: 2 };
+    Http::with_env(&s, &|_| None).expect("http")
+}
+
+fn redirect(to: String) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    (302, vec![("Location".into(), to)], Vec::new())
+}
+
+#[test]
+fn secrets_follow_same_origin_redirects_only() {
+    let other = Server::start(|_, _| (200, vec![], b"landed".to_vec()));
+    let other_url = other.url("/landing");
+    let main = Server::start(move |path, _| match path {
+        "/same" => redirect("/final".into()),
+        "/away" => redirect(other_url.clone()),
+        "/loop" => redirect("/loop".into()),
+        _ => (200, vec![], b"final".to_vec()),
+    });
+    let h = http(None);
+    let req = |p: &str| {
+        Request::get(main.url(p))
+            .secret_header("PRIVATE-TOKEN", Secret::new("glpat-secret-1234"))
+            .secret_header("Authorization", Secret::new("Bearer gh-secret-5678"))
+    };
+    let r = h.send(&req("/same")).expect("same origin");
+    assert_eq!(r.body, b"final");
+    let log = main.log();
+    assert_eq!(log[1].0, "/final");
+    assert_eq!(log[1].1.get("private-token").map(String::as_str), Some("glpat-secret-1234"));
+
+    let r = h.send(&req("/away")).expect("other origin");
+    assert_eq!(r.body, b"landed");
+    assert_eq!(r.url, other.url("/landing"));
+    let landed = &other.log()[0].1;
+    assert!(!landed.contains_key("private-token") && !landed.contains_key("authorization"), "{landed:?}");
+
+    let e = h.send(&req("/loop")).expect_err("loop");
+    assert_eq!(e.kind, HttpErrorKind::Protocol);
+    assert!(e.to_string().contains("redirects"), "{e}");
+}
+
+#[test]
+fn bodies_are_capped() {
+    let big = Server::start(|_, _| (200, vec![], vec![b'x'; MAX_BODY as usize + 1]));
+    let e = http(None).send(&Request::get(big.url("/big"))).expect_err("too big");
+    assert_eq!(e.kind, HttpErrorKind::Protocol);
+    assert!(e.to_string().contains("larger than"), "{e}");
+}
+
+#[test]
+fn error_bodies_are_redacted_and_summarised() {
+    // A server that echoes the credential back in its error body must not make us print it.
+    let echo = Server::start(|_, _| (400, vec![], br#"{"message":"bad header: Bearer tok-echoed-999"}"#.to_vec()));
+    let req = Request::get(echo.url("/x")).secret_header("Authorization", Secret::new("Bearer tok-echoed-999"));
+    let e = http(None).send(&req).expect_err("400");
+    assert_eq!((e.kind.clone(), e.status), (HttpErrorKind::Status, Some(400)));
+    assert!(!e.to_string().contains("tok-echoed-999"), "{e}");
+    assert!(e.to_string().contains("400 Bad Request: bad header: ***"), "{e}");
+    assert_eq!(echo.log().len(), 1, "400 is not retried");
+}
+
+#[test]
+fn ca_file_adds_a_trusted_root() {
+    let (ca_pem, config) = tls_for_localhost();
+    let kube = FakeKube::start_tls("kube-token-1", config);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).expect("write ca");
+    let url = format!("{}/api/v1/namespaces/ns/configmaps/state", kube.url);
+    let req = Request::get(&url).secret_header("Authorization", Secret::new("Bearer kube-token-1")).attempts(1);
+
+    let e = http(None).send(&req).expect_err("unknown issuer without ca_file");
+    assert_eq!(e.kind, HttpErrorKind::Network, "{e}");
+
+    // With the CA: the TLS handshake succeeds (the fake answers 404 for a missing ConfigMap).
+    match http(Some(ca.clone())).send(&req) {
+        Ok(r) => assert_eq!(r.status, 200),
+        Err(e) => assert_eq!(e.status, Some(404), "{e}"),
+    }
+
+    std::fs::write(&ca, "not a certificate").expect("write");
+    let s = HttpSettings { timeout: Duration::from_secs(5), ca_file: Some(ca), max_idle: 1 };
+    let err = Http::new(&s).expect_err("no certificate").to_string();
+    assert!(err.contains("ca_file") && err.contains("no PEM certificate"), "{err}");
+}
