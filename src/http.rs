@@ -6,12 +6,12 @@
 //! redirect to another origin and scrubbed from every error text.
 
 use crate::secret::{Redactor, Secret};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// `User-Agent` of every request.
@@ -74,6 +74,16 @@ pub struct Http {
 struct Inner {
     agent: ureq::Agent,
     proxies: Proxies,
+    stats: Mutex<HttpStats>,
+}
+
+/// What the client saw so far, for metrics: answers per host and status, rate-limit headroom.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    /// Answers per (host, status); requests that got no answer count under status 0.
+    pub responses: BTreeMap<(String, u16), u64>,
+    /// The last `x-ratelimit-remaining` / `RateLimit-Remaining` each host reported.
+    pub rate_limit_remaining: BTreeMap<String, i64>,
 }
 
 impl fmt::Debug for Http {
@@ -343,7 +353,21 @@ impl Http {
             .build()
             .new_agent();
         let proxies = Proxies::from_env(env)?;
-        Ok(Http { inner: Arc::new(Inner { agent, proxies }) })
+        Ok(Http { inner: Arc::new(Inner { agent, proxies, stats: Mutex::new(HttpStats::default()) }) })
+    }
+
+    /// A snapshot of what this client (and its clones) saw so far.
+    pub fn stats(&self) -> HttpStats {
+        self.inner.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, host: &str, status: u16, headers: &Headers) {
+        let Ok(mut s) = self.inner.stats.lock() else { return };
+        *s.responses.entry((host.to_string(), status)).or_default() += 1;
+        let remaining = header(headers, "x-ratelimit-remaining").or_else(|| header(headers, "ratelimit-remaining"));
+        if let Some(n) = remaining.and_then(|v| v.trim().parse::<i64>().ok()) {
+            s.rate_limit_remaining.insert(host.to_string(), n);
+        }
     }
 
     /// Sends `req`, following redirects and retrying what is worth retrying. `Ok` is a 2xx or
@@ -422,6 +446,7 @@ impl Http {
             let (status, headers, payload) = match result {
                 Ok(r) => r,
                 Err(e) => {
+                    self.record(&origin.host, 0, &Vec::new());
                     let mut err = transport_error(e, req, redactor);
                     err.url = url.clone();
                     log::debug!(
@@ -431,6 +456,7 @@ impl Http {
                     return Err(err);
                 }
             };
+            self.record(&origin.host, status, &headers);
             log::debug!(
                 method = method.as_str(), url = url.as_str(), status = status, duration_ms = ms,
                 cache_hit = status == 304; "http request"

@@ -17,7 +17,9 @@ use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Pager, Request, 
 use crate::model::{Heads, Sha, Validators};
 use crate::secret::Secret;
 use rayon::prelude::*;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Pages followed at most per listing (100 per page: 100 000 branches).
@@ -98,6 +100,17 @@ pub struct Checker {
     pool: rayon::ThreadPool,
     http_timeout: Duration,
     budget: Duration,
+    /// API host -> forge name, learnt while checking, to label the HTTP statistics.
+    hosts: Mutex<BTreeMap<String, &'static str>>,
+}
+
+/// Forge traffic of this checker, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForgeStats {
+    /// HTTP answers per (forge, status), retries included; no answer counts as status 0.
+    pub requests: BTreeMap<(String, u16), u64>,
+    /// The last rate-limit headroom each (forge, API host) reported.
+    pub rate_limits: BTreeMap<(String, String), i64>,
 }
 
 impl fmt::Debug for Checker {
@@ -163,7 +176,7 @@ impl Checker {
             .build()
             .map_err(|e| anyhow::anyhow!("cannot start {} check threads: {e}", global.concurrency))?;
         let budget = (global.http_timeout * 2).max(MIN_BUDGET);
-        Ok(Checker { http, pool, http_timeout: global.http_timeout, budget })
+        Ok(Checker { http, pool, http_timeout: global.http_timeout, budget, hosts: Mutex::default() })
     }
 
     /// Limits the time one repository check may spend (retries and rate-limit waits included):
@@ -176,6 +189,24 @@ impl Checker {
     /// The shared HTTP client.
     pub fn http(&self) -> &Http {
         &self.http
+    }
+
+    /// Requests per forge and status, and rate-limit headroom per forge host, seen so far.
+    pub fn stats(&self) -> ForgeStats {
+        let hosts = self.hosts.lock().map(|h| h.clone()).unwrap_or_default();
+        let http = self.http.stats();
+        let mut out = ForgeStats::default();
+        for ((host, status), n) in http.responses {
+            if let Some(forge) = hosts.get(&host) {
+                *out.requests.entry((forge.to_string(), status)).or_default() += n;
+            }
+        }
+        for (host, n) in http.rate_limit_remaining {
+            if let Some(forge) = hosts.get(&host) {
+                out.rate_limits.insert((forge.to_string(), host), n);
+            }
+        }
+        out
     }
 
     /// One repository: one listing (all pages), regex filter locally, conditional requests from `cache`.
@@ -285,6 +316,9 @@ impl Checker {
             kind: CheckErrorKind::Protocol,
             message: format!("repository {}: {msg} (monitor.repo_url {})", repo.name, m.repo_url),
         })?;
+        if let (Ok(origin), Ok(mut hosts)) = (crate::http::Origin::parse(&api.first_url), self.hosts.lock()) {
+            hosts.entry(origin.host).or_insert(m.kind.as_str());
+        }
         let fingerprint = fingerprint(m.kind, &api.first_url, &m.patterns);
         let cache = cache.filter(|c| c.fingerprint == fingerprint && !c.etags.is_empty());
         let mut requests = 0;

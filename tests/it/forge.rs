@@ -312,11 +312,17 @@ fn two_502s_then_success() {
     forge.fail_next(2, 502);
     let main = ["main"];
     let c = config(&[repo("app", "github", forge.repo_url("acme/app"), &main, None)], 1);
-    let l = checker(&c).check(&c.repositories[0], None).expect("retried to success");
+    let ck = checker(&c);
+    let l = ck.check(&c.repositories[0], None).expect("retried to success");
     assert_eq!(as_strings(&l.heads), bare.heads());
     assert_eq!(l.requests, 3);
     let statuses: Vec<u16> = forge.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [502, 502, 200]);
+    // The statistics for metrics see every answer, retries included, and the rate-limit headroom.
+    let stats = ck.stats();
+    let gh = |s: u16| stats.requests.get(&("github".to_string(), s)).copied();
+    assert_eq!((gh(502), gh(200)), (Some(2), Some(1)));
+    assert_eq!(stats.rate_limits.get(&("github".to_string(), "127.0.0.1".to_string())), Some(&4999));
 }
 
 #[test]
