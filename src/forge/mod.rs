@@ -461,7 +461,7 @@ pub fn fingerprint(kind: ForgeKind, first_url: &str, patterns: &[String]) -> Str
 }
 
 /// Reads one page of branches: a JSON array of `{"name": ..., "commit": {"sha"|"id": ...}}`.
-fn parse_branches(body: &[u8], sha_field: &str) -> Result<Vec<(String, Sha)>, String> {
+pub fn parse_branches(body: &[u8], sha_field: &str) -> Result<Vec<(String, Sha)>, String> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
     let arr = v.as_array().ok_or("expected a JSON array of branches")?;
     let mut out = Vec::with_capacity(arr.len());

@@ -1,0 +1,22 @@
+//! Pagination headers from a hostile server must never panic, and a next page is always an
+//! absolute URL.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = sentry::http::parse_link(text);
+    let current = "https://api.example.com/repos/o/r/branches?per_page=100&page=2";
+    for name in ["link", "x-next-page", "x-total-count"] {
+        let headers = vec![(name.to_string(), text.to_string())];
+        if let Some(next) = sentry::http::next_page(current, &headers) {
+            assert!(next.contains("://"), "{next}");
+        }
+        if let Ok(mut pager) = sentry::http::Pager::new(current, 10) {
+            let _ = pager.next(current, &headers);
+        }
+    }
+    let _ = sentry::http::parse_http_date(text);
+    let _ = sentry::forge::url::RepoUrl::parse(text);
+});
