@@ -402,7 +402,7 @@ impl Checker {
                     seen_etags.push(String::new());
                 }
             }
-            let next = match pager.next(&url, &resp.headers).map_err(&protocol)? {
+            let next = match pager.next(&resp.url, &resp.headers).map_err(&protocol)? {
                 Some(next) => Some(next),
                 // A 304 need not repeat the pagination headers: the cached page count says.
                 None if resp.not_modified() && !has_pagination(&resp) => {
