@@ -398,7 +398,9 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
             let remaining = if not_modified {
                 sh.github_remaining.load(Ordering::SeqCst)
             } else {
-                sh.github_remaining.fetch_sub(1, Ordering::SeqCst).saturating_sub(1)
+                // Saturating: a long benchmark must not wrap the counter.
+                let dec = |n: u64| Some(n.saturating_sub(1));
+                sh.github_remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, dec).unwrap_or(0).saturating_sub(1)
             };
             rate.push(("x-ratelimit-limit".to_string(), "5000".to_string()));
             rate.push(("x-ratelimit-remaining".to_string(), remaining.to_string()));
