@@ -6,15 +6,12 @@
 
 use crate::config::{Config, Webhook, WebhookFormat};
 use crate::deploy::{JobResult, JobStatus};
+use crate::http::{Http, HttpError, HttpErrorKind, Method, Request};
 use crate::state::Pending;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 /// Characters of output kept in a notification: enough to see the error, small enough for chat.
 const TAIL_CHARS: usize = 2000;
-
-/// Attempts per webhook: transient failures (connection, 5xx, 429) are retried.
-const ATTEMPTS: u32 = 3;
 
 /// The outbox entry for a finished deployment; `None` for a skipped or interrupted one.
 pub fn pending(result: &JobResult, run_id: &str, host: &str, finished_at: &str) -> Option<Pending> {
@@ -115,20 +112,16 @@ fn slack(p: &Value) -> Value {
     json!({"text": text, "blocks": blocks})
 }
 
-/// Delivers notifications over HTTP.
+/// Delivers notifications with the run's shared HTTP client (its retries: connection errors,
+/// 5xx and 429, honouring `Retry-After`).
 pub struct Sender {
-    agent: ureq::Agent,
+    http: Http,
 }
 
 impl Sender {
-    /// A sender with the run's HTTP timeout.
-    pub fn new(timeout: Duration) -> Sender {
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .user_agent(concat!("sentry/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Sender { agent: config.into() }
+    /// A sender on the run's HTTP client.
+    pub fn new(http: Http) -> Sender {
+        Sender { http }
     }
 
     /// POSTs `pending` to every target; an error names each target that failed (never its URL's
@@ -136,42 +129,26 @@ impl Sender {
     pub fn deliver(&self, config: &Config, pending: &Pending) -> Result<(), String> {
         let mut failures = Vec::new();
         for hook in targets(config, &pending.repo) {
-            if let Err(e) = self.post(&hook.url, &body(hook.format, &pending.payload)) {
-                failures.push(format!("webhook {} for {}: {e}", host_of(&hook.url), pending.id));
+            let body = body(hook.format, &pending.payload).to_string().into_bytes();
+            let req = Request::new(Method::Post, hook.url.clone()).body("application/json", body);
+            if let Err(e) = self.http.send(&req) {
+                failures.push(format!("webhook {} for {}: {}", host_of(&hook.url), pending.id, describe(&e)));
             }
         }
         if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
     }
+}
 
-    fn post(&self, url: &str, body: &Value) -> Result<(), String> {
-        let bytes = body.to_string();
-        let mut last = String::new();
-        for attempt in 1..=ATTEMPTS {
-            let wait = match self.agent.post(url).header("Content-Type", "application/json").send(bytes.as_bytes()) {
-                Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    last = format!("HTTP {status}");
-                    if status != 429 && status < 500 {
-                        return Err(last);
-                    }
-                    resp.headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|s| Duration::from_secs(s.min(10)))
-                }
-                Err(e) => {
-                    last = crate::logging::redact(&e.to_string()).replace(url, &host_of(url));
-                    None
-                }
-            };
-            if attempt < ATTEMPTS {
-                std::thread::sleep(wait.unwrap_or(Duration::from_millis(250 << attempt)));
-            }
-        }
-        Err(format!("{last} after {ATTEMPTS} attempts"))
-    }
+/// What failed, without the URL (a webhook's path is often its secret).
+pub fn describe(e: &HttpError) -> String {
+    let what = match (&e.kind, e.status) {
+        (HttpErrorKind::Status, Some(s)) => format!("HTTP {s}"),
+        (HttpErrorKind::RateLimited { .. }, _) => "rate limited".to_string(),
+        (HttpErrorKind::Timeout, _) => "timed out".to_string(),
+        (HttpErrorKind::Network, _) => "cannot connect".to_string(),
+        (_, _) => "invalid response".to_string(),
+    };
+    format!("{what} after {} request{}", e.requests, if e.requests == 1 { "" } else { "s" })
 }
 
 /// `scheme://host[:port]` of a URL, for messages.
@@ -201,6 +178,7 @@ mod tests {
     use super::*;
     use crate::deploy::FailedCommand;
     use crate::model::{Job, Reason, Sha};
+    use std::time::Duration;
 
     fn result(status: JobStatus) -> JobResult {
         JobResult {

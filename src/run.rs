@@ -1,10 +1,11 @@
 //! The run: the one place that knows the order config -> state -> check -> plan -> deploy -> report.
 
 use crate::cli::{DeployArgs, OutputFormat, PollArgs};
-use crate::config::{Config, Repository};
+use crate::config::{Config, ForgeKind, Repository};
 use crate::deploy::{self, Batch, JobResult, JobStatus};
 use crate::error::{Exit, Fatal};
-use crate::forge::{Checker, Listing};
+use crate::forge::{Checker, ForgeStats, Listing};
+use crate::http::{Http, HttpSettings, Method, Request};
 use crate::model::{Heads, Job, Sha};
 use crate::notify;
 use crate::plan::{self, Note, Outcome};
@@ -133,11 +134,25 @@ struct Checks {
     listings: BTreeMap<String, Listing>,
     /// Why the others could not be checked (redacted).
     errors: BTreeMap<String, String>,
+    /// HTTP answers and rate-limit headroom per forge.
+    stats: ForgeStats,
+}
+
+/// The clients of one run: one HTTP agent (connection reuse, TLS roots) shared by all.
+struct Clients {
+    checker: Checker,
+    sender: notify::Sender,
+}
+
+impl Clients {
+    fn new(config: &Config) -> anyhow::Result<Clients> {
+        let http = Http::new(&HttpSettings::from_global(&config.global))?;
+        Ok(Clients { checker: Checker::with_http(http.clone(), &config.global)?, sender: notify::Sender::new(http) })
+    }
 }
 
 /// Checks `repos` concurrently and records each outcome in the summary.
-fn check(config: &Config, repos: &[&Repository], state: &State, summary: &mut Summary) -> anyhow::Result<Checks> {
-    let checker = Checker::new(&config.global)?;
+fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut Summary) -> Checks {
     let inputs: Vec<(&Repository, Option<&crate::model::Validators>)> =
         repos.iter().map(|r| (*r, state.repos.get(&r.name).and_then(|s| s.validators.as_ref()))).collect();
     let results = checker.check_all(&inputs);
@@ -168,7 +183,7 @@ fn check(config: &Config, repos: &[&Repository], state: &State, summary: &mut Su
             }
         }
     }
-    Ok(Checks { heads, listings, errors })
+    Checks { heads, listings, errors, stats: checker.stats() }
 }
 
 /// Applies what the checks learned that planning does not decide: cache validators, check errors.
@@ -229,7 +244,8 @@ fn pass(
     };
     let state = store.load().map_err(state_fatal)?;
     let mut summary = run.summary(dry_run);
-    let checks = check(config, repos, &state, &mut summary)?;
+    let clients = Clients::new(config)?;
+    let checks = check(&clients.checker, repos, &state, &mut summary);
     let now = crate::time::now_rfc3339();
     let planned = plan::plan(config, &checks.heads, &state, &now);
     let mut next = planned.state;
@@ -243,40 +259,64 @@ fn pass(
     next.last_run = Some(crate::state::RunInfo { run_id: run.id.clone(), at: now });
     count_http(config, &mut next, &checks);
     store.save(&next).map_err(state_fatal)?;
-    flush_outbox(config, &mut store, &mut next, &mut summary);
-    let last = execute(config, &run, store, next, planned.jobs, &mut summary);
-    write_metrics(config, &last, &run, &mut summary, &checks);
+    flush_outbox(config, &clients.sender, &mut store, &mut next, &mut summary);
+    let last = execute(config, &clients.sender, &run, store, next, planned.jobs, &mut summary);
+    write_metrics(config, &clients, &last, &run, &mut summary, &checks);
     Ok(finish(summary, &run, output))
 }
 
 /// Adds this pass's forge requests to the counters kept in the state.
 fn count_http(config: &Config, state: &mut State, checks: &Checks) {
-    for (name, listing) in &checks.listings {
-        let Some(repo) = config.repository(name) else { continue };
-        let status = if listing.cache_hit { "304" } else { "200" };
-        *state.http.requests.entry(format!("{}/{status}", repo.monitor.kind.as_str())).or_default() +=
-            u64::from(listing.requests);
-        state.http.cache_hits += u64::from(listing.cache_hit);
+    for ((forge, status), n) in &checks.stats.requests {
+        let status = if *status == 0 { "error".to_string() } else { status.to_string() };
+        *state.http.requests.entry(format!("{forge}/{status}")).or_default() += n;
     }
-    for name in checks.errors.keys() {
-        let Some(repo) = config.repository(name) else { continue };
-        *state.http.requests.entry(format!("{}/error", repo.monitor.kind.as_str())).or_default() += 1;
+    // `git ls-remote` is not HTTP through our client: count its invocations by outcome.
+    let is_git = |name: &String| config.repository(name).is_some_and(|r| r.monitor.kind == ForgeKind::Git);
+    for listing in checks.listings.iter().filter(|(n, _)| is_git(n)).map(|(_, l)| l) {
+        *state.http.requests.entry("git/ok".into()).or_default() += u64::from(listing.requests);
     }
+    for _ in checks.errors.keys().filter(|n| is_git(n)) {
+        *state.http.requests.entry("git/error".into()).or_default() += 1;
+    }
+    state.http.cache_hits += checks.listings.values().filter(|l| l.cache_hit).count() as u64;
 }
 
-/// Writes `global.metrics_file`, if configured. A failure is reported, never fatal.
-fn write_metrics(config: &Config, state: &State, run: &RunInfo, summary: &mut Summary, checks: &Checks) {
-    let Some(path) = &config.global.metrics_file else { return };
+/// Writes `global.metrics_file` and pushes to `global.pushgateway_url`, if configured. A failure
+/// is reported, never fatal.
+fn write_metrics(
+    config: &Config,
+    clients: &Clients,
+    state: &State,
+    run: &RunInfo,
+    summary: &mut Summary,
+    checks: &Checks,
+) {
+    if config.global.metrics_file.is_none() && config.global.pushgateway_url.is_none() {
+        return;
+    }
     let m = crate::metrics::RunMetrics {
         finished: Some(std::time::SystemTime::now()),
         duration: run.started.elapsed(),
         checked: checks.listings.len() + checks.errors.len(),
         check_errors: checks.errors.len(),
-        rate_limits: BTreeMap::new(),
+        rate_limits: checks.stats.rate_limits.clone(),
     };
-    if let Err(e) = crate::metrics::write_file(path, &crate::metrics::render(config, state, &m)) {
+    let text = crate::metrics::render(config, state, &m);
+    if let Some(path) = &config.global.metrics_file
+        && let Err(e) = crate::metrics::write_file(path, &text)
+    {
         log::warn!("{e}");
         summary.errors.push(e);
+    }
+    if let Some(base) = &config.global.pushgateway_url {
+        let url = format!("{}/metrics/job/sentry/instance/{}", base.trim_end_matches('/'), notify::hostname());
+        let req = Request::new(Method::Put, url).body("text/plain; version=0.0.4", text.into_bytes());
+        if let Err(e) = clients.checker.http().send(&req) {
+            let msg = format!("metrics push to the Pushgateway failed: {}", notify::describe(&e));
+            log::warn!("{msg}");
+            summary.errors.push(msg);
+        }
     }
 }
 
@@ -297,6 +337,7 @@ fn finish(mut summary: Summary, run: &RunInfo, output: OutputFormat) -> Exit {
 /// Runs the jobs in batches and records each result in the state as it finishes.
 fn execute(
     config: &Config,
+    sender: &notify::Sender,
     run: &RunInfo,
     store: Box<dyn StateStore>,
     state: State,
@@ -316,7 +357,6 @@ fn execute(
     };
     let batches = batches(config, jobs);
     let shared = Mutex::new(Shared { store, state, save_errors: Vec::new(), notify_errors: Vec::new() });
-    let sender = notify::Sender::new(config.global.http_timeout);
     let host = notify::hostname();
     let (tx, rx) = mpsc::channel::<Pending>();
     let results = std::thread::scope(|scope| {
@@ -406,12 +446,17 @@ impl Shared {
 }
 
 /// Delivers what an interrupted run left in the outbox, before anything else happens.
-fn flush_outbox(config: &Config, store: &mut Box<dyn StateStore>, state: &mut State, summary: &mut Summary) {
+fn flush_outbox(
+    config: &Config,
+    sender: &notify::Sender,
+    store: &mut Box<dyn StateStore>,
+    state: &mut State,
+    summary: &mut Summary,
+) {
     if state.outbox.is_empty() {
         return;
     }
     log::info!(count = state.outbox.len(); "delivering notifications left by an interrupted run");
-    let sender = notify::Sender::new(config.global.http_timeout);
     for pending in std::mem::take(&mut state.outbox) {
         if let Err(e) = sender.deliver(config, &pending) {
             let msg = crate::logging::redact(&format!("notification failed: {e}"));
@@ -536,7 +581,8 @@ pub fn deploy(
     let mut store = open_store(&location, mode, config, &run).map_err(state_fatal)?;
     let state = store.load().map_err(state_fatal)?;
     let mut summary = run.summary(args.dry_run);
-    let checks = check(config, &targets, &state, &mut summary)?;
+    let clients = Clients::new(config)?;
+    let checks = check(&clients.checker, &targets, &state, &mut summary);
     let mut jobs = Vec::new();
     for repo in &targets {
         let Some(h) = checks.heads.get(&repo.name) else { continue };
@@ -558,8 +604,8 @@ pub fn deploy(
     next.last_run = Some(crate::state::RunInfo { run_id: run.id.clone(), at: now });
     count_http(config, &mut next, &checks);
     store.save(&next).map_err(state_fatal)?;
-    flush_outbox(config, &mut store, &mut next, &mut summary);
-    let last = execute(config, &run, store, next, jobs, &mut summary);
-    write_metrics(config, &last, &run, &mut summary, &checks);
+    flush_outbox(config, &clients.sender, &mut store, &mut next, &mut summary);
+    let last = execute(config, &clients.sender, &run, store, next, jobs, &mut summary);
+    write_metrics(config, &clients, &last, &run, &mut summary, &checks);
     Ok(finish(summary, &run, output))
 }

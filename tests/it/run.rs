@@ -644,3 +644,18 @@ fn interrupted_run_notifies_once_when_resumed() {
     assert_eq!(got.len(), 2, "the earlier deployment is not notified again; the left-over one once: {got:?}");
     assert_eq!(got[1]["note"], "left over");
 }
+
+#[test]
+fn metrics_are_pushed_to_the_pushgateway() {
+    let gw = crate::support::webhook::Receiver::start();
+    let w = World::new();
+    w.create("app").commit("main", &[("v", "1")], "v1");
+    w.config(&format!("  pushgateway_url: {}", gw.url("/")), "", &[repo("app", "[main]")]);
+    assert_eq!(w.poll().code, 0);
+    let got = gw.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].path.starts_with("/metrics/job/sentry/instance/"), "{}", got[0].path);
+    assert!(got[0].content_type.starts_with("text/plain"));
+    let series = parse_prometheus(&got[0].body);
+    assert_eq!(series["sentry_repositories_checked"], 1.0);
+}
