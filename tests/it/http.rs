@@ -2,6 +2,7 @@
 //! to another origin, redirect loops, and the response body cap.
 
 use crate::support::fake_kube::{FakeKube, tls_for_localhost};
+use crate::support::http1;
 use sentry::http::{Http, HttpErrorKind, HttpSettings, MAX_BODY, Request};
 use sentry::secret::Secret;
 use std::collections::BTreeMap;
@@ -12,48 +13,32 @@ type Log = Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>;
 
 /// A tiny server answering with `route(path) -> (status, headers, body)`, logging every request.
 struct Server {
-    port: u16,
     log: Log,
-    server: Arc<tiny_http::Server>,
+    server: http1::Server,
 }
 
 impl Server {
     fn start(route: impl Fn(&str, u16) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync + 'static) -> Server {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
-        let port = server.server_addr().to_ip().expect("ip").port();
         let log: Log = Arc::default();
-        let (s, l) = (server.clone(), log.clone());
-        std::thread::spawn(move || {
-            for req in s.incoming_requests() {
-                let headers = req
-                    .headers()
-                    .iter()
-                    .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
-                    .collect();
-                l.lock().expect("lock").push((req.url().to_string(), headers));
-                let (status, hs, body) = route(req.url(), port);
-                let mut resp = tiny_http::Response::from_data(body).with_status_code(status);
-                for (k, v) in hs {
-                    resp = resp.with_header(tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("header"));
-                }
-                let _ = req.respond(resp);
-            }
+        let l = log.clone();
+        // The route needs the port (to redirect to itself), known once the server runs.
+        let port = Arc::new(std::sync::OnceLock::new());
+        let p = port.clone();
+        let server = http1::Server::start(move |req| {
+            l.lock().expect("lock").push((req.url.clone(), req.headers.clone()));
+            let (status, headers, body) = route(&req.url, *p.get().expect("port set"));
+            http1::Response { status, headers, body }
         });
-        Server { port, log, server }
+        let _ = port.set(server.port());
+        Server { log, server }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://127.0.0.1:{}{path}", self.server.port())
     }
 
     fn log(&self) -> Vec<(String, BTreeMap<String, String>)> {
         self.log.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.server.unblock();
     }
 }
 

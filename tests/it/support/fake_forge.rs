@@ -1,6 +1,6 @@
 //! A fake GitHub / GitLab / Gitea REST API on 127.0.0.1, serving branch lists of REAL bare
-//! repositories (refs read with `git for-each-ref` on every request, so a test that moves a
-//! branch sees the change at once).
+//! repositories (refs read from the ref files on every request, so a test that moves a branch
+//! sees the change at once).
 //!
 //! One server answers all three APIs, told apart by path, exactly where sentry derives them
 //! from a repository URL `http://127.0.0.1:PORT/<path>`:
@@ -28,15 +28,15 @@
 //! - [`FakeForge::requests`] is the log: method, path+query, headers (lowercase), status;
 //!   [`FakeForge::max_in_flight`] the most requests answered at once.
 //!
-//! A thread per request (tiny_http keeps connections alive), so concurrent clients never queue.
+//! A thread per connection (keep-alive, see [`super::http1`]), so concurrent clients never queue.
 
 use super::git_server::LoggedRequest;
+use super::http1::{Request, Response, Server};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Which API a request spoke.
@@ -87,22 +87,25 @@ struct Shared {
     pagination_loop: AtomicBool,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
-    stop: AtomicBool,
 }
 
 /// A running fake forge; stops when dropped.
 pub struct FakeForge {
     shared: Arc<Shared>,
-    server: Arc<tiny_http::Server>,
-    port: u16,
-    thread: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl FakeForge {
     /// Serves the repositories under `root`.
     pub fn start(root: &Path) -> FakeForge {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
-        let port = server.server_addr().to_ip().expect("ip addr").port();
+        // The port is known only once the server runs; handlers read `base` from `Shared`.
+        let slot: Arc<Mutex<Option<Arc<Shared>>>> = Arc::default();
+        let seen = slot.clone();
+        let server = Server::start(move |request| {
+            let sh = seen.lock().expect("slot lock").clone().expect("forge started");
+            handle(&sh, request)
+        });
+        let port = server.port();
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             base: format!("http://127.0.0.1:{port}"),
@@ -115,19 +118,9 @@ impl FakeForge {
             pagination_loop: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
         });
-        let (s, sh) = (server.clone(), shared.clone());
-        let thread = std::thread::spawn(move || {
-            for request in s.incoming_requests() {
-                if sh.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let sh = sh.clone();
-                std::thread::spawn(move || handle(&sh, request));
-            }
-        });
-        FakeForge { shared, server, port, thread: Some(thread) }
+        *slot.lock().expect("slot lock") = Some(shared.clone());
+        FakeForge { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -137,7 +130,7 @@ impl FakeForge {
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// The web URL of `rel` (e.g. `acme/app`, `group/sub/deep/app`): what goes in `repo_url`.
@@ -208,16 +201,6 @@ impl FakeForge {
     }
 }
 
-impl Drop for FakeForge {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// An answer before it is sent.
 struct Answer {
     status: u16,
@@ -240,34 +223,23 @@ impl Answer {
     }
 }
 
-fn handle(sh: &Shared, request: tiny_http::Request) {
+fn handle(sh: &Shared, request: Request) -> Response {
     let now = sh.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     sh.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    respond(sh, request);
+    let response = respond(sh, request);
     sh.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
 }
 
-fn respond(sh: &Shared, request: tiny_http::Request) {
-    let headers: BTreeMap<String, String> = request
-        .headers()
-        .iter()
-        .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
-        .collect();
-    let method = request.method().as_str().to_string();
-    let url = request.url().to_string();
+fn respond(sh: &Shared, request: Request) -> Response {
+    let Request { method, url, headers, .. } = request;
     let answer = answer(sh, &method, &url, &headers);
     let latency = sh.latency_ms.load(Ordering::SeqCst);
     if latency > 0 {
         std::thread::sleep(Duration::from_millis(latency));
     }
     sh.log.lock().expect("log lock").push(LoggedRequest { method, url, headers, status: answer.status });
-    let mut response = tiny_http::Response::from_string(answer.body).with_status_code(answer.status);
-    for (k, v) in answer.headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            response = response.with_header(h);
-        }
-    }
-    let _ = request.respond(response);
+    Response { status: answer.status, headers: answer.headers, body: answer.body.into_bytes() }
 }
 
 /// Where a request goes: the API and the repository path it names.
@@ -513,7 +485,47 @@ fn find_repo(root: &Path, rel: &str) -> Option<PathBuf> {
 }
 
 /// (branch, sha) sorted by name, as `git for-each-ref refs/heads` lists them.
+///
+/// Read from the ref files themselves (loose refs over `packed-refs`): no process per request,
+/// so a benchmark with a thousand repositories measures sentry, not `git`. A repository in the
+/// reftable format falls back to asking git.
 fn read_heads(repo: &Path) -> Option<Vec<(String, String)>> {
+    if repo.join("reftable").exists() {
+        return read_heads_with_git(repo);
+    }
+    let mut heads = BTreeMap::new();
+    if let Ok(packed) = std::fs::read_to_string(repo.join("packed-refs")) {
+        for line in packed.lines().filter(|l| !l.starts_with('#') && !l.starts_with('^')) {
+            if let Some((sha, name)) = line.split_once(' ')
+                && let Some(branch) = name.strip_prefix("refs/heads/")
+            {
+                heads.insert(branch.to_string(), sha.to_string());
+            }
+        }
+    }
+    fn walk(dir: &Path, prefix: &str, heads: &mut BTreeMap<String, String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&e.path(), &format!("{name}/"), heads),
+                Ok(t) if t.is_file() && !name.ends_with(".lock") => {
+                    if let Ok(sha) = std::fs::read_to_string(e.path()) {
+                        let sha = sha.trim();
+                        if !sha.starts_with("ref:") && !sha.is_empty() {
+                            heads.insert(name, sha.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    walk(&repo.join("refs/heads"), "", &mut heads);
+    Some(heads.into_iter().collect())
+}
+
+fn read_heads_with_git(repo: &Path) -> Option<Vec<(String, String)>> {
     let out = Command::new("git")
         .current_dir(repo)
         .args(["for-each-ref", "--format=%(refname:strip=2)%09%(objectname)", "refs/heads"])

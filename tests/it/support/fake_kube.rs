@@ -3,9 +3,10 @@
 //! 404 when missing, 401 without the right bearer token, `Status` bodies — plus a request log and
 //! a way to change an object behind the client's back.
 //!
-//! Plain HTTP through tiny_http; HTTPS through rustls over a std listener (tiny_http's TLS
-//! feature is tied to an old rustls), one request per connection. Both share [`handle`].
+//! Plain HTTP through [`super::http1`]; HTTPS through rustls over a std listener, one request per
+//! connection. Both share [`handle`].
 
+use super::http1::{Response, Server};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -42,7 +43,7 @@ pub struct FakeKube {
     pub port: u16,
     inner: Arc<Mutex<Inner>>,
     stop: Arc<AtomicBool>,
-    http: Option<Arc<tiny_http::Server>>,
+    http: Option<Server>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -58,28 +59,22 @@ impl FakeKube {
     }
 
     fn start_http(token: Option<String>) -> FakeKube {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind fake kube"));
-        let port = server.server_addr().to_ip().expect("ip listener").port();
         let inner = Arc::new(Mutex::new(Inner { token, next_rv: 100, ..Default::default() }));
-        let (srv, inn) = (Arc::clone(&server), Arc::clone(&inner));
-        let thread = std::thread::spawn(move || {
-            for mut req in srv.incoming_requests() {
-                let auth =
-                    req.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.as_str().to_string());
-                let mut body = String::new();
-                let _ = req.as_reader().read_to_string(&mut body);
-                let (code, reply) = handle(&inn, req.method().as_str(), req.url(), auth, body);
-                let header = tiny_http::Header::from_bytes("Content-Type", "application/json").expect("header");
-                let _ = req.respond(tiny_http::Response::from_string(reply).with_status_code(code).with_header(header));
-            }
+        let inn = Arc::clone(&inner);
+        let server = Server::start(move |req| {
+            let auth = req.header("authorization").map(str::to_string);
+            let body = String::from_utf8_lossy(&req.body).into_owned();
+            let (code, reply) = handle(&inn, &req.method, &req.url, auth, body);
+            Response::new(code, reply).header("Content-Type", "application/json")
         });
+        let port = server.port();
         FakeKube {
             url: format!("http://127.0.0.1:{port}"),
             port,
             inner,
             stop: Arc::new(AtomicBool::new(false)),
             http: Some(server),
-            thread: Some(thread),
+            thread: None,
         }
     }
 
@@ -159,10 +154,8 @@ impl FakeKube {
 impl Drop for FakeKube {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(http) = &self.http {
-            http.unblock();
-        } else {
-            // Wake the blocking accept so the thread sees the flag.
+        // The plain-HTTP server stops itself when dropped; wake the TLS accept loop.
+        if self.http.is_none() {
             let _ = TcpStream::connect(("127.0.0.1", self.port));
         }
         if let Some(t) = self.thread.take() {

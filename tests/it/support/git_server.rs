@@ -1,13 +1,13 @@
-//! A real Git smart-HTTP server on loopback: `git http-backend` run as CGI behind tiny_http, with
+//! A real Git smart-HTTP server on loopback: `git http-backend` run as CGI behind [`super::http1`], with
 //! optional Basic auth and a request log. Clones and `ls-remote` in tests talk to it.
 
+use super::http1::{Request, Response, Server};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
@@ -26,52 +26,38 @@ struct Shared {
     auth: Option<String>,
     log: Mutex<Vec<LoggedRequest>>,
     fail_next: AtomicUsize,
-    stop: AtomicBool,
 }
 
 /// A running server; stops when dropped.
 pub struct GitServer {
     shared: Arc<Shared>,
-    server: Arc<tiny_http::Server>,
-    port: u16,
-    thread: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl GitServer {
     /// Serves every repository under `root` (URL path = path below root). With `credentials`,
     /// every request needs `Authorization: Basic base64(user:pass)`, else 401.
     pub fn start(root: &Path, credentials: Option<(&str, &str)>) -> GitServer {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
-        let port = server.server_addr().to_ip().expect("ip addr").port();
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             auth: credentials.map(|(u, p)| format!("Basic {}", sentry::secret::base64(format!("{u}:{p}").as_bytes()))),
             log: Mutex::new(Vec::new()),
             fail_next: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
         });
-        let (s, sh) = (server.clone(), shared.clone());
-        let thread = std::thread::spawn(move || {
-            for request in s.incoming_requests() {
-                if sh.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let sh = sh.clone();
-                // A thread per request: parallel clones must not queue behind each other.
-                std::thread::spawn(move || handle(&sh, request));
-            }
-        });
-        GitServer { shared, server, port, thread: Some(thread) }
+        let sh = shared.clone();
+        // A thread per connection: parallel clones must not queue behind each other.
+        let server = Server::start(move |request| handle(&sh, request));
+        GitServer { shared, server }
     }
 
     /// The clone URL of `rel` (a path below root).
     pub fn url(&self, rel: &str) -> String {
-        format!("http://127.0.0.1:{}/{}", self.port, rel.trim_start_matches('/'))
+        format!("http://127.0.0.1:{}/{}", self.server.port(), rel.trim_start_matches('/'))
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Every request so far.
@@ -85,24 +71,8 @@ impl GitServer {
     }
 }
 
-impl Drop for GitServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn handle(sh: &Shared, mut request: tiny_http::Request) {
-    let headers: BTreeMap<String, String> = request
-        .headers()
-        .iter()
-        .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
-        .collect();
-    let method = request.method().as_str().to_string();
-    let url = request.url().to_string();
+fn handle(sh: &Shared, request: Request) -> Response {
+    let Request { method, url, headers, body } = request;
     let record = |status: u16| {
         sh.log.lock().expect("log lock").push(LoggedRequest {
             method: method.clone(),
@@ -113,23 +83,13 @@ fn handle(sh: &Shared, mut request: tiny_http::Request) {
     };
     if sh.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
         record(503);
-        let _ = request.respond(tiny_http::Response::from_string("injected failure").with_status_code(503));
-        return;
+        return Response::new(503, "injected failure");
     }
     if let Some(expected) = &sh.auth
         && headers.get("authorization") != Some(expected)
     {
         record(401);
-        let h = tiny_http::Header::from_bytes("WWW-Authenticate", "Basic realm=\"sentry-test\"").expect("header");
-        let _ = request.respond(tiny_http::Response::from_string("unauthorized").with_status_code(401).with_header(h));
-        return;
-    }
-    // tiny_http de-chunks the request body for us.
-    let mut body = Vec::new();
-    if request.as_reader().read_to_end(&mut body).is_err() {
-        record(400);
-        let _ = request.respond(tiny_http::Response::from_string("bad body").with_status_code(400));
-        return;
+        return Response::new(401, "unauthorized").header("WWW-Authenticate", "Basic realm=\"sentry-test\"");
     }
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let mut cmd = Command::new("git");
@@ -162,8 +122,7 @@ fn handle(sh: &Shared, mut request: tiny_http::Request) {
     }
     let Ok(mut child) = cmd.spawn() else {
         record(500);
-        let _ = request.respond(tiny_http::Response::from_string("cannot run git http-backend").with_status_code(500));
-        return;
+        return Response::new(500, "cannot run git http-backend");
     };
     // Write the body on a thread: http-backend may start answering before it has read everything.
     let mut stdin = child.stdin.take();
@@ -176,18 +135,11 @@ fn handle(sh: &Shared, mut request: tiny_http::Request) {
     let _ = writer.join();
     let Ok(out) = out else {
         record(500);
-        let _ = request.respond(tiny_http::Response::from_string("http-backend failed").with_status_code(500));
-        return;
+        return Response::new(500, "http-backend failed");
     };
-    let (status, cgi_headers, payload) = parse_cgi(&out.stdout);
+    let (status, headers, payload) = parse_cgi(&out.stdout);
     record(status);
-    let mut response = tiny_http::Response::from_data(payload).with_status_code(status);
-    for (k, v) in cgi_headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            response = response.with_header(h);
-        }
-    }
-    let _ = request.respond(response);
+    Response { status, headers, body: payload }
 }
 
 /// Splits CGI output into status, headers and body.

@@ -101,6 +101,7 @@ pub fn repo_yaml(name: &str) -> String {
 }
 
 pub mod git_server;
+pub mod http1;
 pub mod repos;
 pub mod webhook;
 pub mod world;

@@ -1,7 +1,7 @@
 //! A loopback webhook receiver that records every request and answers with scripted statuses.
 
+use super::http1::{Response, Server};
 use std::collections::VecDeque;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 /// One request the receiver saw.
@@ -15,37 +15,28 @@ pub struct Received {
 
 /// A running receiver; stops when dropped.
 pub struct Receiver {
-    server: Arc<tiny_http::Server>,
+    server: Server,
     log: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<u16>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    port: u16,
 }
 
 impl Receiver {
     /// Starts a receiver that answers 200 unless [`Receiver::respond`] scripted otherwise.
     pub fn start() -> Receiver {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
-        let port = server.server_addr().to_ip().expect("ip").port();
         let log = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(VecDeque::new()));
-        let (s, l, sc) = (server.clone(), log.clone(), script.clone());
-        let thread = std::thread::spawn(move || {
-            for mut req in s.incoming_requests() {
-                let mut body = String::new();
-                let _ = req.as_reader().take(1 << 20).read_to_string(&mut body);
-                let status = sc.lock().expect("script").pop_front().unwrap_or(200);
-                let content_type = req
-                    .headers()
-                    .iter()
-                    .find(|h| h.field.equiv("content-type"))
-                    .map(|h| h.value.to_string())
-                    .unwrap_or_default();
-                l.lock().expect("log").push(Received { path: req.url().to_string(), content_type, body, status });
-                let _ = req.respond(tiny_http::Response::from_string("ok").with_status_code(status));
-            }
+        let (l, sc) = (log.clone(), script.clone());
+        let server = Server::start(move |req| {
+            let status = sc.lock().expect("script").pop_front().unwrap_or(200);
+            l.lock().expect("log").push(Received {
+                path: req.url.clone(),
+                content_type: req.header("content-type").unwrap_or_default().to_string(),
+                body: String::from_utf8_lossy(&req.body).into_owned(),
+                status,
+            });
+            Response::new(status, "ok")
         });
-        Receiver { server, log, script, thread: Some(thread), port }
+        Receiver { server, log, script }
     }
 
     /// The next answers, in order (then 200).
@@ -54,7 +45,7 @@ impl Receiver {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://127.0.0.1:{}{path}", self.server.port())
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -68,14 +59,5 @@ impl Receiver {
             .filter(|r| (200..300).contains(&r.status))
             .map(|r| serde_json::from_str(&r.body).expect("JSON body"))
             .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

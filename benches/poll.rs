@@ -1,0 +1,387 @@
+//! Benchmarks of whole `sentry` runs against the in-repo fake forge on loopback (issue 9).
+//!
+//!     cargo bench --bench poll              # every scenario
+//!     cargo bench --bench poll -- P1 P3     # some of them
+//!
+//! Each scenario builds its repositories and config in a temp dir, starts the fake forge with
+//! an injected per-request latency, runs the real release binary and prints one table row.
+//! Timings are medians of several runs; nothing here asserts a time (see BENCHMARKS.md).
+
+#![allow(dead_code)]
+
+// The fake forge of the integration tests, reused as is (`super::…` is this crate root).
+#[path = "../tests/it/support/fake_forge.rs"]
+mod fake_forge;
+#[path = "../tests/it/support/git_server.rs"]
+mod git_server;
+#[path = "../tests/it/support/http1.rs"]
+mod http1;
+
+use fake_forge::FakeForge;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SENTRY: &str = env!("CARGO_BIN_EXE_sentry");
+
+/// A commit id the fake forge reports (the objects need not exist: only refs are listed).
+fn sha(i: usize) -> String {
+    format!("{:040x}", i + 1)
+}
+
+/// A minimal bare repository: HEAD plus loose branch refs. Enough for the fake forge and for
+/// `git ls-remote`, and a thousand of them take milliseconds to create.
+fn bare(root: &Path, rel: &str, branches: &[String], seed: usize) {
+    let dir = root.join(rel);
+    std::fs::create_dir_all(dir.join("objects")).expect("mkdir");
+    std::fs::write(dir.join("HEAD"), "ref: refs/heads/main\n").expect("HEAD");
+    for (j, b) in branches.iter().enumerate() {
+        let p = dir.join("refs/heads").join(b);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir refs");
+        std::fs::write(p, format!("{}\n", sha(seed * 1000 + j))).expect("ref");
+    }
+}
+
+struct Bench {
+    dir: tempfile::TempDir,
+    forge: FakeForge,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Github,
+    Gitlab,
+    Gitea,
+    Git,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let mut dir = tempfile::Builder::new().prefix("sentry-bench-").tempdir().expect("tempdir");
+        if std::env::var_os("SENTRY_BENCH_KEEP").is_some() {
+            // For looking at a scenario by hand afterwards (config, state, the fake forge's tree).
+            dir.disable_cleanup(true);
+            eprintln!("keeping {}", dir.path().display());
+        }
+        let forge = FakeForge::start(&dir.path().join("srv"));
+        Bench { dir, forge }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("srv")
+    }
+
+    /// Creates `n` repositories of `kind` with `branches` each and returns their config entries.
+    fn repos(&self, kind: Kind, n: usize, branches: usize, offset: usize) -> String {
+        let names: Vec<String> =
+            std::iter::once("main".to_string()).chain((1..branches).map(|j| format!("feature/b{j:04}"))).collect();
+        let mut yaml = String::new();
+        for i in offset..offset + n {
+            let (rel, url, repo_type) = match kind {
+                Kind::Github => (format!("gh/r{i}.git"), self.forge.repo_url(&format!("gh/r{i}")), "github"),
+                Kind::Gitlab => (format!("gl/sub/r{i}.git"), self.forge.repo_url(&format!("gl/sub/r{i}")), "gitlab"),
+                Kind::Gitea => (format!("gt/r{i}.git"), self.forge.repo_url(&format!("gt/r{i}")), "gitea"),
+                Kind::Git => {
+                    let rel = format!("git/r{i}.git");
+                    let url = format!("file://{}", self.root().join(&rel).display());
+                    (rel, url, "git")
+                }
+            };
+            bare(&self.root(), &rel, &names, i);
+            yaml.push_str(&format!(
+                "  - name: r{i}\n    monitor:\n      repo_url: {url}\n      branches: [main]\n      repo_type: {repo_type}\n    deploy:\n      qa_repo_url: file:///nonexistent/qa.git\n      commands: [\"true\"]\n"
+            ));
+        }
+        yaml
+    }
+
+    fn write_config(&self, global: &str, groups: &str, repos: &str) -> PathBuf {
+        let path = self.dir.path().join("sentry.yaml");
+        let text = format!(
+            "global:\n  tmp_dir: {}\n  state: {}\n{global}\n{groups}repositories:\n{repos}",
+            self.dir.path().join("tmp").display(),
+            self.dir.path().join("state.json").display()
+        );
+        std::fs::write(&path, text).expect("config");
+        path
+    }
+
+    fn sentry(&self, args: &[&str]) -> (Duration, i32) {
+        let started = Instant::now();
+        let out = Command::new(SENTRY)
+            .args(["-c"])
+            .arg(self.dir.path().join("sentry.yaml"))
+            .args(["--log-level", &std::env::var("SENTRY_BENCH_LOG").unwrap_or_else(|_| "warn".into())])
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("SENTRY_STATE")
+            .output()
+            .expect("run sentry");
+        if std::env::var_os("SENTRY_BENCH_LOG").is_some() {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+        (started.elapsed(), out.status.code().unwrap_or(-1))
+    }
+
+    /// Median wall time of `runs` runs of `sentry ARGS`.
+    fn median(&self, runs: usize, args: &[&str]) -> Duration {
+        let mut times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let (t, code) = self.sentry(args);
+                assert!(code == 0 || code == 3, "sentry {args:?} exited {code}");
+                t
+            })
+            .collect();
+        times.sort();
+        times[runs / 2]
+    }
+
+    /// Median wall time of `runs` first passes (`poll --once` with no state: every listing a 200).
+    /// Leaves the state of the last one in place.
+    fn median_first(&self, runs: usize) -> Duration {
+        let mut times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let _ = std::fs::remove_file(self.dir.path().join("state.json"));
+                self.forge.clear_log();
+                let (t, code) = self.sentry(&["poll", "--once"]);
+                if std::env::var_os("SENTRY_BENCH_LOG").is_some() {
+                    eprintln!("first pass {t:?}: forge answered {} requests", self.forge.requests().len());
+                }
+                assert!(code == 0 || code == 3, "first pass exited {code}");
+                t
+            })
+            .collect();
+        times.sort();
+        if std::env::var_os("SENTRY_BENCH_LOG").is_some() {
+            eprintln!("first passes: {times:?}");
+        }
+        times[runs / 2]
+    }
+
+    /// Peak resident set size (KiB) of one `sentry ARGS`, via /usr/bin/time.
+    fn peak_rss_kib(&self, args: &[&str]) -> Option<u64> {
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M", SENTRY, "-c"])
+            .arg(self.dir.path().join("sentry.yaml"))
+            .args(["--log-level", "warn"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stderr).lines().last()?.trim().parse().ok()
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn row(id: &str, what: &str, measured: &str, target: &str) {
+    println!("| {id} | {what} | {measured} | {target} |");
+}
+
+fn p1_p2_p3(runs: usize) {
+    let b = Bench::new();
+    let repos = b.repos(Kind::Github, 1000, 1, 0);
+    b.write_config("  concurrency: 32", "", &repos);
+    b.forge.set_latency(Duration::from_millis(20));
+    let first = b.median_first(runs);
+    b.forge.clear_log();
+    let unchanged = b.median(runs, &["poll", "--once"]);
+    let floor = Duration::from_millis(1000_u64.div_ceil(32) * 20);
+    let start = b.median(runs, &["--version"]);
+    row(
+        "P1",
+        "1000 GitHub repos, 20 ms latency, concurrency 32: first pass, no state (every listing a 200; median)",
+        &ms(first),
+        "",
+    );
+    row(
+        "P1",
+        "same, unchanged pass (median)",
+        &format!(
+            "{} = {:.2} x floor {} (+ start {})",
+            ms(unchanged),
+            unchanged.as_secs_f64() / floor.as_secs_f64(),
+            ms(floor),
+            ms(start)
+        ),
+        "<= 1.2 x floor + start",
+    );
+    let log = b.forge.requests();
+    let per_pass = log.len() / runs;
+    let not_modified = log.iter().filter(|r| r.status == 304).count();
+    row(
+        "P2",
+        "requests per unchanged pass (1000 repos, 1 branch)",
+        &format!("{per_pass} ({not_modified} of {} answered 304)", log.len()),
+        "1 per repo, all 304",
+    );
+    let rss = b.peak_rss_kib(&["poll", "--once"]).map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0));
+    row("P3", "peak RSS of the P1 unchanged pass", &rss, "<= 30 MB");
+    let state = std::fs::metadata(b.dir.path().join("state.json")).map(|m| m.len()).unwrap_or(0);
+    row(
+        "P3",
+        "state file size at 1000 repositories",
+        &format!("{:.0} KiB", state as f64 / 1024.0),
+        "fits a 1 MiB ConfigMap",
+    );
+    let validate = b.median(runs * 2, &["validate"]);
+    row("P3", "`sentry validate`, 1000-repository config (median)", &ms(validate), "<= 50 ms");
+
+    b.write_config("  concurrency: 1", "", &repos);
+    let (sequential, _) = b.sentry(&["poll", "--once"]);
+    row(
+        "P1",
+        "same unchanged pass with concurrency 1 (the seed's sequential pattern)",
+        &format!("{} ({:.1}x slower)", ms(sequential), sequential.as_secs_f64() / unchanged.as_secs_f64()),
+        "ratio",
+    );
+}
+
+fn p4(runs: usize) {
+    let b = Bench::new();
+    // A real QA repository to clone (file://, so the clone is local and cheap).
+    let qa = b.root().join("qa.git");
+    let ok = |c: &mut Command| assert!(c.status().expect("git").success());
+    ok(Command::new("git").args(["init", "-q", "--bare", "-b", "main"]).arg(&qa));
+    let work = b.dir.path().join("qa-work");
+    ok(Command::new("git").args(["clone", "-q"]).arg(&qa).arg(&work));
+    std::fs::write(work.join("README"), "qa\n").expect("write");
+    ok(Command::new("git").current_dir(&work).args(["add", "."]));
+    ok(Command::new("git").current_dir(&work).args([
+        "-c",
+        "user.name=b",
+        "-c",
+        "user.email=b@b",
+        "commit",
+        "-qm",
+        "qa",
+    ]));
+    ok(Command::new("git").current_dir(&work).args(["push", "-q", "origin", "HEAD:main"]));
+    let qa_url = format!("file://{}", qa.display());
+
+    let make = |cmd: &str| {
+        let repos = b
+            .repos(Kind::Github, 20, 1, 0)
+            .replace("file:///nonexistent/qa.git", &qa_url)
+            .replace("      commands: [\"true\"]\n", &format!("      commands: [\"{cmd}\"]\n    group: g\n"));
+        b.write_config(
+            "  on_first_seen: deploy",
+            "groups:\n  g:\n    execution_strategy: parallel\n    max_parallel: 5\n",
+            &repos,
+        );
+    };
+    let mut walls = Vec::new();
+    let mut clone_only = Vec::new();
+    for _ in 0..runs {
+        for (cmd, out) in [("sleep 0.5", &mut walls), ("true", &mut clone_only)] {
+            let _ = std::fs::remove_file(b.dir.path().join("state.json"));
+            make(cmd);
+            let (t, code) = b.sentry(&["poll", "--once"]);
+            assert_eq!(code, 0, "P4 run failed");
+            out.push(t);
+        }
+    }
+    walls.sort();
+    clone_only.sort();
+    let (wall, clones) = (walls[runs / 2], clone_only[runs / 2]);
+    let net = wall.saturating_sub(clones);
+    row("P4", "parallel group, 20 jobs of `sleep 0.5`, max_parallel 5: wall incl. check + clones", &ms(wall), "");
+    row(
+        "P4",
+        "same, clone and check time excluded (wall - same run with `true`)",
+        &format!(
+            "{} = {:.2} x 2.0 s; per-job overhead {:.0} ms",
+            ms(net),
+            net.as_secs_f64() / 2.0,
+            (clones.as_secs_f64() * 1000.0) / 4.0
+        ),
+        "<= 1.1 x 2.0 s",
+    );
+}
+
+fn mixed(runs: usize) {
+    let b = Bench::new();
+    let mut repos = String::new();
+    for (k, kind) in [Kind::Github, Kind::Gitlab, Kind::Gitea, Kind::Git].into_iter().enumerate() {
+        repos.push_str(&b.repos(kind, 250, 1, k * 250));
+    }
+    b.write_config("  concurrency: 32", "", &repos);
+    b.forge.set_latency(Duration::from_millis(20));
+    b.sentry(&["poll", "--once"]);
+    b.forge.clear_log();
+    let t = b.median(runs, &["poll", "--once"]);
+    let per_pass = b.forge.requests().len() / runs;
+    row(
+        "mixed",
+        "250 each of GitHub/GitLab/Gitea (20 ms) and git (ls-remote, file://), unchanged pass",
+        &format!("{} ({per_pass} API requests per pass)", ms(t)),
+        "reported",
+    );
+}
+
+fn pagination(runs: usize) {
+    let b = Bench::new();
+    let repos = b.repos(Kind::Github, 100, 300, 0);
+    b.write_config("  concurrency: 32", "", &repos);
+    b.forge.set_latency(Duration::from_millis(20));
+    let (first, _) = b.sentry(&["poll", "--once"]);
+    b.forge.clear_log();
+    let t = b.median(runs, &["poll", "--once"]);
+    let log = b.forge.requests();
+    row(
+        "pages",
+        "100 GitHub repos x 300 branches (3 pages each), 20 ms: first / unchanged pass",
+        &format!(
+            "{} / {} ({} requests per pass, {} 304)",
+            ms(first),
+            ms(t),
+            log.len() / runs,
+            log.iter().filter(|r| r.status == 304).count() / runs
+        ),
+        "reported",
+    );
+}
+
+fn binary() {
+    let size = std::fs::metadata(SENTRY).map(|m| m.len()).unwrap_or(0);
+    row("bin", "release binary size", &format!("{:.1} MB", size as f64 / 1_048_576.0), "reported");
+    let mut times: Vec<Duration> = (0..21)
+        .map(|_| {
+            let started = Instant::now();
+            let _ = Command::new(SENTRY).arg("--version").output();
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    row(
+        "bin",
+        "cold start: `sentry --version` (median of 21)",
+        &format!("{:.1} ms", times[10].as_secs_f64() * 1000.0),
+        "reported",
+    );
+}
+
+fn main() {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wants = |id: &str| filters.is_empty() || filters.iter().any(|f| id.eq_ignore_ascii_case(f));
+    let runs = 5;
+    println!("| id | scenario | measured | target |");
+    println!("|---|---|---|---|");
+    if wants("bin") {
+        binary();
+    }
+    if wants("P1") || wants("P2") || wants("P3") {
+        p1_p2_p3(runs);
+    }
+    if wants("P4") {
+        p4(3);
+    }
+    if wants("mixed") {
+        mixed(3);
+    }
+    if wants("pages") {
+        pagination(3);
+    }
+}
