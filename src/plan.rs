@@ -150,7 +150,7 @@ fn add_group_triggers(config: &Config, checked: &BTreeMap<String, Heads>, state:
 
 /// The first existing branch in pattern order (names sorted within a pattern).
 pub fn first_matching<'h>(repo: &Repository, heads: &'h Heads) -> Option<(&'h String, &'h Sha)> {
-    repo.monitor.branches.iter().find_map(|re| heads.iter().find(|(b, _)| re.is_match(b)))
+    repo.monitor.branches.iter().find_map(|p| heads.iter().find(|(b, _)| p.is_match(b)))
 }
 
 /// A manual deployment (`sentry deploy`): the given or first existing branch, at the given or current head.

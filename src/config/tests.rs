@@ -128,3 +128,20 @@ fn branch_names() {
         assert!(check_branch_name(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn branch_patterns_match_whole_names_whether_plain_or_regex() {
+    let exact = |p: &str| matches!(BranchPattern::new(p), Ok(BranchPattern::Exact(_)));
+    assert!(exact("main") && exact("feature/login-2") && exact("rel_1") && exact("résumé"));
+    assert!(!exact("dev.*") && !exact("release-1.2") && !exact("a|b") && !exact("[ab]"));
+    let names = ["main", "main2", "xmain", "feature/login-2", "release-1.2", "release-1x2", "dev", "dev-x", "a", "b"];
+    // Every pattern agrees with the anchored regex it stands for, on every name.
+    for p in ["main", "feature/login-2", "release-1.2", "dev.*", "a|b", "[ab]", "résumé"] {
+        let pattern = BranchPattern::new(p).expect("valid");
+        let re = regex::Regex::new(&format!("^(?:{p})$")).expect("regex");
+        for n in names {
+            assert_eq!(pattern.is_match(n), re.is_match(n), "pattern {p:?} on {n:?}");
+        }
+    }
+    assert!(BranchPattern::new("(").is_err());
+}
