@@ -17,6 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("sentry/", env!("CARGO_PKG_VERSION"));
 
+/// Largest response head (status line and headers) read; also the input buffer per connection.
+pub const MAX_HEAD: usize = 32 * 1024;
+
 /// Largest response body read into memory; a bigger one is an error, not an allocation.
 pub const MAX_BODY: u64 = 16 * 1024 * 1024;
 
@@ -349,6 +352,13 @@ impl Http {
             .proxy(None)
             .max_idle_connections(idle)
             .max_idle_connections_per_host(idle)
+            // ureq's 128 KiB buffers, per connection each way, were a quarter of the peak RSS at
+            // concurrency 32 (BENCHMARKS.md, P3). Bodies stream through them, so only a response
+            // head must fit: forges send 2 to 8 KiB.
+            // (A little more than MAX_HEAD, so an oversized head is reported as such.)
+            .input_buffer_size(MAX_HEAD + 4096)
+            .max_response_header_size(MAX_HEAD)
+            .output_buffer_size(16 * 1024)
             .tls_config(tls.build())
             .build()
             .new_agent();
@@ -545,6 +555,9 @@ fn transport_error(e: ureq::Error, req: &Request, redactor: &Redactor) -> HttpEr
         E::ConnectionFailed => (HttpErrorKind::Network, "connection failed".to_string()),
         E::Io(io) => (HttpErrorKind::Network, format!("connection error: {io}")),
         E::BodyExceedsLimit(n) => (HttpErrorKind::Protocol, format!("response body is larger than {n} bytes")),
+        E::LargeResponseHeader(_, max) => {
+            (HttpErrorKind::Protocol, format!("response headers are larger than {max} bytes"))
+        }
         E::BadUri(m) => (HttpErrorKind::Protocol, format!("invalid URL: {m}")),
         E::Http(m) => (HttpErrorKind::Protocol, format!("invalid request: {m}")),
         E::Protocol(m) => (HttpErrorKind::Network, format!("protocol error: {m}")),

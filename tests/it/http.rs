@@ -3,7 +3,7 @@
 
 use crate::support::fake_kube::{FakeKube, tls_for_localhost};
 use crate::support::http1;
-use sentry::http::{Http, HttpErrorKind, HttpSettings, MAX_BODY, Request};
+use sentry::http::{Http, HttpErrorKind, HttpSettings, MAX_BODY, MAX_HEAD, Request};
 use sentry::secret::Secret;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -90,6 +90,21 @@ fn bodies_are_capped() {
     let e = http(None).send(&Request::get(big.url("/big"))).expect_err("too big");
     assert_eq!(e.kind, HttpErrorKind::Protocol);
     assert!(e.to_string().contains("larger than"), "{e}");
+}
+
+#[test]
+fn response_heads_are_capped_but_big_real_ones_fit() {
+    // GitHub answers with ~3 KiB of headers; a 20 KiB Link header still fits, 40 KiB does not.
+    let fat = |n: usize| vec![("X-Padding".to_string(), "p".repeat(n))];
+    let server = Server::start(move |path, _| match path {
+        "/fits" => (200, fat(20 * 1024), b"ok".to_vec()),
+        _ => (200, fat(MAX_HEAD + 8 * 1024), b"ok".to_vec()),
+    });
+    let h = http(None);
+    assert_eq!(h.send(&Request::get(server.url("/fits"))).expect("20 KiB head").body, b"ok");
+    let e = h.send(&Request::get(server.url("/huge")).attempts(1)).expect_err("40 KiB head");
+    assert_eq!(e.kind, HttpErrorKind::Protocol, "{e}");
+    assert!(e.to_string().contains("response headers are larger than"), "{e}");
 }
 
 #[test]
