@@ -71,6 +71,7 @@ pub(crate) fn run(mut cmd: Command, deadline: Instant, out: &mut Tail) -> io::Re
     let mut killed_at: Option<Instant> = None;
     let mut pipe_open = true;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut idle = Duration::from_millis(1);
 
     loop {
         if pipe_open {
@@ -84,7 +85,10 @@ pub(crate) fn run(mut cmd: Command, deadline: Instant, out: &mut Tail) -> io::Re
                 Readable::No => {}
             }
         } else {
-            std::thread::sleep(TICK);
+            // The pipe is closed, so the shell is exiting or gone: look again soon, then less
+            // often (a flat TICK here cost up to 100 ms per job and per clone, BENCHMARKS.md P4).
+            std::thread::sleep(idle);
+            idle = (idle * 2).min(TICK);
         }
 
         group.reap();
