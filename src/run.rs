@@ -356,7 +356,7 @@ fn execute(
         strip_env: config.tokens().into_iter().cloned().collect(),
     };
     let batches = batches(config, jobs);
-    let shared = Mutex::new(Shared { store, state, save_errors: Vec::new(), notify_errors: Vec::new() });
+    let journal = Journal::new(store, state);
     let host = notify::hostname();
     let (tx, rx) = mpsc::channel::<Pending>();
     let results = std::thread::scope(|scope| {
@@ -364,9 +364,7 @@ fn execute(
         scope.spawn(|| {
             for pending in rx {
                 let outcome = sender.deliver(config, &pending);
-                if let Ok(mut sh) = shared.lock() {
-                    sh.delivered(&pending.id, outcome);
-                }
+                journal.delivered(&pending.id, outcome);
             }
         });
         let on_done = |result: &JobResult| {
@@ -384,17 +382,18 @@ fn execute(
             let now = crate::time::now_rfc3339();
             let pending = notify::pending(result, &run.id, &host, &now)
                 .filter(|_| !notify::targets(config, &result.job.repo).is_empty());
-            let Ok(mut sh) = shared.lock() else { return };
-            plan::record(&mut sh.state, &result.job, &outcome, &now);
-            let rs = sh.state.repos.entry(result.job.repo.clone()).or_default();
-            *rs.deployments.entry(result.status.as_str().to_string()).or_default() += 1;
-            rs.last_deployment_ms = Some(result.duration.as_millis() as u64);
-            // Recorded in the same save as the outcome: an interruption cannot lose it.
-            if let Some(p) = &pending {
-                sh.state.outbox.push(p.clone());
-            }
-            sh.save(&format!("after deploying {}", result.job.repo));
-            drop(sh);
+            let recorded = journal.record(|state| {
+                plan::record(state, &result.job, &outcome, &now);
+                let rs = state.repos.entry(result.job.repo.clone()).or_default();
+                *rs.deployments.entry(result.status.as_str().to_string()).or_default() += 1;
+                rs.last_deployment_ms = Some(result.duration.as_millis() as u64);
+                // Recorded in the same save as the outcome: an interruption cannot lose it.
+                if let Some(p) = &pending {
+                    state.outbox.push(p.clone());
+                }
+            });
+            let Some(generation) = recorded else { return };
+            journal.commit(generation, &format!("after deploying {}", result.job.repo));
             if let Some(p) = pending {
                 let _ = tx.send(p);
             }
@@ -404,11 +403,7 @@ fn execute(
         results
     });
     summary.deployments = results.iter().map(deployment).collect();
-    let sh = match shared.into_inner() {
-        Ok(sh) => sh,
-        // A panic while saving: the stored state is whatever the last good save wrote.
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let sh = journal.into_shared();
     summary.state_error |= !sh.save_errors.is_empty();
     summary.errors.extend(sh.save_errors);
     summary.errors.extend(sh.notify_errors);
@@ -416,32 +411,89 @@ fn execute(
 }
 
 /// The state and its store while jobs finish on several threads.
+///
+/// Saves are group commits: a finished job records its outcome, then returns once a save that
+/// includes it is durable. Jobs that finish while a save is being written are all covered by
+/// the next one, so five jobs ending together cost two fsync'd writes instead of five, and
+/// their slots start the next jobs sooner (BENCHMARKS.md, P4).
+struct Journal {
+    shared: Mutex<Shared>,
+    /// Held while writing; taken before `shared`, never the other way round.
+    store: Mutex<Saved>,
+}
+
+/// What the job threads change: the state and what went wrong.
 struct Shared {
-    store: Box<dyn StateStore>,
     state: State,
+    /// Count of changes recorded so far.
+    recorded: u64,
     save_errors: Vec<String>,
     notify_errors: Vec<String>,
 }
 
-impl Shared {
-    /// Saves; a failure is logged and remembered (exit 4), never fatal mid-batch.
-    fn save(&mut self, when: &str) {
-        if let Err(e) = self.store.save(&self.state) {
-            let msg = crate::logging::redact(&format!("state could not be saved {when}: {e}"));
-            log::error!("{msg}");
-            self.save_errors.push(msg);
+struct Saved {
+    store: Box<dyn StateStore>,
+    /// Changes `1..=saved` are durable.
+    saved: u64,
+}
+
+impl Journal {
+    fn new(store: Box<dyn StateStore>, state: State) -> Journal {
+        Journal {
+            shared: Mutex::new(Shared { state, recorded: 0, save_errors: Vec::new(), notify_errors: Vec::new() }),
+            store: Mutex::new(Saved { store, saved: 0 }),
+        }
+    }
+
+    /// Applies `change` to the state; returns its number for [`Journal::commit`].
+    fn record(&self, change: impl FnOnce(&mut State)) -> Option<u64> {
+        let mut sh = self.shared.lock().ok()?;
+        change(&mut sh.state);
+        sh.recorded += 1;
+        Some(sh.recorded)
+    }
+
+    /// Returns once change `generation` is saved (or saving failed: logged, remembered for exit
+    /// 4, never fatal mid-batch; a later commit saves it again).
+    fn commit(&self, generation: u64, when: &str) {
+        let Ok(mut saved) = self.store.lock() else { return };
+        if saved.saved >= generation {
+            return;
+        }
+        let Ok((snapshot, upto)) = self.shared.lock().map(|sh| (sh.state.clone(), sh.recorded)) else { return };
+        match saved.store.save(&snapshot) {
+            Ok(()) => saved.saved = upto,
+            Err(e) => {
+                let msg = crate::logging::redact(&format!("state could not be saved {when}: {e}"));
+                log::error!("{msg}");
+                if let Ok(mut sh) = self.shared.lock() {
+                    sh.save_errors.push(msg);
+                }
+            }
         }
     }
 
     /// Removes a delivered (or given up) notification from the outbox.
-    fn delivered(&mut self, id: &str, outcome: Result<(), String>) {
+    fn delivered(&self, id: &str, outcome: Result<(), String>) {
+        let recorded = self.record(|state| state.outbox.retain(|p| p.id != id));
         if let Err(e) = outcome {
             let msg = crate::logging::redact(&format!("notification failed: {e}"));
             log::warn!("{msg}");
-            self.notify_errors.push(msg);
+            if let Ok(mut sh) = self.shared.lock() {
+                sh.notify_errors.push(msg);
+            }
         }
-        self.state.outbox.retain(|p| p.id != id);
-        self.save("after a notification");
+        if let Some(generation) = recorded {
+            self.commit(generation, "after a notification");
+        }
+    }
+
+    fn into_shared(self) -> Shared {
+        match self.shared.into_inner() {
+            Ok(sh) => sh,
+            // A panic while recording: the stored state is whatever the last good save wrote.
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 }
 
