@@ -283,8 +283,16 @@ fn execute(
             clone.env_remove(k);
         }
     }
+    let cloning = Instant::now();
     match process::run(clone, limit.at, tail) {
-        Ok(Ended::Exited(Some(0))) => {}
+        Ok(Ended::Exited(Some(0))) => {
+            // How much of a deployment is the clone: worth seeing when deployments feel slow.
+            log::info!(
+                repo = job.repo.as_str(), branch = job.branch.as_str(),
+                duration_ms = u64::try_from(cloning.elapsed().as_millis()).unwrap_or(u64::MAX);
+                "deploy repository cloned"
+            );
+        }
         Ok(Ended::Exited(code)) => {
             let code = code.map_or("killed by a signal".to_string(), |c| format!("exit code {c}"));
             let last = tail.last_lines(1).pop().unwrap_or_default();
