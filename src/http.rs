@@ -540,7 +540,14 @@ impl Http {
         let payload = if status == 304 || method == Method::Get && status == 204 {
             Vec::new()
         } else {
-            response.into_body().into_with_config().limit(MAX_BODY).read_to_vec()?
+            response.into_body().into_with_config().limit(MAX_BODY).read_to_vec().map_err(|e| match e {
+                // Say that the head arrived and the body did not: a truncated answer, not a
+                // server that could not be reached.
+                ureq::Error::Io(io) => {
+                    ureq::Error::Io(std::io::Error::new(io.kind(), format!("response body cut short: {io}")))
+                }
+                other => other,
+            })?
         };
         Ok((status, headers, payload))
     }

@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod config;
 mod deploy;
+mod faults;
 mod forge;
 mod hostile;
 mod http;
