@@ -121,6 +121,28 @@ impl Reason {
     }
 }
 
+/// The command a deployment stopped at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FailedCommand {
+    /// 0-based: `deploy.commands[index]`.
+    pub index: usize,
+    /// The command's text (redacted).
+    pub command: String,
+    /// Its exit status; `None` when a signal ended it (a timeout or a stop).
+    pub exit_code: Option<i32>,
+}
+
+impl fmt::Display for FailedCommand {
+    /// "command 1 `make deploy` exited 2" (or "exited by signal").
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "command {} `{}` exited ", self.index, self.command)?;
+        match self.exit_code {
+            Some(c) => write!(f, "{c}"),
+            None => f.write_str("by signal"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +155,12 @@ mod tests {
         assert!(Sha::parse("abc123").is_none());
         assert!(Sha::parse(&"g".repeat(40)).is_none());
         assert!(serde_json::from_str::<Sha>("\"xyz\"").is_err());
+    }
+
+    #[test]
+    fn failed_command_reads_as_a_sentence() {
+        let f = |exit_code| FailedCommand { index: 1, command: "make deploy".into(), exit_code };
+        assert_eq!(f(Some(2)).to_string(), "command 1 `make deploy` exited 2");
+        assert_eq!(f(None).to_string(), "command 1 `make deploy` exited by signal");
     }
 }

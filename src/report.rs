@@ -3,6 +3,7 @@
 use crate::cli::OutputFormat;
 use crate::config::{Config, ConfigError};
 use crate::error::Exit;
+pub use crate::model::FailedCommand;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -70,17 +71,6 @@ pub struct Deployment {
     pub output_tail: String,
 }
 
-/// The failing command of a deployment.
-#[derive(Clone, Debug, Serialize)]
-pub struct FailedCommand {
-    /// 0-based index into `deploy.commands`.
-    pub index: usize,
-    /// The command text.
-    pub command: String,
-    /// Its exit code (None when killed by a signal).
-    pub exit_code: Option<i32>,
-}
-
 impl Summary {
     /// The exit code SPEC §5 assigns: 4 if the state could not be saved, else 1 if a deployment
     /// failed or timed out, else 3 if a repository could not be checked, else 0.
@@ -129,12 +119,7 @@ impl Summary {
                 .iter()
                 .map(|d| {
                     let detail = match (&d.failed_command, &d.error) {
-                        (Some(f), _) => format!(
-                            "command {} `{}` exited {}",
-                            f.index,
-                            f.command,
-                            f.exit_code.map_or("by signal".to_string(), |c| c.to_string())
-                        ),
+                        (Some(f), _) => f.to_string(),
                         (None, Some(e)) => e.clone(),
                         (None, None) if self.dry_run => d.reason.as_str().to_string(),
                         (None, None) => String::new(),

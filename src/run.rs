@@ -9,7 +9,7 @@ use crate::http::{Http, HttpSettings, Method, Request};
 use crate::model::{Heads, Job, Sha};
 use crate::notify;
 use crate::plan::{self, Note, Outcome};
-use crate::report::{self, Checked, Deployment, Summary};
+use crate::report::{Checked, Deployment, Summary};
 use crate::state::Pending;
 use crate::state::{self, LockMode, State, StateError, StateStore, StoreOptions};
 use std::collections::BTreeMap;
@@ -545,12 +545,7 @@ fn batches(config: &Config, jobs: Vec<Job>) -> Vec<Batch<'_>> {
 
 fn failure_text(r: &JobResult) -> String {
     match (&r.failed_command, &r.error) {
-        (Some(f), _) => format!(
-            "command {} `{}` exited {}",
-            f.index,
-            f.command,
-            f.exit_code.map_or("by signal".to_string(), |c| c.to_string())
-        ),
+        (Some(f), _) => f.to_string(),
         (None, Some(e)) => e.clone(),
         (None, None) => format!("{:?}", r.status).to_lowercase(),
     }
@@ -567,11 +562,7 @@ fn deployment(r: &JobResult) -> Deployment {
         reason: r.job.reason,
         attempt: r.job.attempt,
         duration_ms: r.duration.as_millis() as u64,
-        failed_command: r.failed_command.as_ref().map(|f| report::FailedCommand {
-            index: f.index,
-            command: f.command.clone(),
-            exit_code: f.exit_code,
-        }),
+        failed_command: r.failed_command.clone(),
         error: r.error.clone(),
         output_tail: r.output_tail.clone(),
     }

@@ -24,6 +24,7 @@ mod script;
 pub use batch::{Batch, run_batches};
 
 use crate::config::Repository;
+pub use crate::model::FailedCommand;
 use crate::model::Job;
 use crate::secret::{Redactor, Secret};
 use output::Tail;
@@ -82,17 +83,6 @@ impl JobStatus {
     pub fn is_failure(self) -> bool {
         matches!(self, JobStatus::Failed | JobStatus::TimedOut)
     }
-}
-
-/// The command a job stopped at.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FailedCommand {
-    /// 0-based: `deploy.commands[index]`.
-    pub index: usize,
-    /// The command's text (redacted).
-    pub command: String,
-    /// Its exit status; `None` when a signal ended it (a timeout or a stop).
-    pub exit_code: Option<i32>,
 }
 
 /// The outcome of one job: the data of a SPEC §5 `deployments` entry.
