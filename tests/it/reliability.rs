@@ -252,11 +252,7 @@ fn secrets_audit_finds_no_token_anywhere() {
 #[test]
 fn tokens_in_deploy_env_are_explicit_only() {
     // The commands never see a token unless deploy.env passes it on purpose.
-    let w = World::new();
-    let app = w.create("app");
-    app.commit("main", &[("v", "1")], "v1");
-    w.config("", "", &[repo("app", "[main]")]);
-    assert_eq!(w.poll().code, 0);
+    let (w, app) = World::with_app();
     app.commit("main", &[("v", "2")], "v2");
     let out = Command::new(env!("CARGO_BIN_EXE_sentry"))
         .current_dir(w.sb.path())

@@ -90,11 +90,7 @@ fn branches_appear_change_vanish_and_force_push() {
 
 #[test]
 fn failures_are_retried_then_parked_and_cleared_by_hand() {
-    let w = World::new();
-    let app = w.create("app");
-    app.commit("main", &[("v", "1")], "v1");
-    w.config("", "", &[repo("app", "[main]")]);
-    assert_eq!(w.poll().code, 0);
+    let (w, app) = World::with_app();
 
     std::fs::write(w.ctrl().join("fail-app"), "").expect("ctrl");
     let v2 = app.commit("main", &[("v", "2")], "v2");
@@ -137,11 +133,7 @@ fn failures_are_retried_then_parked_and_cleared_by_hand() {
 
 #[test]
 fn new_push_after_parking_deploys_again() {
-    let w = World::new();
-    let app = w.create("app");
-    app.commit("main", &[("v", "1")], "v1");
-    w.config("", "", &[repo("app", "[main]")]);
-    assert_eq!(w.poll().code, 0);
+    let (w, app) = World::with_app();
     std::fs::write(w.ctrl().join("fail-app"), "").expect("ctrl");
     app.commit("main", &[("v", "2")], "v2");
     assert_eq!(w.poll().code, 1);
@@ -191,11 +183,7 @@ fn unreachable_repositories_exit_3_and_others_deploy() {
 
 #[test]
 fn dry_run_writes_nothing_and_prints_the_plan() {
-    let w = World::new();
-    let app = w.create("app");
-    app.commit("main", &[("v", "1")], "v1");
-    w.config("", "", &[repo("app", "[main]")]);
-    assert_eq!(w.poll().code, 0);
+    let (w, app) = World::with_app();
     let v2 = app.commit("main", &[("v", "2")], "v2");
     let before = std::fs::read(w.sb.path().join("sentry-state.json")).expect("state");
     let tmp_entries = || std::fs::read_dir(w.sb.path().join("tmp")).map(|d| d.count()).unwrap_or(0);
@@ -362,11 +350,7 @@ fn trigger_all_deploys_every_member_once() {
 
 #[test]
 fn second_poll_exits_0_while_the_first_holds_the_lock() {
-    let w = World::new();
-    let app = w.create("app");
-    app.commit("main", &[("v", "1")], "v1");
-    w.config("", "", &[repo("app", "[main]")]);
-    assert_eq!(w.poll().code, 0);
+    let (w, app) = World::with_app();
     app.commit("main", &[("v", "2")], "v2");
     std::fs::write(w.ctrl().join("sleep"), "3").expect("ctrl");
     let mut first = w.sb.sentry();

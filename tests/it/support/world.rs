@@ -48,6 +48,18 @@ impl World {
         World { sb, server, root }
     }
 
+    /// A world watching one repository, `app`, whose `main` is at a first commit already
+    /// recorded as the baseline by one `poll --once`: the start of most end-to-end stories.
+    pub fn with_app() -> (World, BareRepo) {
+        let w = World::new();
+        let app = w.create("app");
+        app.commit("main", &[("v", "1")], "v1");
+        w.config("", "", &[repo("app", "[main]")]);
+        let r = w.poll();
+        assert_eq!(r.code, 0, "baseline poll: {}", r.all());
+        (w, app)
+    }
+
     pub fn create(&self, name: &str) -> BareRepo {
         BareRepo::create(&self.root, &format!("apps/{name}.git"))
     }
