@@ -4,11 +4,22 @@
 use super::{CheckError, Checker};
 use crate::cli::OutputFormat;
 use crate::config::Config;
+use crate::config::{Deploy, Repository};
 use crate::error::Exit;
 use rayon::prelude::*;
 use serde_json::json;
+use std::collections::HashMap;
+
+/// What makes two deploy probes the same: URL, branch, and the credentials sent.
+type DeployKey = (String, String, Option<String>, Option<String>);
+
+fn deploy_key(d: &Deploy) -> DeployKey {
+    let token = d.auth.token.as_ref().map(|t| t.expose().to_string());
+    (d.qa_repo_url.clone(), d.qa_repo_branch.clone(), d.auth.username.clone(), token)
+}
 
 /// One thing to reach.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Probe {
     Monitor,
     Deploy,
@@ -17,8 +28,15 @@ enum Probe {
 /// Runs every check, prints one result per check, and returns exit 3 if any failed.
 pub fn run(config: &Config, output: OutputFormat) -> anyhow::Result<Exit> {
     let checker = Checker::new(&config.global)?;
-    let probes: Vec<(usize, Probe)> =
-        (0..config.repositories.len()).flat_map(|i| [(i, Probe::Monitor), (i, Probe::Deploy)]).collect();
+    // Repositories often share one QA repository: reach each (URL, branch, credentials) once and
+    // report the answer on every repository that uses it.
+    let mut first_user: HashMap<DeployKey, usize> = HashMap::new();
+    let reached_by: Vec<usize> = (0..config.repositories.len())
+        .map(|i| *first_user.entry(deploy_key(&config.repositories[i].deploy)).or_insert(i))
+        .collect();
+    let probes: Vec<(usize, Probe)> = (0..config.repositories.len())
+        .flat_map(|i| std::iter::once((i, Probe::Monitor)).chain((reached_by[i] == i).then_some((i, Probe::Deploy))))
+        .collect();
     let results: Vec<Result<String, CheckError>> = checker.pool.install(|| {
         probes
             .par_iter()
@@ -37,21 +55,17 @@ pub fn run(config: &Config, output: OutputFormat) -> anyhow::Result<Exit> {
             })
             .collect()
     });
+    let mut answers: HashMap<(usize, Probe), Result<String, CheckError>> = probes.into_iter().zip(results).collect();
     let mut errors = Vec::new();
     let mut lines = Vec::new();
-    for ((i, probe), result) in probes.iter().zip(results) {
-        let repo = &config.repositories[*i];
-        let (side, url) = match probe {
-            Probe::Monitor => ("monitor", repo.monitor.repo_url.as_str()),
-            Probe::Deploy => ("deploy", repo.deploy.qa_repo_url.as_str()),
-        };
-        match result {
-            Ok(what) => lines.push(format!("ok    {} {side:<7} {url}: {what}", repo.name)),
-            Err(e) => {
-                let message = crate::logging::redact(&e.message);
-                lines.push(format!("FAIL  {} {side:<7} {message}", repo.name));
-                errors.push(json!({"path": format!("repositories[{i}].{side}"), "line": null, "message": message}));
-            }
+    for (i, repo) in config.repositories.iter().enumerate() {
+        for probe in [Probe::Monitor, Probe::Deploy] {
+            let result = match probe {
+                Probe::Monitor => answers.remove(&(i, probe)),
+                Probe::Deploy => answers.get(&(reached_by[i], probe)).cloned(),
+            };
+            let Some(result) = result else { continue };
+            report(i, repo, probe, result, &mut lines, &mut errors);
         }
     }
     match output {
@@ -64,4 +78,27 @@ pub fn run(config: &Config, output: OutputFormat) -> anyhow::Result<Exit> {
         }
     }
     Ok(if errors.is_empty() { Exit::Success } else { Exit::CheckFailed })
+}
+
+/// One line of the human report, and an error entry when the probe failed.
+fn report(
+    i: usize,
+    repo: &Repository,
+    probe: Probe,
+    result: Result<String, CheckError>,
+    lines: &mut Vec<String>,
+    errors: &mut Vec<serde_json::Value>,
+) {
+    let (side, url) = match probe {
+        Probe::Monitor => ("monitor", repo.monitor.repo_url.as_str()),
+        Probe::Deploy => ("deploy", repo.deploy.qa_repo_url.as_str()),
+    };
+    match result {
+        Ok(what) => lines.push(format!("ok    {} {side:<7} {url}: {what}", repo.name)),
+        Err(e) => {
+            let message = crate::logging::redact(&e.message);
+            lines.push(format!("FAIL  {} {side:<7} {message}", repo.name));
+            errors.push(json!({"path": format!("repositories[{i}].{side}"), "line": null, "message": message}));
+        }
+    }
 }

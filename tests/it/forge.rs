@@ -582,6 +582,9 @@ fn validate_connectivity_exit_codes() {
     let r = sb.run(&["validate", "--connectivity"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.stdout.lines().filter(|l| l.starts_with("ok ")).count(), 6, "{}", r.stdout);
+    // The three share one QA repository and its credentials: it is reached once, reported thrice.
+    let ls_remotes = git.requests().iter().filter(|q| q.url.contains("/info/refs")).count();
+    assert_eq!(ls_remotes, 1, "{:?}", git.requests());
     let r = sb.run(&["--output", "json", "validate", "--connectivity"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.json(), serde_json::json!({"valid": true, "errors": []}));
