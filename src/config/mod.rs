@@ -365,6 +365,11 @@ pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
 }
 
 fn read_yaml(text: &str) -> Result<raw::Config, Problem> {
+    // Tracking the field path costs as much as the parse itself, and only an error needs it:
+    // parse plainly, and again with tracking only to explain a failure (same input, same error).
+    if let Ok(raw) = serde_saphyr::from_str(text) {
+        return Ok(raw);
+    }
     let mut field_path = String::new();
     let result = serde_saphyr::with_deserializer_from_str(text, |de| {
         serde_path_to_error::deserialize(de).map_err(|e| {
