@@ -226,11 +226,17 @@ pub fn from_json(location: &str, bytes: &[u8]) -> Result<State, StateError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(corrupt("it is empty".into()));
     }
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(corrupt("not a JSON object".into()));
+    // The version first, so a newer format is reported as such whatever its shape. Only the
+    // `version` member is kept; the rest is skipped without building anything.
+    #[derive(Deserialize)]
+    struct Head {
+        version: Option<serde_json::Value>,
     }
-    let version = match value.get("version") {
+    let head: Head = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => corrupt("not a JSON object".into()),
+        _ => corrupt(format!("not JSON: {e}")),
+    })?;
+    let version = match head.version {
         None => return Err(corrupt("it has no format version".into())),
         Some(v) => v.as_u64().ok_or_else(|| corrupt(format!("format version {v} is not a number")))?,
     };
@@ -240,10 +246,17 @@ pub fn from_json(location: &str, bytes: &[u8]) -> Result<State, StateError> {
     if version != u64::from(FORMAT_VERSION) {
         return Err(corrupt(format!("unknown format version {version}")));
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    // Straight into the typed state; the path of a problem is worked out only when there is one.
+    if let Ok(state) = serde_json::from_slice(bytes) {
+        return Ok(state);
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let state = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         corrupt(format!("at {path}: {}", e.into_inner()))
-    })
+    })?;
+    de.end().map_err(|e| corrupt(format!("not JSON: {e}")))?;
+    Ok(state)
 }
 
 /// Combines the state a run is saving with one another writer saved meanwhile (a ConfigMap
