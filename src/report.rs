@@ -25,6 +25,9 @@ pub struct Summary {
     pub deployments: Vec<Deployment>,
     /// Problems that did not stop the run (unreachable repositories, failed state saves).
     pub errors: Vec<String>,
+    /// Why the pass did nothing at all (another run holds the lock); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     /// A state save failed after a deployment (exit 4: the next run may deploy it again).
     #[serde(skip)]
     pub state_error: bool,
@@ -227,6 +230,7 @@ mod tests {
             }],
             deployments,
             errors: vec![],
+            skipped: None,
             state_error: false,
         }
     }

@@ -51,6 +51,7 @@ impl RunInfo {
             checked: Vec::new(),
             deployments: Vec::new(),
             errors: Vec::new(),
+            skipped: None,
             state_error: false,
         }
     }
@@ -238,6 +239,14 @@ fn pass(
         Ok(s) => s,
         Err(StateError::Busy { holder, .. }) => {
             log::info!(state = location.to_string(), holder = holder.as_str(); "another run is in progress: nothing to do");
+            // A JSON consumer still gets its one object; the human output stays empty, so cron
+            // does not mail every minute while a long deployment runs.
+            if output == OutputFormat::Json {
+                let mut summary = run.summary(dry_run);
+                summary.skipped = Some(format!("another run holds the lock ({holder})"));
+                summary.duration_ms = run.started.elapsed().as_millis() as u64;
+                summary.print(output);
+            }
             return Ok(Exit::Success);
         }
         Err(e) => return Err(state_fatal(e)),

@@ -366,6 +366,16 @@ fn second_poll_exits_0_while_the_first_holds_the_lock() {
     let second = w.poll();
     assert_eq!(second.code, 0, "{}", second.all());
     assert!(second.stderr.contains("another run"), "{}", second.stderr);
+    assert_eq!(second.stdout, "", "nothing for cron to mail");
+    // A JSON consumer still gets its one summary object, saying why nothing happened.
+    let json = w.sentry(&["poll", "--once", "--output", "json"]);
+    assert_eq!(json.code, 0, "{}", json.all());
+    let doc = json.json();
+    assert!(doc["skipped"].as_str().is_some_and(|s| s.contains("another run holds the lock")), "{doc}");
+    assert_eq!(
+        (doc["checked"].as_array().map(Vec::len), doc["deployments"].as_array().map(Vec::len)),
+        (Some(0), Some(0))
+    );
     assert_eq!(std::fs::read(w.sb.path().join("sentry-state.json")).expect("state"), state_before);
     let out = child.wait_with_output().expect("first");
     assert!(out.status.success());
