@@ -4,6 +4,9 @@
 //! -> [`state`] -> [`report`]. [`run`] is the only module that knows that order; [`app`] turns
 //! the command line into calls to it.
 
+// Every public item says in a line what it is for (the house rule, kept by the compiler).
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod cli;
 pub mod config;

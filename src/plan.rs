@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Something the plan decided that is not a job but deserves a log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // The fields name a repository, a branch and a commit; nothing to add.
 pub enum Note {
     /// A repository seen for the first time: its heads were recorded as deployed.
     Baseline { repo: String, branch: String, head: Sha },
