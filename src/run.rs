@@ -661,3 +661,68 @@ pub fn deploy(
     write_metrics(config, &clients, &last, &run, &mut summary, &checks);
     Ok(finish(summary, &run, output))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    /// A store that keeps every state it is given, slowly (as an fsync'd write is).
+    struct Recording(Arc<Mutex<Vec<State>>>);
+
+    impl StateStore for Recording {
+        fn load(&mut self) -> Result<State, StateError> {
+            Ok(State::default())
+        }
+        fn save(&mut self, state: &State) -> Result<(), StateError> {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            self.0.lock().expect("saves").push(state.clone());
+            Ok(())
+        }
+        fn location(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    /// Eight jobs finish on eight threads; each records its repository and commits.
+    fn finish_eight(together: bool) -> Vec<State> {
+        let saves = Arc::new(Mutex::new(Vec::new()));
+        let journal = Journal::new(Box::new(Recording(saves.clone())), State::default());
+        let barrier = Barrier::new(8);
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let (journal, saves, barrier) = (&journal, &saves, &barrier);
+                s.spawn(move || {
+                    let name = format!("r{i}");
+                    let generation = journal
+                        .record(|st| {
+                            st.repos.entry(name.clone()).or_default();
+                        })
+                        .expect("recorded");
+                    if together {
+                        barrier.wait();
+                    }
+                    journal.commit(generation, "in a test");
+                    // Durable when commit returns: states only grow, so the last save holds it.
+                    let saved = saves.lock().expect("saves");
+                    assert!(saved.last().is_some_and(|st| st.repos.contains_key(&name)), "{name} not saved");
+                });
+            }
+        });
+        let saved = saves.lock().expect("saves").clone();
+        assert_eq!(saved.last().map(|st| st.repos.len()), Some(8), "every outcome in the final save");
+        assert!(journal.into_shared().save_errors.is_empty());
+        saved
+    }
+
+    #[test]
+    fn journal_returns_only_once_a_change_is_saved() {
+        let saved = finish_eight(false);
+        assert!((1..=8).contains(&saved.len()), "{} saves", saved.len());
+    }
+
+    #[test]
+    fn journal_covers_changes_recorded_together_with_one_save() {
+        assert_eq!(finish_eight(true).len(), 1);
+    }
+}
