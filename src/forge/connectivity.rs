@@ -10,12 +10,12 @@ use rayon::prelude::*;
 use serde_json::json;
 use std::collections::HashMap;
 
-/// What makes two deploy probes the same: URL, branch, and the credentials sent.
-type DeployKey = (String, String, Option<String>, Option<String>);
+/// What makes two deploy probes the same: URL, branch, and the credentials sent. Borrowed from
+/// the config, so no copy of a token is made; the key is never printed.
+type DeployKey<'c> = (&'c str, &'c str, Option<&'c str>, Option<&'c str>);
 
-fn deploy_key(d: &Deploy) -> DeployKey {
-    let token = d.auth.token.as_ref().map(|t| t.expose().to_string());
-    (d.qa_repo_url.clone(), d.qa_repo_branch.clone(), d.auth.username.clone(), token)
+fn deploy_key(d: &Deploy) -> DeployKey<'_> {
+    (&d.qa_repo_url, &d.qa_repo_branch, d.auth.username.as_deref(), d.auth.token.as_ref().map(|t| t.expose()))
 }
 
 /// One thing to reach.
@@ -30,7 +30,7 @@ pub fn run(config: &Config, output: OutputFormat) -> anyhow::Result<Exit> {
     let checker = Checker::new(&config.global)?;
     // Repositories often share one QA repository: reach each (URL, branch, credentials) once and
     // report the answer on every repository that uses it.
-    let mut first_user: HashMap<DeployKey, usize> = HashMap::new();
+    let mut first_user: HashMap<DeployKey<'_>, usize> = HashMap::new();
     let reached_by: Vec<usize> = (0..config.repositories.len())
         .map(|i| *first_user.entry(deploy_key(&config.repositories[i].deploy)).or_insert(i))
         .collect();
