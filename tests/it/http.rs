@@ -21,15 +21,13 @@ impl Server {
     fn start(route: impl Fn(&str, u16) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync + 'static) -> Server {
         let log: Log = Arc::default();
         let l = log.clone();
-        // The route needs the port (to redirect to itself), known once the server runs.
-        let port = Arc::new(std::sync::OnceLock::new());
-        let p = port.clone();
-        let server = http1::Server::start(move |req| {
-            l.lock().expect("lock").push((req.url.clone(), req.headers.clone()));
-            let (status, headers, body) = route(&req.url, *p.get().expect("port set"));
-            http1::Response { status, headers, body }
+        let server = http1::Server::start_with(|port| {
+            move |req: http1::Request| {
+                l.lock().expect("lock").push((req.url.clone(), req.headers.clone()));
+                let (status, headers, body) = route(&req.url, port);
+                http1::Response { status, headers, body }
+            }
         });
-        let _ = port.set(server.port());
         Server { log, server }
     }
 

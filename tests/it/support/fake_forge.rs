@@ -98,28 +98,25 @@ pub struct FakeForge {
 impl FakeForge {
     /// Serves the repositories under `root`.
     pub fn start(root: &Path) -> FakeForge {
-        // The port is known only once the server runs; handlers read `base` from `Shared`.
-        let slot: Arc<Mutex<Option<Arc<Shared>>>> = Arc::default();
-        let seen = slot.clone();
-        let server = Server::start(move |request| {
-            let sh = seen.lock().expect("slot lock").clone().expect("forge started");
-            handle(&sh, request)
+        let mut made = None;
+        let server = Server::start_with(|port| {
+            let shared = Arc::new(Shared {
+                root: root.to_path_buf(),
+                base: format!("http://127.0.0.1:{port}"),
+                tokens: Mutex::new(Vec::new()),
+                log: Mutex::new(Vec::new()),
+                faults: Mutex::new(VecDeque::new()),
+                latency_ms: AtomicU64::new(0),
+                github_remaining: AtomicU64::new(5000),
+                pagination_on_304: AtomicBool::new(true),
+                pagination_loop: AtomicBool::new(false),
+                in_flight: AtomicUsize::new(0),
+                max_in_flight: AtomicUsize::new(0),
+            });
+            made = Some(shared.clone());
+            move |request| handle(&shared, request)
         });
-        let port = server.port();
-        let shared = Arc::new(Shared {
-            root: root.to_path_buf(),
-            base: format!("http://127.0.0.1:{port}"),
-            tokens: Mutex::new(Vec::new()),
-            log: Mutex::new(Vec::new()),
-            faults: Mutex::new(VecDeque::new()),
-            latency_ms: AtomicU64::new(0),
-            github_remaining: AtomicU64::new(5000),
-            pagination_on_304: AtomicBool::new(true),
-            pagination_loop: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(0),
-        });
-        *slot.lock().expect("slot lock") = Some(shared.clone());
+        let shared = made.expect("start_with calls make");
         FakeForge { shared, server }
     }
 

@@ -68,11 +68,20 @@ pub struct Server {
 impl Server {
     /// Serves every request with `handler`, each connection on its own thread.
     pub fn start(handler: impl Fn(Request) -> Response + Send + Sync + 'static) -> Server {
+        Server::start_with(|_| handler)
+    }
+
+    /// Like [`Server::start`], for a handler that must know its own port (to build links or
+    /// redirects to itself): `make` gets the port before the first request can arrive.
+    pub fn start_with<H>(make: impl FnOnce(u16) -> H) -> Server
+    where
+        H: Fn(Request) -> Response + Send + Sync + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("local addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let handler: Arc<Handler> = Arc::new(handler);
+        let handler: Arc<Handler> = Arc::new(make(port));
         let (stopping, conns) = (stop.clone(), open.clone());
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
