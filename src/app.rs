@@ -1,8 +1,9 @@
-//! From the command line to an exit code: logging setup, configuration, dispatch.
+//! From the command line to an exit code: logging setup, configuration, dispatch to a command.
 
 use crate::cli::{Cli, Command, OutputFormat};
+use crate::commands;
 use crate::config::{self, Config, ConfigError};
-use crate::error::{Exit, Fatal, exit_of};
+use crate::error::{Error, Exit};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -14,37 +15,35 @@ pub fn main() -> ExitCode {
 
 /// Runs a parsed command line.
 pub fn execute(cli: Cli) -> Exit {
-    let explicit = match explicit_level(&cli) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Usage;
-        }
-    };
+    let explicit = cli.log_level.or_else(debug_level);
     crate::logging::init(explicit.unwrap_or(log::LevelFilter::Info), cli.log_format == crate::cli::LogFormat::Json);
-    match dispatch(&cli, explicit) {
+    // A panic is a bug, never a crash with exit 101: report it as one and exit 2 (SPEC §5).
+    let output = cli.output;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli, explicit)))
+        .unwrap_or_else(|panic| Err(Error::Internal(panic_message(&*panic))));
+    match result {
         Ok(exit) => exit,
-        Err(e) => {
-            let exit = exit_of(&e);
-            log::error!("{}", crate::logging::redact(&format!("{e:#}")));
-            exit
-        }
+        Err(e) => commands::failed(&e, output),
     }
 }
 
-/// The level from `--log-level` / `SENTRY_LOG_LEVEL` / `SENTRY_DEBUG`, if any of them says one.
-fn explicit_level(cli: &Cli) -> Result<Option<log::LevelFilter>, String> {
-    if let Some(l) = cli.log_level.as_deref().filter(|l| !l.is_empty()) {
-        return config::parse_level(l)
-            .map(Some)
-            .ok_or_else(|| format!("invalid log level {l:?}: expected error, warn, info, debug or trace"));
-    }
+/// `SENTRY_DEBUG=1` means debug, when no level is given.
+fn debug_level() -> Option<log::LevelFilter> {
     let debug = std::env::var("SENTRY_DEBUG").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
-    Ok(debug.then_some(log::LevelFilter::Debug))
+    debug.then_some(log::LevelFilter::Debug)
+}
+
+/// The text of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Loads the configuration and teaches the logger its secrets and level.
-pub fn load_config(cli: &Cli, explicit: Option<log::LevelFilter>) -> Result<Config, ConfigError> {
+fn load_config(cli: &Cli, explicit: Option<log::LevelFilter>) -> Result<Config, ConfigError> {
     let config = config::load(&cli.config)?;
     crate::logging::set_redactor(config.redactor());
     if explicit.is_none()
@@ -55,34 +54,22 @@ pub fn load_config(cli: &Cli, explicit: Option<log::LevelFilter>) -> Result<Conf
     Ok(config)
 }
 
-fn dispatch(cli: &Cli, explicit: Option<log::LevelFilter>) -> anyhow::Result<Exit> {
+fn dispatch(cli: &Cli, explicit: Option<log::LevelFilter>) -> Result<Exit, Error> {
+    let output: OutputFormat = cli.output;
+    let state = cli.state.as_ref();
     match &cli.command {
         Command::Validate(args) => {
             let config = match load_config(cli, explicit) {
                 Ok(c) => c,
-                Err(e) => return Ok(crate::report::validate_failed(cli.output, &e)),
+                Err(e) => return Ok(commands::invalid(&e, output)),
             };
             if args.connectivity {
-                return crate::run::connectivity(&config, cli.output);
+                return commands::connectivity(&config, output);
             }
-            Ok(crate::report::validate_ok(cli.output, &config))
+            Ok(commands::valid(&config, output))
         }
-        Command::Status => {
-            let config = load_config(cli, explicit).map_err(Fatal::from)?;
-            crate::run::status(&config, cli.state.as_deref(), cli.output)
-        }
-        Command::Poll(args) => {
-            let config = load_config(cli, explicit).map_err(Fatal::from)?;
-            crate::run::poll(&config, cli.state.as_deref(), cli.output, args)
-        }
-        Command::Deploy(args) => {
-            let config = load_config(cli, explicit).map_err(Fatal::from)?;
-            crate::run::deploy(&config, cli.state.as_deref(), cli.output, args)
-        }
+        Command::Status => commands::status(&load_config(cli, explicit)?, state, output),
+        Command::Poll(args) => commands::poll(&load_config(cli, explicit)?, state, output, args),
+        Command::Deploy(args) => commands::deploy(&load_config(cli, explicit)?, state, output, args),
     }
-}
-
-/// True when stdout should carry JSON.
-pub fn is_json(f: OutputFormat) -> bool {
-    f == OutputFormat::Json
 }

@@ -1,5 +1,6 @@
 //! Command-line interface (SPEC §1): clap types only.
 
+use crate::model::Location;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -13,13 +14,13 @@ pub struct Cli {
 
     /// Where state lives: a file path, configmap:NAME or configmap:NAMESPACE/NAME
     /// [default: global.state, else ./sentry-state.json]
-    #[arg(long, global = true, env = "SENTRY_STATE", value_name = "LOCATION")]
-    pub state: Option<String>,
+    #[arg(long, global = true, env = "SENTRY_STATE", value_name = "LOCATION", value_parser = Location::parse)]
+    pub state: Option<Location>,
 
     /// Log level: error|warn|info|debug|trace (SENTRY_DEBUG=1 means debug)
     /// [default: global.log_level, else info]
-    #[arg(long, global = true, env = "SENTRY_LOG_LEVEL", value_name = "LEVEL")]
-    pub log_level: Option<String>,
+    #[arg(long, global = true, env = "SENTRY_LOG_LEVEL", value_name = "LEVEL", value_parser = crate::logging::parse_level)]
+    pub log_level: Option<log::LevelFilter>,
 
     /// Log line format on stderr.
     #[arg(long, global = true, env = "SENTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]

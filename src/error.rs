@@ -1,8 +1,10 @@
-//! Exit codes of SPEC §5 and the errors that carry them.
+//! The exit codes of SPEC §5 and the one error type that carries them.
 
+use crate::config::ConfigError;
+use crate::state::StateError;
 use std::fmt;
 
-/// The process exit codes cron and CI act on.
+/// The process exit codes cron and CI act on. No other code is ever returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
     /// Nothing to do, everything deployed, or another run holds the lock.
@@ -24,36 +26,70 @@ impl Exit {
     }
 }
 
-/// An error that decides the exit code. Anything else that reaches `main` exits with 2.
+/// Why a command could not do its work. Every variant maps to one exit code ([`Error::exit`]).
 #[derive(Debug)]
-pub struct Fatal {
-    /// The exit code it maps to.
-    pub exit: Exit,
-    /// What went wrong, already free of secrets.
-    pub message: String,
+pub enum Error {
+    /// A command line that cannot be carried out: unknown repository, bad `--commit` (exit 2).
+    Usage(String),
+    /// An invalid configuration file (exit 2).
+    Config(ConfigError),
+    /// The state could not be read, locked or saved (exit 4; `poll` handles a held lock itself).
+    State(StateError),
+    /// The run could not be set up from valid configuration: CA file, proxy variables (exit 2).
+    Setup(String),
+    /// stdout could not be written for another reason than a closed pipe (exit 2).
+    Output(std::io::Error),
+    /// A bug in sentry (a panic caught at the top): exit 2, with a message that says so.
+    Internal(String),
 }
 
-impl Fatal {
-    /// A usage error (exit 2).
-    pub fn usage(message: impl Into<String>) -> Self {
-        Fatal { exit: Exit::Usage, message: message.into() }
-    }
-
-    /// A state error (exit 4).
-    pub fn state(message: impl Into<String>) -> Self {
-        Fatal { exit: Exit::State, message: message.into() }
+impl Error {
+    /// The exit code SPEC §5 assigns.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::State(_) => Exit::State,
+            Error::Usage(_) | Error::Config(_) | Error::Setup(_) | Error::Output(_) | Error::Internal(_) => Exit::Usage,
+        }
     }
 }
 
-impl fmt::Display for Fatal {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        match self {
+            Error::Usage(m) | Error::Setup(m) => f.write_str(m),
+            Error::Config(e) => e.fmt(f),
+            Error::State(e) => e.fmt(f),
+            Error::Output(e) => write!(f, "cannot write to stdout: {e}"),
+            Error::Internal(m) => write!(f, "internal error (a bug in sentry, please report it): {m}"),
+        }
     }
 }
 
-impl std::error::Error for Fatal {}
+impl std::error::Error for Error {}
 
-/// The exit code an error maps to: the first [`Fatal`] in its chain, else 2.
-pub fn exit_of(err: &anyhow::Error) -> Exit {
-    err.chain().find_map(|e| e.downcast_ref::<Fatal>().map(|f| f.exit)).unwrap_or(Exit::Usage)
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Error {
+        Error::Config(e)
+    }
+}
+
+impl From<StateError> for Error {
+    fn from(e: StateError) -> Error {
+        Error::State(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_a_spec_exit_code() {
+        let busy = StateError::Busy { location: "s".into(), holder: "h".into() };
+        let lost = StateError::LeaseLost { location: "s".into(), holder: "h".into() };
+        assert_eq!(Error::State(busy).exit(), Exit::State);
+        assert_eq!(Error::State(lost).exit(), Exit::State);
+        assert_eq!(Error::Usage("x".into()).exit(), Exit::Usage);
+        assert!(Error::Internal("boom".into()).to_string().contains("bug"));
+    }
 }

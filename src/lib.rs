@@ -1,29 +1,32 @@
 //! sentry: watches Git repositories and deploys when they change.
 //!
 //! A run flows one way: [`config`] -> [`state`] -> [`forge`] (check) -> [`plan`] -> [`deploy`]
-//! -> [`state`] -> [`report`]. [`run`] is the only module that knows that order; [`app`] turns
-//! the command line into calls to it.
+//! -> record -> [`report`]. The pipeline is the only module that knows that order; the
+//! commands are the only ones that print or pick an exit code (ARCHITECTURE.md).
 
 // Every public item says in a line what it is for (the house rule, kept by the compiler).
 #![warn(missing_docs)]
 
 pub mod app;
 pub mod cli;
+mod commands;
 pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod forge;
-pub mod fsutil;
-pub mod git;
+mod fsutil;
+mod git;
 pub mod http;
 pub mod logging;
-pub mod metrics;
+mod metrics;
 pub mod model;
-pub mod notify;
+mod notify;
+mod pipeline;
 pub mod plan;
 pub mod report;
-pub mod run;
 pub mod secret;
 pub mod signals;
 pub mod state;
+mod sys;
+mod text;
 pub mod time;

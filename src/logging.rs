@@ -86,3 +86,16 @@ impl<'kvs> log::kv::VisitSource<'kvs> for JsonKv<'_> {
         Ok(())
     }
 }
+
+/// Parses a log level name (`--log-level`, `SENTRY_LOG_LEVEL`, `global.log_level`).
+pub fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "error" => Ok(log::LevelFilter::Error),
+        "warn" | "warning" => Ok(log::LevelFilter::Warn),
+        "info" => Ok(log::LevelFilter::Info),
+        "debug" => Ok(log::LevelFilter::Debug),
+        "trace" => Ok(log::LevelFilter::Trace),
+        "off" => Ok(log::LevelFilter::Off),
+        _ => Err(format!("invalid log level {s:?}: expected error, warn, info, debug or trace")),
+    }
+}

@@ -5,43 +5,32 @@
 //! run, so every (repository, branch, commit, attempt) is announced once.
 
 use crate::config::{Config, Webhook, WebhookFormat};
-use crate::deploy::{JobResult, JobStatus};
 use crate::http::{Http, HttpError, HttpErrorKind, Method, Request};
+use crate::model::{DeploymentRecord, JobStatus, Notification};
 use crate::state::Pending;
 use serde_json::{Value, json};
 
 /// Characters of output kept in a notification: enough to see the error, small enough for chat.
 const TAIL_CHARS: usize = 2000;
 
-/// The outbox entry for a finished deployment; `None` for a skipped or interrupted one.
-pub fn pending(result: &JobResult, run_id: &str, host: &str, finished_at: &str) -> Option<Pending> {
-    if result.status == JobStatus::Skipped || result.interrupted() {
+/// The outbox entry for a finished deployment; `None` when the outcome says nothing about the
+/// commit (skipped, interrupted).
+pub fn pending(record: &DeploymentRecord, run_id: &str, host: &str, finished_at: &str) -> Option<Pending> {
+    if !record.status.is_verdict() {
         return None;
     }
-    let j = &result.job;
     let tail: String = {
-        let chars: Vec<char> = result.output_tail.chars().collect();
+        let chars: Vec<char> = record.output_tail.chars().collect();
         chars[chars.len().saturating_sub(TAIL_CHARS)..].iter().collect()
     };
-    let payload = json!({
-        "event": "deployment",
-        "run_id": run_id,
-        "host": host,
-        "repo": j.repo,
-        "group": j.group,
-        "branch": j.branch,
-        "commit": j.commit.as_str(),
-        "previous_commit": j.previous.as_ref().map(|s| s.as_str()),
-        "status": result.status.as_str(),
-        "reason": j.reason,
-        "attempt": j.attempt,
-        "duration_ms": result.duration.as_millis() as u64,
-        "failed_command": result.failed_command,
-        "error": result.error,
-        "output_tail": tail,
-        "finished_at": finished_at,
-    });
-    Some(Pending { id: format!("{}/{}/{}/{}", j.repo, j.branch, j.commit, j.attempt), repo: j.repo.clone(), payload })
+    let payload = Notification {
+        event: "deployment".into(),
+        run_id: run_id.into(),
+        host: host.into(),
+        finished_at: finished_at.into(),
+        record: DeploymentRecord { output_tail: tail, ..record.clone() },
+    };
+    Some(Pending { id: record.id(), repo: record.repo.clone(), payload })
 }
 
 /// Where a repository's notifications go: its own webhook, then the global one.
@@ -51,63 +40,57 @@ pub fn targets<'c>(config: &'c Config, repo: &str) -> Vec<&'c Webhook> {
 }
 
 /// The body for `format`.
-pub fn body(format: WebhookFormat, payload: &Value) -> Value {
+pub fn body(format: WebhookFormat, n: &Notification) -> Value {
     match format {
-        WebhookFormat::Json => payload.clone(),
-        WebhookFormat::Slack => slack(payload),
+        WebhookFormat::Json => serde_json::to_value(n).unwrap_or(Value::Null),
+        WebhookFormat::Slack => slack(n),
     }
 }
 
 /// A Slack incoming-webhook message: `text` for notifications, blocks for the channel.
-fn slack(p: &Value) -> Value {
-    let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
-    let status = s("status");
-    let icon = match status.as_str() {
-        "succeeded" => ":white_check_mark:",
-        "timed_out" => ":hourglass:",
+fn slack(n: &Notification) -> Value {
+    let r = &n.record;
+    let icon = match r.status {
+        JobStatus::Succeeded => ":white_check_mark:",
+        JobStatus::TimedOut => ":hourglass:",
         _ => ":x:",
     };
-    let short = |c: String| c.chars().take(8).collect::<String>();
-    let secs = p["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;
+    let status = r.status.as_str();
+    let secs = r.duration_ms as f64 / 1000.0;
     let text = format!(
         "{icon} {} `{}` {} {} (attempt {}, {secs:.1}s)",
-        s("repo"),
-        s("branch"),
-        short(s("commit")),
+        r.repo,
+        r.branch,
+        r.commit.short(),
         status.replace('_', " "),
-        p["attempt"].as_u64().unwrap_or(1)
+        r.attempt
     );
     let mut detail = format!(
-        "*Repository:* {}\n*Branch:* `{}`\n*Commit:* `{}` (was `{}`)\n*Status:* {}",
-        s("repo"),
-        s("branch"),
-        short(s("commit")),
-        p["previous_commit"].as_str().map(|c| short(c.to_string())).unwrap_or_else(|| "none".into()),
-        status
+        "*Repository:* {}\n*Branch:* `{}`\n*Commit:* `{}` (was `{}`)\n*Status:* {status}",
+        r.repo,
+        r.branch,
+        r.commit.short(),
+        r.previous_commit.as_ref().map_or("none", |c| c.short()),
     );
-    if let Some(f) = p["failed_command"].as_object() {
-        detail.push_str(&format!(
-            "\n*Failed command* {}: `{}` (exit {})",
-            f.get("index").and_then(Value::as_u64).unwrap_or(0),
-            f.get("command").and_then(Value::as_str).unwrap_or(""),
-            f.get("exit_code").map(|c| c.to_string()).unwrap_or_default()
-        ));
-    } else if let Some(e) = p["error"].as_str() {
+    if let Some(f) = &r.failed_command {
+        let code = f.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "null".into());
+        detail.push_str(&format!("\n*Failed command* {}: `{}` (exit {code})", f.index, f.command));
+    } else if let Some(e) = &r.error {
         detail.push_str(&format!("\n*Error:* {e}"));
     }
     let mut blocks = vec![
         json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": detail}}),
     ];
-    let tail = s("output_tail");
-    if status != "succeeded" && !tail.trim().is_empty() {
+    let tail = &r.output_tail;
+    if r.status != JobStatus::Succeeded && !tail.trim().is_empty() {
         let last: Vec<&str> = tail.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
         // Slack section text is capped at 3000 characters.
         let code: String = last.join("\n").chars().rev().take(2900).collect::<Vec<_>>().into_iter().rev().collect();
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{code}```")}}));
     }
     blocks.push(json!({"type": "context", "elements": [
-        {"type": "mrkdwn", "text": format!("sentry run `{}` on {}", s("run_id"), s("host"))}
+        {"type": "mrkdwn", "text": format!("sentry run `{}` on {}", n.run_id, n.host)}
     ]}));
     json!({"text": text, "blocks": blocks})
 }
@@ -161,84 +144,75 @@ fn host_of(url: &str) -> String {
 
 /// This machine's name (the pod name in Kubernetes), for notifications and metrics.
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most `len` bytes into our buffer.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let name = if rc == 0 {
-        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
-    };
-    if name.is_empty() { "unknown".into() } else { name }
+    crate::sys::hostname().unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::FailedCommand;
-    use crate::model::{Job, Reason, Sha};
-    use std::time::Duration;
+    use crate::model::{FailedCommand, Reason, Sha};
 
-    fn result(status: JobStatus) -> JobResult {
-        JobResult {
-            job: Job {
-                repo: "rag".into(),
-                group: Some("ai".into()),
-                branch: "main".into(),
-                commit: Sha::parse(&"b".repeat(40)).expect("sha"),
-                previous: Sha::parse(&"a".repeat(40)),
-                reason: Reason::Changed,
-                attempt: 2,
-            },
+    fn record(status: JobStatus) -> DeploymentRecord {
+        DeploymentRecord {
+            repo: "rag".into(),
+            group: Some("ai".into()),
+            branch: "main".into(),
+            commit: Sha::parse(&"b".repeat(40)).expect("sha"),
+            previous_commit: Sha::parse(&"a".repeat(40)),
             status,
+            reason: Reason::Changed,
+            attempt: 2,
+            duration_ms: 1500,
             failed_command: (status == JobStatus::Failed).then(|| FailedCommand {
                 index: 1,
                 command: "kubectl apply -f .".into(),
                 exit_code: Some(1),
             }),
             error: None,
-            duration: Duration::from_millis(1500),
             output_tail: "x".repeat(5000) + "\nerror: boom",
-            kept_dir: None,
         }
     }
 
     #[test]
     fn payload_has_every_field_and_a_short_tail() {
-        let p = pending(&result(JobStatus::Failed), "run1", "host1", "2026-11-22T12:00:00Z").expect("pending");
+        let p = pending(&record(JobStatus::Failed), "run1", "host1", "2026-11-22T12:00:00Z").expect("pending");
         assert_eq!(p.id, format!("rag/main/{}/2", "b".repeat(40)));
+        let json = body(WebhookFormat::Json, &p.payload);
         for k in [
+            "event",
             "repo",
             "group",
             "branch",
             "commit",
             "previous_commit",
             "status",
+            "reason",
             "attempt",
             "duration_ms",
             "failed_command",
             "output_tail",
             "run_id",
             "host",
+            "finished_at",
         ] {
-            assert!(p.payload.get(k).is_some(), "missing {k}");
+            assert!(json.get(k).is_some(), "missing {k}");
         }
-        assert_eq!(p.payload["failed_command"]["command"], "kubectl apply -f .");
-        assert!(p.payload["output_tail"].as_str().is_some_and(|t| t.len() == TAIL_CHARS && t.ends_with("boom")));
-        assert!(pending(&result(JobStatus::Skipped), "r", "h", "t").is_none());
+        assert_eq!(json["failed_command"]["command"], "kubectl apply -f .");
+        assert_eq!(json["status"], "failed");
+        assert!(json["output_tail"].as_str().is_some_and(|t| t.chars().count() == TAIL_CHARS && t.ends_with("boom")));
+        assert!(pending(&record(JobStatus::Skipped), "r", "h", "t").is_none());
+        assert!(pending(&record(JobStatus::Interrupted), "r", "h", "t").is_none());
     }
 
     #[test]
     fn slack_message_is_readable() {
-        let p = pending(&result(JobStatus::Failed), "run1", "host1", "t").expect("pending");
+        let p = pending(&record(JobStatus::Failed), "run1", "host1", "t").expect("pending");
         let s = body(WebhookFormat::Slack, &p.payload);
         let text = s["text"].as_str().expect("text");
         assert_eq!(text, ":x: rag `main` bbbbbbbb failed (attempt 2, 1.5s)");
         let blocks = s["blocks"].as_array().expect("blocks");
         assert!(blocks.iter().any(|b| b["text"]["text"].as_str().is_some_and(|t| t.contains("kubectl apply"))));
         assert!(blocks.iter().any(|b| b["text"]["text"].as_str().is_some_and(|t| t.contains("error: boom"))));
-        assert_eq!(body(WebhookFormat::Json, &p.payload), p.payload);
     }
 
     #[test]

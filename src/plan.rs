@@ -5,7 +5,7 @@
 //! `trigger: all` groups. Recording a deployment's outcome in the state is here too.
 
 use crate::config::{Config, OnFirstSeen, Repository, Trigger};
-use crate::model::{Heads, Job, Reason, Sha};
+use crate::model::{DeploymentRecord, Heads, Job, JobStatus, Reason, Sha};
 use crate::state::{BranchState, Failure, State};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -204,39 +204,28 @@ pub fn manual(
     })
 }
 
-/// How a deployment ended, as far as the state cares.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Deployed: the commit becomes the branch's deployed commit.
-    Succeeded,
-    /// Failed or timed out, with the (redacted) reason: an attempt is counted.
-    Failed(String),
-    /// Never started: nothing changes.
-    Skipped,
-}
-
-/// Records a finished job in the state.
-pub fn record(state: &mut State, job: &Job, outcome: &Outcome, now: &str) {
-    if *outcome == Outcome::Skipped {
+/// Records a finished deployment in the state: the branch's deployed commit or its pending
+/// failure, and the repository's counters. An outcome that says nothing about the commit
+/// (skipped, interrupted) changes nothing.
+pub fn record(state: &mut State, done: &DeploymentRecord, now: &str) {
+    if !done.status.is_verdict() {
         return;
     }
-    let bs: &mut BranchState =
-        state.repos.entry(job.repo.clone()).or_default().branches.entry(job.branch.clone()).or_default();
-    match outcome {
-        Outcome::Succeeded => {
-            bs.deployed = Some(job.commit.clone());
-            bs.deployed_at = Some(now.to_string());
-            bs.failure = None;
-        }
-        Outcome::Failed(error) => {
-            bs.failure = Some(Failure {
-                commit: job.commit.clone(),
-                attempts: job.attempt,
-                error: error.clone(),
-                at: now.to_string(),
-            });
-        }
-        Outcome::Skipped => {}
+    let rs = state.repos.entry(done.repo.clone()).or_default();
+    *rs.deployments.entry(done.status.as_str().to_string()).or_default() += 1;
+    rs.last_deployment_ms = Some(done.duration_ms);
+    let bs: &mut BranchState = rs.branches.entry(done.branch.clone()).or_default();
+    if done.status == JobStatus::Succeeded {
+        bs.deployed = Some(done.commit.clone());
+        bs.deployed_at = Some(now.to_string());
+        bs.failure = None;
+    } else {
+        bs.failure = Some(Failure {
+            commit: done.commit.clone(),
+            attempts: done.attempt,
+            error: done.failure_text(),
+            at: now.to_string(),
+        });
     }
 }
 

@@ -1,11 +1,9 @@
-//! What a run prints on stdout (human table or SPEC §5 JSON) and the exit code it implies.
+//! What a run reports (the SPEC §5 summary, as a value and as the human table) and the exit
+//! code it implies; the one table renderer. Printing is the commands' business.
 
-use crate::cli::OutputFormat;
-use crate::config::{Config, ConfigError};
 use crate::error::Exit;
-pub use crate::model::FailedCommand;
+use crate::model::DeploymentRecord;
 use serde::Serialize;
-use serde_json::json;
 use std::collections::BTreeMap;
 
 /// The summary of a `poll` pass or a `deploy` (SPEC §5).
@@ -22,7 +20,7 @@ pub struct Summary {
     /// One entry per repository checked.
     pub checked: Vec<Checked>,
     /// One entry per deployment (planned ones in a dry run, with status `skipped`).
-    pub deployments: Vec<Deployment>,
+    pub deployments: Vec<DeploymentRecord>,
     /// Problems that did not stop the run (unreachable repositories, failed state saves).
     pub errors: Vec<String>,
     /// Why the pass did nothing at all (another run holds the lock); absent otherwise.
@@ -44,59 +42,18 @@ pub struct Checked {
     pub error: Option<String>,
 }
 
-/// One deployment's result.
-#[derive(Clone, Debug, Serialize)]
-pub struct Deployment {
-    /// Repository name.
-    pub repo: String,
-    /// Its group.
-    pub group: Option<String>,
-    /// The branch.
-    pub branch: String,
-    /// The commit deployed.
-    pub commit: String,
-    /// The commit deployed before, if any.
-    pub previous_commit: Option<String>,
-    /// `succeeded`, `failed`, `timed_out` or `skipped`.
-    pub status: String,
-    /// Why it was planned: first_seen, new_branch, changed, retry, group_trigger, manual.
-    pub reason: crate::model::Reason,
-    /// Which attempt at this commit.
-    pub attempt: u32,
-    /// How long it took.
-    pub duration_ms: u64,
-    /// The command that failed, if one did.
-    pub failed_command: Option<FailedCommand>,
-    /// Why it failed when no command did (clone, timeout, signal).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The end of the output, redacted.
-    pub output_tail: String,
-}
-
 impl Summary {
     /// The exit code SPEC §5 assigns: 4 if the state could not be saved, else 1 if a deployment
     /// failed or timed out, else 3 if a repository could not be checked, else 0.
     pub fn exit(&self) -> Exit {
         if self.state_error {
             Exit::State
-        } else if self.deployments.iter().any(|d| d.status == "failed" || d.status == "timed_out") {
+        } else if self.deployments.iter().any(|d| d.status.is_failure()) {
             Exit::DeployFailed
         } else if self.checked.iter().any(|c| c.error.is_some()) {
             Exit::CheckFailed
         } else {
             Exit::Success
-        }
-    }
-
-    /// Prints the summary in the requested format.
-    pub fn print(&self, output: OutputFormat) {
-        match output {
-            OutputFormat::Json => match serde_json::to_string(self) {
-                Ok(s) => println!("{s}"),
-                Err(e) => log::error!("cannot serialize the summary: {e}"),
-            },
-            OutputFormat::Human => print!("{}", self.human()),
         }
     }
 
@@ -127,12 +84,12 @@ impl Summary {
                         (None, None) if self.dry_run => d.reason.as_str().to_string(),
                         (None, None) => String::new(),
                     };
-                    let status = if self.dry_run { "planned".to_string() } else { d.status.clone() };
+                    let status = if self.dry_run { "planned" } else { d.status.as_str() };
                     [
                         d.repo.clone(),
                         d.branch.clone(),
-                        d.commit.chars().take(8).collect(),
-                        status,
+                        d.commit.short().to_string(),
+                        status.to_string(),
                         format!("{:.1}s", d.duration_ms as f64 / 1000.0),
                         detail,
                     ]
@@ -165,49 +122,19 @@ pub fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> Stri
     out
 }
 
-/// Prints a valid configuration's summary; exit 0.
-pub fn validate_ok(output: OutputFormat, config: &Config) -> Exit {
-    match output {
-        OutputFormat::Json => println!("{}", json!({"valid": true, "errors": []})),
-        OutputFormat::Human => println!(
-            "{}: valid ({} repositories, {} groups)",
-            config.path.display(),
-            config.repositories.len(),
-            config.groups.len()
-        ),
-    }
-    Exit::Success
-}
-
-/// Prints every problem of an invalid configuration; exit 2.
-pub fn validate_failed(output: OutputFormat, err: &ConfigError) -> Exit {
-    match output {
-        OutputFormat::Json => {
-            let errors: Vec<_> = err
-                .problems
-                .iter()
-                .map(|p| json!({"path": p.path, "line": p.line, "message": crate::logging::redact(&p.message)}))
-                .collect();
-            println!("{}", json!({"valid": false, "errors": errors}));
-        }
-        OutputFormat::Human => eprintln!("error: {}", crate::logging::redact(&err.to_string())),
-    }
-    Exit::Usage
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Reason;
+    use crate::model::{FailedCommand, JobStatus, Reason, Sha};
 
-    fn deployment(status: &str) -> Deployment {
-        Deployment {
+    fn deployment(status: JobStatus) -> DeploymentRecord {
+        DeploymentRecord {
             repo: "a".into(),
             group: None,
             branch: "main".into(),
-            commit: "a".repeat(40),
+            commit: Sha::parse(&"a".repeat(40)).expect("sha"),
             previous_commit: None,
-            status: status.into(),
+            status,
             reason: Reason::Changed,
             attempt: 1,
             duration_ms: 1200,
@@ -217,7 +144,7 @@ mod tests {
         }
     }
 
-    fn summary(deployments: Vec<Deployment>, check_error: bool) -> Summary {
+    fn summary(deployments: Vec<DeploymentRecord>, check_error: bool) -> Summary {
         Summary {
             run_id: "r".into(),
             started_at: "t".into(),
@@ -238,15 +165,19 @@ mod tests {
     #[test]
     fn exit_codes_follow_spec() {
         assert_eq!(summary(vec![], false).exit(), Exit::Success);
-        assert_eq!(summary(vec![deployment("succeeded"), deployment("skipped")], false).exit(), Exit::Success);
+        assert_eq!(
+            summary(vec![deployment(JobStatus::Succeeded), deployment(JobStatus::Skipped)], false).exit(),
+            Exit::Success
+        );
         assert_eq!(summary(vec![], true).exit(), Exit::CheckFailed);
-        assert_eq!(summary(vec![deployment("failed")], true).exit(), Exit::DeployFailed);
-        assert_eq!(summary(vec![deployment("timed_out")], false).exit(), Exit::DeployFailed);
+        assert_eq!(summary(vec![deployment(JobStatus::Failed)], true).exit(), Exit::DeployFailed);
+        assert_eq!(summary(vec![deployment(JobStatus::TimedOut)], false).exit(), Exit::DeployFailed);
+        assert_eq!(summary(vec![deployment(JobStatus::Interrupted)], false).exit(), Exit::DeployFailed);
     }
 
     #[test]
     fn json_has_the_spec_keys() {
-        let v = serde_json::to_value(summary(vec![deployment("succeeded")], false)).expect("json");
+        let v = serde_json::to_value(summary(vec![deployment(JobStatus::Succeeded)], false)).expect("json");
         for k in ["run_id", "started_at", "duration_ms", "dry_run", "checked", "deployments", "errors"] {
             assert!(v.get(k).is_some(), "missing {k}");
         }
@@ -269,7 +200,7 @@ mod tests {
 
     #[test]
     fn human_table_aligns() {
-        let mut d = deployment("failed");
+        let mut d = deployment(JobStatus::Failed);
         d.failed_command = Some(FailedCommand { index: 1, command: "make deploy".into(), exit_code: Some(2) });
         let text = summary(vec![d], false).human();
         assert!(text.contains("REPOSITORY  BRANCH  COMMIT    STATUS  TIME  DETAIL"), "{text}");

@@ -20,18 +20,8 @@ extern "C" fn on_signal(_signal: libc::c_int) {
 /// Makes SIGTERM and SIGINT request a stop instead of killing the process.
 pub fn install() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: `action` is zero-initialised (a valid `sigaction`: empty mask, no flags) before
-        // the fields we need are set; the handler only performs an atomic store, which is
-        // async-signal-safe; SA_RESTART keeps unrelated blocking calls from failing with EINTR.
-        // Children do not inherit the handler: exec resets handled signals to their default.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
-                log::warn!(signal = signal; "cannot install the stop handler: {}", std::io::Error::last_os_error());
-            }
+        if let Err(e) = crate::sys::set_signal_handler(signal, on_signal) {
+            log::warn!(signal = signal; "cannot install the stop handler: {e}");
         }
     }
 }
@@ -43,15 +33,16 @@ pub fn stop_requested() -> bool {
 
 /// Sleeps for `d`, waking early on a stop request; returns false if a stop was requested.
 pub fn sleep_unless_stopped(d: Duration) -> bool {
-    let end = Instant::now() + d;
+    // A wait too long for the clock is as good as forever.
+    let end = Instant::now().checked_add(d);
     loop {
         if stop_requested() {
             return false;
         }
-        let now = Instant::now();
-        if now >= end {
+        let left = end.map_or(SLICE, |end| end.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
             return true;
         }
-        std::thread::sleep(SLICE.min(end - now));
+        std::thread::sleep(SLICE.min(left));
     }
 }

@@ -9,8 +9,10 @@ mod raw;
 
 pub use expand::expand;
 
-use crate::error::{Exit, Fatal};
+use crate::model::Location;
+use crate::model::location::is_dns_label;
 use crate::secret::{Redactor, Secret};
+use crate::text::one_line;
 use raw::S;
 use regex::Regex;
 use serde::Serialize;
@@ -49,7 +51,7 @@ pub struct Global {
     /// Longest a single deployment (clone + commands) may take.
     pub timeout: Duration,
     /// Default state location.
-    pub state: Option<String>,
+    pub state: Option<Location>,
     /// Repository checks in flight at once.
     pub concurrency: usize,
     /// Limit for one HTTP request.
@@ -323,12 +325,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-impl From<ConfigError> for Fatal {
-    fn from(e: ConfigError) -> Fatal {
-        Fatal { exit: Exit::Usage, message: e.to_string() }
-    }
-}
-
 /// Reads, expands and validates the configuration at `path` with the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     load_with_env(path, &|name| std::env::var(name).ok())
@@ -500,9 +496,9 @@ impl Checker<'_> {
         let log_level = match &g.log_level {
             Some(s) => {
                 let v = self.string("global.log_level", s)?;
-                match parse_level(&v) {
-                    Some(l) => Some(l),
-                    None => {
+                match crate::logging::parse_level(&v) {
+                    Ok(l) => Some(l),
+                    Err(_) => {
                         self.problem(
                             "global.log_level",
                             line(s),
@@ -528,12 +524,16 @@ impl Checker<'_> {
         {
             self.problem("global.pushgateway_url", line(s), m);
         }
-        let state = self.opt_string("global.state", &g.state)?;
-        if let (Some(loc), Some(s)) = (&state, &g.state)
-            && let Err(m) = crate::state::Location::parse(loc)
-        {
-            self.problem("global.state", line(s), m);
-        }
+        let state = match (self.opt_string("global.state", &g.state)?.filter(|s| !s.is_empty()), &g.state) {
+            (Some(loc), Some(s)) => match Location::parse(&loc) {
+                Ok(l) => Some(l),
+                Err(m) => {
+                    self.problem("global.state", line(s), m);
+                    None
+                }
+            },
+            _ => None,
+        };
         Some(Global {
             tmp_dir: PathBuf::from(tmp_dir),
             cleanup: g.cleanup.unwrap_or(true),
@@ -766,19 +766,6 @@ impl Checker<'_> {
     }
 }
 
-/// Parses a log level name.
-pub fn parse_level(s: &str) -> Option<log::LevelFilter> {
-    match s.to_ascii_lowercase().as_str() {
-        "error" => Some(log::LevelFilter::Error),
-        "warn" | "warning" => Some(log::LevelFilter::Warn),
-        "info" => Some(log::LevelFilter::Info),
-        "debug" => Some(log::LevelFilter::Debug),
-        "trace" => Some(log::LevelFilter::Trace),
-        "off" => Some(log::LevelFilter::Off),
-        _ => None,
-    }
-}
-
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s != "."
@@ -790,10 +777,6 @@ fn is_env_name(s: &str) -> bool {
     let mut b = s.bytes();
     matches!(b.next(), Some(c) if c == b'_' || c.is_ascii_alphabetic())
         && b.all(|c| c == b'_' || c.is_ascii_alphanumeric())
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// github.com and gitlab.com are known; any other host is watched with `git ls-remote`.
@@ -877,15 +860,9 @@ pub fn check_branch_name(b: &str) -> Result<(), String> {
     if bad { Err(format!("{b:?} is not a valid branch name")) } else { Ok(()) }
 }
 
-/// Checks a Kubernetes DNS label: `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, at most 63 characters.
+/// Checks a Kubernetes DNS label (the rule itself lives in `model::location`).
 pub fn check_dns_label(s: &str) -> Result<(), String> {
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-';
-    if ok {
+    if is_dns_label(s) {
         Ok(())
     } else {
         Err(format!(

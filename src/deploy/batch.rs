@@ -3,9 +3,9 @@
 //! next queued job. Threads are plain scoped threads, not rayon's pool: a pod with one CPU gets
 //! a one-thread pool, and a deployment mostly waits on a child process anyway.
 
-use super::{Context, JobResult, JobStatus, log_skipped, run_job, skip_reason};
+use super::{Context, JobResult, log_skipped, run_job, skip_reason};
 use crate::config::{Group, Repository, Strategy};
-use crate::model::Job;
+use crate::model::{Job, JobStatus};
 use std::sync::Mutex;
 use std::time::Instant;
 

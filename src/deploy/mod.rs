@@ -24,12 +24,10 @@ mod script;
 pub use batch::{Batch, run_batches};
 
 use crate::config::Repository;
-pub use crate::model::FailedCommand;
-use crate::model::Job;
+use crate::model::{DeploymentRecord, FailedCommand, Job, JobStatus};
 use crate::secret::{Redactor, Secret};
 use output::Tail;
 use process::{Ended, Stop};
-use serde::Serialize;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -52,38 +50,12 @@ pub struct Context {
     pub redactor: Redactor,
     /// Every token of the configuration: never in the commands' environment.
     pub strip_env: Vec<Secret>,
+    /// How long a timed-out job's processes get between SIGTERM and SIGKILL (SPEC §4: 10 s).
+    pub kill_grace: Duration,
 }
 
-/// How a job ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    /// Cloned and every command exited 0.
-    Succeeded,
-    /// The clone or a command failed, or a stop signal interrupted it.
-    Failed,
-    /// Stopped at `global.timeout` or the group's `global_timeout`.
-    TimedOut,
-    /// Never started (an earlier failure, the group's deadline, or a stop request).
-    Skipped,
-}
-
-impl JobStatus {
-    /// The SPEC §5 spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Succeeded => "succeeded",
-            JobStatus::Failed => "failed",
-            JobStatus::TimedOut => "timed_out",
-            JobStatus::Skipped => "skipped",
-        }
-    }
-
-    /// True for `failed` and `timed_out`: what stops a group without `continue_on_error`.
-    pub fn is_failure(self) -> bool {
-        matches!(self, JobStatus::Failed | JobStatus::TimedOut)
-    }
-}
+/// SPEC §4: SIGTERM, then SIGKILL after this long.
+pub const KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// The outcome of one job: the data of a SPEC §5 `deployments` entry.
 #[derive(Clone, Debug)]
@@ -105,10 +77,14 @@ pub struct JobResult {
 }
 
 impl JobResult {
-    /// True when sentry itself interrupted the job (SIGTERM/SIGINT): that says nothing about
-    /// the commit, so no attempt should be counted against it.
-    pub fn interrupted(&self) -> bool {
-        self.status == JobStatus::Failed && self.error.as_deref().is_some_and(|e| e.starts_with(STOPPED_BY_SIGNAL))
+    /// The record of this outcome: what the summary, the notifications and the history show.
+    pub fn record(&self) -> DeploymentRecord {
+        DeploymentRecord {
+            duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            failed_command: self.failed_command.clone(),
+            output_tail: self.output_tail.clone(),
+            ..DeploymentRecord::planned(&self.job, self.status, self.error.clone())
+        }
     }
 
     /// A job that never started, with the reason.
@@ -274,7 +250,7 @@ fn execute(
         }
     }
     let cloning = Instant::now();
-    match process::run(clone, limit.at, tail) {
+    match process::run(clone, limit.at, ctx.kill_grace, tail) {
         Ok(Ended::Exited(Some(0))) => {
             // How much of a deployment is the clone: worth seeing when deployments feel slow.
             log::info!(
@@ -311,7 +287,7 @@ fn execute(
     );
     let mut sh = Command::new("sh");
     sh.arg(&script_path).current_dir(&qa_dir).env_clear().envs(env);
-    let ended = process::run(sh, limit.at, tail);
+    let ended = process::run(sh, limit.at, ctx.kill_grace, tail);
     let index = fs::read_to_string(&progress).ok().as_deref().and_then(script::running_index);
     let failed = |exit_code| {
         let (index, command) = index.and_then(|i| d.commands.get(i).map(|c| (i, c)))?;
@@ -336,14 +312,11 @@ fn execute(
     }
 }
 
-/// The error of a job stopped because sentry was asked to stop.
-pub const STOPPED_BY_SIGNAL: &str = "stopped by signal";
-
 /// Status and message of a job sentry stopped.
 fn stopped(why: Stop, limit: &Limit) -> (JobStatus, String) {
     match why {
         Stop::Deadline => (JobStatus::TimedOut, limit.message.clone()),
-        Stop::Signal => (JobStatus::Failed, STOPPED_BY_SIGNAL.to_string()),
+        Stop::Signal => (JobStatus::Interrupted, "stopped by signal".to_string()),
     }
 }
 

@@ -8,13 +8,9 @@
 
 use super::output::Tail;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Time between SIGTERM and SIGKILL (SPEC §4).
-pub(crate) const KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// How long to keep looking after SIGKILL before giving up on a process the kernel cannot kill
 /// yet (uninterruptible sleep): the job must end even then.
@@ -48,9 +44,9 @@ pub(crate) enum Ended {
 /// gone, appending stdout and stderr (interleaved) to `out`.
 ///
 /// At `deadline`, or when a stop is requested, the group gets SIGTERM and, after
-/// [`KILL_GRACE`], SIGKILL. Processes the leader leaves behind after exiting normally are
+/// `grace`, SIGKILL. Processes the leader leaves behind after exiting normally are
 /// stopped the same way: nothing of a job outlives it.
-pub(crate) fn run(mut cmd: Command, deadline: Instant, out: &mut Tail) -> io::Result<Ended> {
+pub(crate) fn run(mut cmd: Command, deadline: Instant, grace: Duration, out: &mut Tail) -> io::Result<Ended> {
     let (mut reader, writer) = io::pipe()?;
     let writer_err = writer.try_clone()?;
     cmd.stdin(Stdio::null()).stdout(writer).stderr(writer_err).process_group(0);
@@ -75,14 +71,13 @@ pub(crate) fn run(mut cmd: Command, deadline: Instant, out: &mut Tail) -> io::Re
 
     loop {
         if pipe_open {
-            match wait_readable(&reader, TICK) {
-                Readable::Yes => match reader.read(&mut buf) {
+            if crate::sys::wait_readable(&reader, TICK) {
+                match reader.read(&mut buf) {
                     Ok(0) => pipe_open = false,
                     Ok(n) => out.push(&buf[..n]),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => pipe_open = false,
-                },
-                Readable::No => {}
+                }
             }
         } else {
             // The pipe is closed, so the shell is exiting or gone: look again soon, then less
@@ -110,7 +105,7 @@ pub(crate) fn run(mut cmd: Command, deadline: Instant, out: &mut Tail) -> io::Re
             (None, None) => None,
         };
         if let Some(at) = termed {
-            if now >= at + KILL_GRACE {
+            if at.checked_add(grace).is_none_or(|end| now >= end) {
                 group.signal(libc::SIGKILL);
                 killed_at = Some(now);
             }
@@ -149,67 +144,27 @@ impl Group {
     /// Reaps every exited child of ours in the group: the leader, and orphaned grandchildren
     /// when sentry is PID 1 (in a container) and so inherits them.
     fn reap(&mut self) {
-        loop {
-            let mut status: libc::c_int = 0;
-            // SAFETY: waitpid with WNOHANG only reads our children's state and writes the
-            // status into a local; a negative pid selects the job's own group, so no child of
-            // another part of sentry is ever reaped here.
-            let pid = unsafe { libc::waitpid(-self.pgid, &mut status, libc::WNOHANG) };
-            if pid <= 0 {
-                return; // 0: none exited yet; -1: ECHILD (none left) or EINTR (next tick)
-            }
+        while let Some((pid, code)) = crate::sys::reap_group_member(self.pgid) {
             if pid == self.pgid {
-                self.leader = Some(if libc::WIFEXITED(status) { Some(libc::WEXITSTATUS(status)) } else { None });
+                self.leader = Some(code);
             }
         }
     }
 
     /// True while any process of the group exists.
     fn alive(&self) -> bool {
-        // SAFETY: signal 0 sends nothing, it only checks existence. Safe to call with our pgid:
-        // a group id stays reserved by the kernel while any member exists, so it cannot name
-        // another group before ESRCH says this one is empty.
-        let r = unsafe { libc::killpg(self.pgid, 0) };
-        r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        crate::sys::group_alive(self.pgid)
     }
 
     /// Sends `signal` to every process of the group.
     fn signal(&self, signal: libc::c_int) {
-        // Never 0 or 1: killpg(0) would hit sentry's own group.
-        if self.pgid <= 1 {
-            return;
-        }
-        // SAFETY: killpg has no memory effects; the pgid is the group our child created with
-        // process_group(0), still reserved because the caller saw a member alive.
-        unsafe {
-            libc::killpg(self.pgid, signal);
-        }
+        crate::sys::signal_group(self.pgid, signal);
     }
-}
-
-enum Readable {
-    Yes,
-    No,
-}
-
-/// Waits up to `timeout` for data or EOF on the pipe.
-fn wait_readable(reader: &io::PipeReader, timeout: Duration) -> Readable {
-    let mut fd = libc::pollfd { fd: reader.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd on our stack, count 1, for a descriptor we own for the whole call.
-    let n = unsafe { libc::poll(&mut fd, 1, ms) };
-    if n > 0 && fd.revents != 0 { Readable::Yes } else { Readable::No }
 }
 
 /// Reads what is left in the pipe without blocking (a writer outside the group may hold it).
 fn drain(reader: &mut io::PipeReader, buf: &mut [u8], out: &mut Tail) {
-    let fd = reader.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own; only the O_NONBLOCK status flag is changed.
-    let ok = unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
-    };
-    if !ok {
+    if !crate::sys::set_nonblocking(reader) {
         return;
     }
     let mut total = 0;

@@ -2,12 +2,8 @@
 //! deploy repository (`git ls-remote` of its branch) with their credentials, in parallel.
 
 use super::{CheckError, Checker};
-use crate::cli::OutputFormat;
-use crate::config::Config;
-use crate::config::{Deploy, Repository};
-use crate::error::Exit;
+use crate::config::{Config, Deploy};
 use rayon::prelude::*;
-use serde_json::json;
 use std::collections::HashMap;
 
 /// What makes two deploy probes the same: URL, branch, and the credentials sent. Borrowed from
@@ -18,15 +14,38 @@ fn deploy_key(d: &Deploy) -> DeployKey<'_> {
     (&d.qa_repo_url, &d.qa_repo_branch, d.auth.username.as_deref(), d.auth.token.as_ref().map(|t| t.expose()))
 }
 
-/// One thing to reach.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Probe {
+/// One side of a repository to reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Probe {
+    /// The watched repository (its listing).
     Monitor,
+    /// The deploy (QA) repository (its branch).
     Deploy,
 }
 
-/// Runs every check, prints one result per check, and returns exit 3 if any failed.
-pub fn run(config: &Config, output: OutputFormat) -> anyhow::Result<Exit> {
+impl Probe {
+    /// `monitor` or `deploy`, as in the field path.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Probe::Monitor => "monitor",
+            Probe::Deploy => "deploy",
+        }
+    }
+}
+
+/// What one probe found.
+#[derive(Debug)]
+pub struct Reached {
+    /// Index of the repository in the configuration.
+    pub index: usize,
+    /// Which side.
+    pub probe: Probe,
+    /// What was found ("3 branches match"), or why it could not be reached (redacted).
+    pub result: Result<String, String>,
+}
+
+/// Reaches every repository's both sides; results in configuration order, monitor first.
+pub fn probe_all(config: &Config) -> anyhow::Result<Vec<Reached>> {
     let checker = Checker::new(&config.global)?;
     // Repositories often share one QA repository: reach each (URL, branch, credentials) once and
     // report the answer on every repository that uses it.
@@ -56,49 +75,17 @@ pub fn run(config: &Config, output: OutputFormat) -> anyhow::Result<Exit> {
             .collect()
     });
     let mut answers: HashMap<(usize, Probe), Result<String, CheckError>> = probes.into_iter().zip(results).collect();
-    let mut errors = Vec::new();
-    let mut lines = Vec::new();
-    for (i, repo) in config.repositories.iter().enumerate() {
+    let mut out = Vec::new();
+    for i in 0..config.repositories.len() {
         for probe in [Probe::Monitor, Probe::Deploy] {
             let result = match probe {
                 Probe::Monitor => answers.remove(&(i, probe)),
                 Probe::Deploy => answers.get(&(reached_by[i], probe)).cloned(),
             };
             let Some(result) = result else { continue };
-            report(i, repo, probe, result, &mut lines, &mut errors);
+            let result = result.map_err(|e| crate::logging::redact(&e.message));
+            out.push(Reached { index: i, probe, result });
         }
     }
-    match output {
-        OutputFormat::Json => println!("{}", json!({"valid": errors.is_empty(), "errors": errors})),
-        OutputFormat::Human => {
-            for l in &lines {
-                println!("{l}");
-            }
-            println!("{}: {} checks, {} failed", config.path.display(), lines.len(), errors.len());
-        }
-    }
-    Ok(if errors.is_empty() { Exit::Success } else { Exit::CheckFailed })
-}
-
-/// One line of the human report, and an error entry when the probe failed.
-fn report(
-    i: usize,
-    repo: &Repository,
-    probe: Probe,
-    result: Result<String, CheckError>,
-    lines: &mut Vec<String>,
-    errors: &mut Vec<serde_json::Value>,
-) {
-    let (side, url) = match probe {
-        Probe::Monitor => ("monitor", repo.monitor.repo_url.as_str()),
-        Probe::Deploy => ("deploy", repo.deploy.qa_repo_url.as_str()),
-    };
-    match result {
-        Ok(what) => lines.push(format!("ok    {} {side:<7} {url}: {what}", repo.name)),
-        Err(e) => {
-            let message = crate::logging::redact(&e.message);
-            lines.push(format!("FAIL  {} {side:<7} {message}", repo.name));
-            errors.push(json!({"path": format!("repositories[{i}].{side}"), "line": null, "message": message}));
-        }
-    }
+    Ok(out)
 }

@@ -44,6 +44,11 @@ pub struct Listing {
     pub requests: u32,
 }
 
+/// The HTTP client settings of a run, from the configuration's `global` section.
+pub fn http_settings(g: &Global) -> HttpSettings {
+    HttpSettings::from_global(g)
+}
+
 /// Why a repository could not be checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckError {

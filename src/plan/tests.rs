@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::{DeploymentRecord, JobStatus};
 use crate::state::RepoState;
 use std::path::Path;
 
@@ -151,7 +152,7 @@ fn failed_commit_is_retried_then_parked() {
         let reason = if attempt == 1 { Reason::Changed } else { Reason::Retry };
         assert_eq!(summary(&p), [job("a", "main", '2', reason, attempt)], "attempt {attempt}");
         s = p.state;
-        record(&mut s, &p.jobs[0], &Outcome::Failed("exit 1".into()), NOW);
+        record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Failed, Some("exit 1".into())), NOW);
         assert_eq!(s.repos["a"].branches["main"].failure.as_ref().map(|f| f.attempts), Some(attempt));
     }
     let p = plan(&c, &h, &s, NOW);
@@ -169,10 +170,10 @@ fn success_clears_the_failure() {
     deployed(&mut s, "a", &[("main", '1')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     let mut s = p.state;
-    record(&mut s, &p.jobs[0], &Outcome::Failed("boom".into()), NOW);
+    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Failed, Some("boom".into())), NOW);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     let mut s = p.state;
-    record(&mut s, &p.jobs[0], &Outcome::Succeeded, "later");
+    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Succeeded, None), "later");
     let bs = &s.repos["a"].branches["main"];
     assert_eq!(bs.deployed, Some(sha('2')));
     assert_eq!(bs.deployed_at.as_deref(), Some("later"));
@@ -187,7 +188,7 @@ fn skipped_job_changes_nothing_and_is_planned_again() {
     deployed(&mut s, "a", &[("main", '1')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     let mut after = p.state.clone();
-    record(&mut after, &p.jobs[0], &Outcome::Skipped, NOW);
+    record(&mut after, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Skipped, None), NOW);
     assert_eq!(after, p.state);
     assert_eq!(plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &after, NOW).jobs.len(), 1);
 }
@@ -199,7 +200,7 @@ fn reverting_to_the_deployed_commit_clears_a_stale_failure() {
     deployed(&mut s, "a", &[("main", '1')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     let mut s = p.state;
-    record(&mut s, &p.jobs[0], &Outcome::Failed("boom".into()), NOW);
+    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Failed, Some("boom".into())), NOW);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
     assert!(p.jobs.is_empty());
     assert_eq!(p.state.repos["a"].branches["main"].failure, None);
@@ -315,7 +316,7 @@ fn manual_picks_first_existing_branch_and_counts_attempts() {
     assert_eq!((j.branch.as_str(), j.commit.clone(), j.reason, j.attempt), ("release/2", sha('2'), Reason::Manual, 1));
     let j = manual(repo, &h, Some("main"), Some(&sha('7')), &s).expect("job");
     assert_eq!((j.branch.as_str(), j.commit.clone()), ("main", sha('7')));
-    record(&mut s, &j, &Outcome::Failed("x".into()), NOW);
+    record(&mut s, &DeploymentRecord::planned(&j, JobStatus::Failed, Some("x".into())), NOW);
     assert_eq!(manual(repo, &h, Some("main"), Some(&sha('7')), &s).expect("job").attempt, 2);
     assert!(manual(repo, &h, Some("feature"), None, &s).unwrap_err().contains("not monitored"));
     assert!(manual(repo, &h, Some("release/9"), None, &s).unwrap_err().contains("does not exist"));
@@ -332,7 +333,7 @@ fn manual_success_clears_a_parked_failure() {
         Some(Failure { commit: sha('2'), attempts: 3, error: "x".into(), at: NOW.into() });
     let j = manual(repo, &heads(&[("main", '2')]), None, None, &s).expect("job");
     assert_eq!(j.attempt, 4);
-    record(&mut s, &j, &Outcome::Succeeded, NOW);
+    record(&mut s, &DeploymentRecord::planned(&j, JobStatus::Succeeded, None), NOW);
     assert_eq!(s.repos["a"].branches["main"].failure, None);
     assert_eq!(s.repos["a"].branches["main"].deployed, Some(sha('2')));
 }

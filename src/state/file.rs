@@ -176,7 +176,7 @@ impl StateStore for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::RunInfo;
+    use crate::state::LastRun;
 
     fn opts(run: &str) -> StoreOptions {
         StoreOptions { run_id: run.into(), lock_timeout: Duration::from_secs(5), http_timeout: Duration::from_secs(5) }
@@ -193,7 +193,7 @@ mod tests {
 
         let mut rw = FileStore::open(&path, LockMode::Try, &opts("r")).expect("opens");
         assert_eq!(rw.load().expect("loads"), State::default());
-        let s = State { last_run: Some(RunInfo { run_id: "r".into(), at: "t".into() }), ..Default::default() };
+        let s = State { last_run: Some(LastRun { run_id: "r".into(), at: "t".into() }), ..Default::default() };
         rw.save(&s).expect("saves");
         assert_eq!(rw.load().expect("loads"), s);
         assert_eq!(fs::read_to_string(&path).expect("read"), to_json(&s));

@@ -5,11 +5,8 @@
 
 pub mod configmap;
 pub mod file;
-pub mod status;
 
-use crate::config::Config;
-use crate::error::{Exit, Fatal};
-use crate::model::{Sha, Validators};
+use crate::model::{Location, Notification, Sha, Validators};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,9 +14,6 @@ use std::time::Duration;
 
 /// The state format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
-
-/// Where the state lives when neither `--state`, `SENTRY_STATE` nor `global.state` says.
-pub const DEFAULT_LOCATION: &str = "./sentry-state.json";
 
 /// Everything remembered between runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +26,7 @@ pub struct State {
     pub repos: BTreeMap<String, RepoState>,
     /// The last run that saved this state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_run: Option<RunInfo>,
+    pub last_run: Option<LastRun>,
     /// HTTP counters carried across runs, for the metrics file.
     #[serde(default, skip_serializing_if = "HttpCounters::is_empty")]
     pub http: HttpCounters,
@@ -50,8 +44,8 @@ pub struct Pending {
     pub id: String,
     /// The repository (its webhook and the global one are looked up at send time).
     pub repo: String,
-    /// The JSON document to deliver.
-    pub payload: serde_json::Value,
+    /// What to announce (rendered per webhook format at delivery).
+    pub payload: Notification,
 }
 
 impl Default for State {
@@ -144,66 +138,11 @@ pub struct Failure {
 /// Metadata of the run that last saved the state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RunInfo {
+pub struct LastRun {
     /// Its run id.
     pub run_id: String,
     /// When it saved (RFC 3339).
     pub at: String,
-}
-
-/// Where the state lives (`--state`, SPEC §1).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Location {
-    /// A JSON file.
-    File(std::path::PathBuf),
-    /// A ConfigMap; `namespace` None means the pod's own.
-    ConfigMap {
-        /// Namespace, if given.
-        namespace: Option<String>,
-        /// ConfigMap name.
-        name: String,
-    },
-}
-
-impl Location {
-    /// Parses `PATH`, `configmap:NAME` or `configmap:NAMESPACE/NAME`.
-    pub fn parse(s: &str) -> Result<Location, String> {
-        let Some(rest) = s.strip_prefix("configmap:") else {
-            if s.is_empty() {
-                return Err("state location is empty".into());
-            }
-            return Ok(Location::File(s.into()));
-        };
-        let (namespace, name) = match rest.split_once('/') {
-            Some((ns, name)) => (Some(ns.to_string()), name.to_string()),
-            None => (None, rest.to_string()),
-        };
-        let dns = |kind: &str, v: &str, max: usize| {
-            let ok = !v.is_empty()
-                && v.len() <= max
-                && v.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (b == b'.' && kind == "name")
-                })
-                && !v.starts_with(['-', '.'])
-                && !v.ends_with(['-', '.']);
-            if ok { Ok(()) } else { Err(format!("invalid ConfigMap {kind} {v:?} in state location {s:?}")) }
-        };
-        if let Some(ns) = &namespace {
-            dns("namespace", ns, 63)?;
-        }
-        dns("name", &name, 253)?;
-        Ok(Location::ConfigMap { namespace, name })
-    }
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Location::File(p) => write!(f, "{}", p.display()),
-            Location::ConfigMap { namespace: Some(ns), name } => write!(f, "configmap:{ns}/{name}"),
-            Location::ConfigMap { namespace: None, name } => write!(f, "configmap:{name}"),
-        }
-    }
 }
 
 /// The JSON text of a state: pretty-printed, keys sorted at every level, newline-terminated, so
@@ -291,17 +230,6 @@ pub struct StoreOptions {
     pub http_timeout: Duration,
 }
 
-impl StoreOptions {
-    /// Options from the configuration's `global` section.
-    pub fn from_config(run_id: impl Into<String>, config: &Config) -> Self {
-        StoreOptions {
-            run_id: run_id.into(),
-            lock_timeout: config.global.timeout,
-            http_timeout: config.global.http_timeout,
-        }
-    }
-}
-
 /// Why the state could not be opened, read or saved. Messages name the location, never a token.
 #[derive(Debug)]
 pub enum StateError {
@@ -366,14 +294,6 @@ pub enum StateError {
 }
 
 impl StateError {
-    /// The exit code: another run holding the lock is not a failure (`poll` skips); the rest is 4.
-    pub fn exit(&self) -> Exit {
-        match self {
-            StateError::Busy { .. } => Exit::Success,
-            _ => Exit::State,
-        }
-    }
-
     /// Where the state lives.
     pub fn location(&self) -> &str {
         match self {
@@ -426,12 +346,6 @@ impl std::error::Error for StateError {
     }
 }
 
-impl From<StateError> for Fatal {
-    fn from(e: StateError) -> Fatal {
-        Fatal { exit: e.exit(), message: e.to_string() }
-    }
-}
-
 /// A place the state is kept, holding the run's lock (if any) until dropped.
 pub trait StateStore: Send {
     /// Reads the state; a missing file or ConfigMap is an empty [`State::default`].
@@ -452,35 +366,9 @@ pub fn open(location: &Location, mode: LockMode, opts: &StoreOptions) -> Result<
     })
 }
 
-/// The state location of this run: `--state` / `SENTRY_STATE` (clap merges the two), else
-/// `global.state`, else [`DEFAULT_LOCATION`]. An invalid location is a usage error.
-pub fn resolve_location(cli_or_env: Option<&str>, config: &Config) -> Result<Location, Fatal> {
-    let raw = cli_or_env
-        .filter(|s| !s.is_empty())
-        .or(config.global.state.as_deref().filter(|s| !s.is_empty()))
-        .unwrap_or(DEFAULT_LOCATION);
-    Location::parse(raw).map_err(Fatal::usage)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn locations() {
-        assert_eq!(Location::parse("./s.json"), Ok(Location::File("./s.json".into())));
-        assert_eq!(
-            Location::parse("configmap:sentry-state"),
-            Ok(Location::ConfigMap { namespace: None, name: "sentry-state".into() })
-        );
-        assert_eq!(
-            Location::parse("configmap:ops/sentry-state"),
-            Ok(Location::ConfigMap { namespace: Some("ops".into()), name: "sentry-state".into() })
-        );
-        assert!(Location::parse("configmap:").is_err());
-        assert!(Location::parse("configmap:Bad_Name").is_err());
-        assert!(Location::parse("").is_err());
-    }
 
     #[test]
     fn state_round_trips() {
@@ -513,7 +401,7 @@ mod tests {
             },
         );
         s.repos.entry("alpha".into()).or_default();
-        s.last_run = Some(RunInfo { run_id: "r1".into(), at: "2026-11-22T12:00:00Z".into() });
+        s.last_run = Some(LastRun { run_id: "r1".into(), at: "2026-11-22T12:00:00Z".into() });
         s
     }
 
@@ -546,7 +434,6 @@ mod tests {
         ] {
             let e = err(bad);
             assert!(matches!(e, StateError::Corrupt { .. }), "{bad}: {e:?}");
-            assert_eq!(e.exit(), Exit::State);
             assert!(e.to_string().contains("/s.json"), "{e}");
         }
         let e = err(r#"{"version":1,"repos":{"a":{"branches":{"main":{"seen":"xyz"}}}}}"#);
@@ -567,14 +454,5 @@ mod tests {
         assert_eq!(m.repos["alpha"], ours.repos["alpha"]);
         assert_eq!(m.repos["only-theirs"], theirs.repos["only-theirs"]);
         assert_eq!(m.last_run, ours.last_run);
-    }
-
-    #[test]
-    fn busy_exits_0_everything_else_4() {
-        let busy = StateError::Busy { location: "l".into(), holder: "h".into() };
-        assert_eq!(busy.exit(), Exit::Success);
-        let lost = StateError::LeaseLost { location: "l".into(), holder: "h".into() };
-        assert_eq!(lost.exit(), Exit::State);
-        assert_eq!(Fatal::from(lost).exit, Exit::State);
     }
 }

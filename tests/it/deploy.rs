@@ -8,7 +8,8 @@ use crate::support::Sandbox;
 use crate::support::git_server::GitServer;
 use crate::support::repos::BareRepo;
 use sentry::config::{Config, Repository};
-use sentry::deploy::{Batch, Context, JobResult, JobStatus, run_batches, run_job};
+use sentry::deploy::{Batch, Context, JobResult, run_batches, run_job};
+use sentry::model::JobStatus;
 use sentry::model::{Job, Reason, Sha};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,7 @@ fn context(dir: &Path, config: &Config, timeout: Duration) -> Context {
         run_id: "run-42".into(),
         redactor: config.redactor(),
         strip_env: config.tokens().into_iter().cloned().collect(),
+        kill_grace: sentry::deploy::KILL_GRACE,
     }
 }
 
@@ -289,14 +291,16 @@ fn deploy_timeout_escalates_to_sigkill_for_processes_ignoring_sigterm() {
     // Ignored signals stay ignored across exec: both sleeps ignore SIGTERM too.
     let commands = cmds(&["trap '' TERM", &format!("echo $$$$ > {sh_pid}; sleep 300 & echo $! > {bg_pid}; sleep 300")]);
     let config = config(qa.path(), "", &[entry("stubborn", None, &qa.url, &commands, "")], &[]);
-    let ctx = context(qa.path(), &config, Duration::from_secs(1));
+    // The grace is a parameter (10 s in a real run): a short one keeps the test quick.
+    let grace = Duration::from_secs(2);
+    let ctx = Context { kill_grace: grace, ..context(qa.path(), &config, Duration::from_secs(1)) };
     let start = Instant::now();
     let r = run_only(&ctx, &config);
     let took = start.elapsed();
 
     assert_eq!(r.status, JobStatus::TimedOut);
-    assert!(took >= Duration::from_secs(10), "SIGKILL came before the grace ended: {took:?}");
-    assert!(took < Duration::from_secs(1 + 10 + 5), "took {took:?}");
+    assert!(took >= Duration::from_secs(1) + grace, "SIGKILL came before the grace ended: {took:?}");
+    assert!(took < Duration::from_secs(1 + 2 + 5), "took {took:?}");
     let pgid = pid_in(&sh_pid);
     assert!(gone(pid_in(&bg_pid), pgid));
     assert_eq!(members(pgid), Vec::<u32>::new());

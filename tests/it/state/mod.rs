@@ -5,7 +5,7 @@ mod file;
 mod status;
 
 use sentry::model::Sha;
-use sentry::state::{BranchState, Failure, RepoState, RunInfo, State, StoreOptions};
+use sentry::state::{BranchState, Failure, LastRun, RepoState, State, StoreOptions};
 use std::time::Duration;
 
 /// Store options for a test run.
@@ -21,7 +21,7 @@ pub fn sha(c: char) -> Sha {
 /// A deterministic state that differs (in content and size) for every `n`; `last_run.run_id` is `n`.
 pub fn numbered_state(n: u64) -> State {
     let mut s = State {
-        last_run: Some(RunInfo { run_id: n.to_string(), at: "2026-01-01T00:00:00Z".into() }),
+        last_run: Some(LastRun { run_id: n.to_string(), at: "2026-01-01T00:00:00Z".into() }),
         ..Default::default()
     };
     let hex = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f'];

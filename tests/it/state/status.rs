@@ -4,7 +4,7 @@ use super::{opts, sha};
 use crate::support::fake_kube::{self, FakeKube};
 use crate::support::{Sandbox, repo_yaml};
 use sentry::state::file::FileStore;
-use sentry::state::{BranchState, Failure, LockMode, RepoState, RunInfo, State, StateStore, to_json};
+use sentry::state::{BranchState, Failure, LastRun, LockMode, RepoState, State, StateStore, to_json};
 
 fn sandbox_with_config(extra_global: &str) -> Sandbox {
     let sb = Sandbox::new();
@@ -34,7 +34,7 @@ fn state() -> State {
         },
     );
     let mut s = State {
-        last_run: Some(RunInfo { run_id: "run-7".into(), at: "2026-11-22T12:00:01Z".into() }),
+        last_run: Some(LastRun { run_id: "run-7".into(), at: "2026-11-22T12:00:01Z".into() }),
         ..Default::default()
     };
     s.repos.insert("one".into(), repo);
@@ -130,7 +130,10 @@ fn a_newer_state_version_exits_4_and_says_upgrade() {
     let r = sb.run(&["--output", "json", "status"]);
     assert_eq!(r.code, 4, "{}", r.all());
     assert!(r.stderr.contains("format version 2") && r.stderr.contains("upgrade"), "{}", r.stderr);
-    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    // SPEC §5 (v2): a failure before any summary is one JSON object on stdout.
+    let doc = r.json();
+    assert_eq!(doc["exit_code"], 4, "{doc}");
+    assert!(doc["error"].as_str().is_some_and(|e| e.contains("format version 2")), "{doc}");
     assert_eq!(std::fs::read_to_string(&path).expect("read"), newer);
 }
 

@@ -1,4 +1,11 @@
-//! Plain values shared by every stage: commit ids, branch heads, HTTP cache validators.
+//! Leaf values that cross module lines: commit ids, heads, jobs, how a job ended, the one
+//! record of a deployment, where the state lives. No behaviour beyond parsing and display.
+
+pub mod location;
+mod record;
+
+pub use location::Location;
+pub use record::{DeploymentRecord, JobStatus, Notification};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -90,7 +97,7 @@ pub struct Job {
 }
 
 /// Why a job was planned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// First sight of a repository with `on_first_seen: deploy`.
@@ -122,7 +129,7 @@ impl Reason {
 }
 
 /// The command a deployment stopped at.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedCommand {
     /// 0-based: `deploy.commands[index]`.
     pub index: usize,

@@ -2,28 +2,28 @@
 //!
 //! Reads without taking the lock, so it works while a run is in progress.
 
-use super::{LockMode, RunInfo, State, StoreOptions, open, resolve_location};
+use super::{emit, json_text, location};
 use crate::cli::OutputFormat;
 use crate::config::Config;
-use crate::error::{Exit, Fatal};
+use crate::error::{Error, Exit};
+use crate::model::Location;
+use crate::report::table;
+use crate::state::{LastRun, State};
+use crate::text::first_line;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Runs `sentry status`: loads the state read-only and prints it. Unreadable state is exit 4.
-pub fn run(config: &Config, location: Option<&str>, output: OutputFormat) -> anyhow::Result<Exit> {
-    let location = resolve_location(location, config)?;
-    let opts = StoreOptions::from_config("status", config);
-    let mut store = open(&location, LockMode::None, &opts).map_err(Fatal::from)?;
-    let state = store.load().map_err(Fatal::from)?;
-    let report = report(config, &state, &store.location());
-    match output {
-        OutputFormat::Human => print!("{}", human(&report)),
-        OutputFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_else(|e| unreachable!("serializes: {e}")))
-        }
-    }
-    Ok(Exit::Success)
+pub fn status(config: &Config, state: Option<&Location>, output: OutputFormat) -> Result<Exit, Error> {
+    let location = location(state, config)?;
+    let (state, where_) = crate::pipeline::read_state(config, &location)?;
+    let report = report(config, &state, &where_);
+    let text = match output {
+        OutputFormat::Human => human(&report),
+        OutputFormat::Json => json_text(&report, true) + "\n",
+    };
+    Ok(emit(&text, Exit::Success))
 }
 
 /// What `status --output json` prints.
@@ -32,7 +32,7 @@ pub struct Report {
     /// Where the state was read.
     pub location: String,
     /// The run that last saved it.
-    pub last_run: Option<RunInfo>,
+    pub last_run: Option<LastRun>,
     /// Configured repositories and those the state still remembers, by name.
     pub repositories: BTreeMap<String, RepoStatus>,
     /// Configuration order, then repositories only in the state (not serialized: the table's order).
@@ -141,8 +141,9 @@ pub fn human(report: &Report) -> String {
     };
     let short = |sha: &Option<String>| sha.as_deref().map_or("-".to_string(), |s| s.chars().take(8).collect());
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    let mut rows =
-        vec![["REPOSITORY", "BRANCH", "SEEN", "DEPLOYED", "DEPLOYED AT", "LAST CHECKED", "STATUS"].map(String::from)];
+    let header =
+        ["REPOSITORY", "BRANCH", "SEEN", "DEPLOYED", "DEPLOYED AT", "LAST CHECKED", "STATUS"].map(String::from);
+    let mut rows = Vec::new();
     let mut details = Vec::new();
     for name in &report.order {
         let Some(repo) = report.repositories.get(name) else { continue };
@@ -152,7 +153,7 @@ pub fn human(report: &Report) -> String {
         }
         let checked = dash(&repo.last_checked);
         if let Some(e) = &repo.last_error {
-            details.push(format!("{name}: last check failed: {}", one_line(e)));
+            details.push(format!("{name}: last check failed: {}", first_line(e, 200)));
         }
         if repo.branches.is_empty() {
             let what = if !repo.in_state {
@@ -175,7 +176,7 @@ pub fn human(report: &Report) -> String {
                         f.attempts,
                         f.max_attempts,
                         f.at,
-                        one_line(&f.error)
+                        first_line(&f.error, 200)
                     ));
                     format!("{word} {} ({}/{})", short(&Some(f.commit.clone())), f.attempts, f.max_attempts)
                 }
@@ -195,19 +196,7 @@ pub fn human(report: &Report) -> String {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    for row in &rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    out.push_str(&table(&header, &rows));
     if report.order.is_empty() {
         out.push_str("(no repositories configured or in the state)\n");
     }
@@ -219,16 +208,6 @@ pub fn human(report: &Report) -> String {
         }
     }
     out
-}
-
-/// The first line of an error, capped, so one failure cannot flood the table.
-fn one_line(s: &str) -> String {
-    let first = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-    let mut line: String = first.chars().take(200).collect();
-    if first.chars().count() > 200 || s.trim().lines().count() > 1 {
-        line.push_str(" …");
-    }
-    line
 }
 
 #[cfg(test)]

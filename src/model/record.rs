@@ -1,0 +1,130 @@
+//! How a deployment ended, as one record: the summary, the notifications and (later) the
+//! history all read this type, so they cannot disagree.
+
+use super::{FailedCommand, Job, Reason, Sha};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// How a job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Cloned and every command exited 0.
+    Succeeded,
+    /// The clone or a command failed.
+    Failed,
+    /// Stopped at `global.timeout` or the group's `global_timeout`.
+    TimedOut,
+    /// Never started (an earlier failure, the group's deadline, a stop request; a dry run).
+    Skipped,
+    /// sentry was asked to stop (SIGTERM/SIGINT) while it ran. Says nothing about the commit:
+    /// no attempt is counted. Shown as `failed` (SPEC §5 has no other word for it).
+    Interrupted,
+}
+
+impl JobStatus {
+    /// The SPEC §5 spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed | JobStatus::Interrupted => "failed",
+            JobStatus::TimedOut => "timed_out",
+            JobStatus::Skipped => "skipped",
+        }
+    }
+
+    /// True for what makes the run exit 1 and stops a group without `continue_on_error`.
+    pub fn is_failure(self) -> bool {
+        matches!(self, JobStatus::Failed | JobStatus::TimedOut | JobStatus::Interrupted)
+    }
+
+    /// True when the outcome says something about the commit (it is recorded and announced).
+    pub fn is_verdict(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::TimedOut)
+    }
+}
+
+impl Serialize for JobStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One deployment, planned or finished: a SPEC §5 `deployments` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    /// Repository name.
+    pub repo: String,
+    /// Its group.
+    pub group: Option<String>,
+    /// The branch.
+    pub branch: String,
+    /// The commit deployed.
+    pub commit: Sha,
+    /// The commit deployed before, if any.
+    pub previous_commit: Option<Sha>,
+    /// How it ended.
+    pub status: JobStatus,
+    /// Why it was planned.
+    pub reason: Reason,
+    /// Which attempt at this commit.
+    pub attempt: u32,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// The command that failed, if one did.
+    pub failed_command: Option<FailedCommand>,
+    /// Why it failed when no command did (clone, timeout, signal); redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The end of the output, redacted.
+    pub output_tail: String,
+}
+
+impl DeploymentRecord {
+    /// The record of `job` before (or without) running it: a dry run's plan, a skipped job.
+    pub fn planned(job: &Job, status: JobStatus, error: Option<String>) -> DeploymentRecord {
+        DeploymentRecord {
+            repo: job.repo.clone(),
+            group: job.group.clone(),
+            branch: job.branch.clone(),
+            commit: job.commit.clone(),
+            previous_commit: job.previous.clone(),
+            status,
+            reason: job.reason,
+            attempt: job.attempt,
+            duration_ms: 0,
+            failed_command: None,
+            error,
+            output_tail: String::new(),
+        }
+    }
+
+    /// What went wrong, in one sentence: the failed command, else the error, else the status.
+    pub fn failure_text(&self) -> String {
+        match (&self.failed_command, &self.error) {
+            (Some(f), _) => f.to_string(),
+            (None, Some(e)) => e.clone(),
+            (None, None) => self.status.as_str().replace('_', " "),
+        }
+    }
+
+    /// `repo/branch/commit/attempt`: one notification per deployment attempt.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}/{}", self.repo, self.branch, self.commit, self.attempt)
+    }
+}
+
+/// A finished deployment as announced to webhooks: the record plus where and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Always `deployment`.
+    pub event: String,
+    /// The run that deployed.
+    pub run_id: String,
+    /// The machine (pod) it ran on.
+    pub host: String,
+    /// When it finished (RFC 3339).
+    pub finished_at: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub record: DeploymentRecord,
+}

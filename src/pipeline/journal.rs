@@ -1,0 +1,157 @@
+//! Group commit of state saves while jobs finish on several threads.
+
+use crate::state::{State, StateStore};
+use std::sync::Mutex;
+
+/// The state and its store while jobs finish on several threads.
+///
+/// Saves are group commits: a finished job records its outcome, then returns once a save that
+/// includes it is durable. Jobs that finish while a save is being written are all covered by
+/// the next one, so five jobs ending together cost two fsync'd writes instead of five, and
+/// their slots start the next jobs sooner (BENCHMARKS.md, P4).
+pub(crate) struct Journal {
+    shared: Mutex<Shared>,
+    /// Held while writing; taken before `shared`, never the other way round.
+    store: Mutex<Saved>,
+}
+
+/// What the job threads change: the state and what went wrong.
+pub(crate) struct Shared {
+    pub(crate) state: State,
+    /// Count of changes recorded so far.
+    recorded: u64,
+    pub(crate) save_errors: Vec<String>,
+    pub(crate) notify_errors: Vec<String>,
+}
+
+struct Saved {
+    store: Box<dyn StateStore>,
+    /// Changes `1..=saved` are durable.
+    saved: u64,
+}
+
+impl Journal {
+    pub(crate) fn new(store: Box<dyn StateStore>, state: State) -> Journal {
+        Journal {
+            shared: Mutex::new(Shared { state, recorded: 0, save_errors: Vec::new(), notify_errors: Vec::new() }),
+            store: Mutex::new(Saved { store, saved: 0 }),
+        }
+    }
+
+    /// Applies `change` to the state; returns its number for [`Journal::commit`].
+    pub(crate) fn record(&self, change: impl FnOnce(&mut State)) -> Option<u64> {
+        let mut sh = self.shared.lock().ok()?;
+        change(&mut sh.state);
+        sh.recorded += 1;
+        Some(sh.recorded)
+    }
+
+    /// Returns once change `generation` is saved (or saving failed: logged, remembered for exit
+    /// 4, never fatal mid-batch; a later commit saves it again).
+    pub(crate) fn commit(&self, generation: u64, when: &str) {
+        let Ok(mut saved) = self.store.lock() else { return };
+        if saved.saved >= generation {
+            return;
+        }
+        let Ok((snapshot, upto)) = self.shared.lock().map(|sh| (sh.state.clone(), sh.recorded)) else { return };
+        match saved.store.save(&snapshot) {
+            Ok(()) => saved.saved = upto,
+            Err(e) => {
+                let msg = crate::logging::redact(&format!("state could not be saved {when}: {e}"));
+                log::error!("{msg}");
+                if let Ok(mut sh) = self.shared.lock() {
+                    sh.save_errors.push(msg);
+                }
+            }
+        }
+    }
+
+    /// Removes a delivered (or given up) notification from the outbox.
+    pub(crate) fn delivered(&self, id: &str, outcome: Result<(), String>) {
+        let recorded = self.record(|state| state.outbox.retain(|p| p.id != id));
+        if let Err(e) = outcome {
+            let msg = crate::logging::redact(&format!("notification failed: {e}"));
+            log::warn!("{msg}");
+            if let Ok(mut sh) = self.shared.lock() {
+                sh.notify_errors.push(msg);
+            }
+        }
+        if let Some(generation) = recorded {
+            self.commit(generation, "after a notification");
+        }
+    }
+
+    pub(crate) fn into_shared(self) -> Shared {
+        match self.shared.into_inner() {
+            Ok(sh) => sh,
+            // A panic while recording: the stored state is whatever the last good save wrote.
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateError;
+    use std::sync::{Arc, Barrier};
+
+    /// A store that keeps every state it is given, slowly (as an fsync'd write is).
+    struct Recording(Arc<Mutex<Vec<State>>>);
+
+    impl StateStore for Recording {
+        fn load(&mut self) -> Result<State, StateError> {
+            Ok(State::default())
+        }
+        fn save(&mut self, state: &State) -> Result<(), StateError> {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            self.0.lock().expect("saves").push(state.clone());
+            Ok(())
+        }
+        fn location(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    /// Eight jobs finish on eight threads; each records its repository and commits.
+    fn finish_eight(together: bool) -> Vec<State> {
+        let saves = Arc::new(Mutex::new(Vec::new()));
+        let journal = Journal::new(Box::new(Recording(saves.clone())), State::default());
+        let barrier = Barrier::new(8);
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let (journal, saves, barrier) = (&journal, &saves, &barrier);
+                s.spawn(move || {
+                    let name = format!("r{i}");
+                    let generation = journal
+                        .record(|st| {
+                            st.repos.entry(name.clone()).or_default();
+                        })
+                        .expect("recorded");
+                    if together {
+                        barrier.wait();
+                    }
+                    journal.commit(generation, "in a test");
+                    // Durable when commit returns: states only grow, so the last save holds it.
+                    let saved = saves.lock().expect("saves");
+                    assert!(saved.last().is_some_and(|st| st.repos.contains_key(&name)), "{name} not saved");
+                });
+            }
+        });
+        let saved = saves.lock().expect("saves").clone();
+        assert_eq!(saved.last().map(|st| st.repos.len()), Some(8), "every outcome in the final save");
+        assert!(journal.into_shared().save_errors.is_empty());
+        saved
+    }
+
+    #[test]
+    fn journal_returns_only_once_a_change_is_saved() {
+        let saved = finish_eight(false);
+        assert!((1..=8).contains(&saved.len()), "{} saves", saved.len());
+    }
+
+    #[test]
+    fn journal_covers_changes_recorded_together_with_one_save() {
+        assert_eq!(finish_eight(true).len(), 1);
+    }
+}

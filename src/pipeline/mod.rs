@@ -1,0 +1,428 @@
+//! One pass, the only place that knows the order: lock and load the state -> check every
+//! repository -> plan (pure) -> save -> deploy (saving after each job) -> record -> notify ->
+//! metrics. `poll`, `deploy` (and later `rollback`) share it; what they get back is a
+//! [`Summary`], which the command prints and turns into an exit code.
+
+mod journal;
+
+use crate::config::{Config, ForgeKind, Repository};
+use crate::deploy::{self, Batch, JobResult};
+use crate::error::Error;
+use crate::forge::{Checker, ForgeStats, Listing};
+use crate::http::{Http, Method, Request};
+use crate::model::{DeploymentRecord, Heads, Job, JobStatus, Location, Sha, Validators};
+use crate::notify;
+use crate::plan::{self, Note};
+use crate::report::{Checked, Summary};
+use crate::state::{self, LastRun, LockMode, Pending, State, StateError, StateStore, StoreOptions};
+use journal::Journal;
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// Identity and clock of one pass.
+pub struct Run {
+    /// Time-ordered, unique across concurrent processes.
+    pub id: String,
+    started: Instant,
+    started_at: String,
+}
+
+impl Run {
+    /// A new run starting now.
+    pub fn start() -> Run {
+        let now = std::time::SystemTime::now();
+        let nanos = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        // Time-ordered and unique enough across concurrent processes: seconds, pid, sub-second noise.
+        let id = format!("{:x}-{:x}-{:x}", nanos / 1_000_000_000, std::process::id(), (nanos % 1_000_000_000) as u32);
+        Run { id, started: Instant::now(), started_at: crate::time::rfc3339(now) }
+    }
+
+    /// An empty summary of this run.
+    pub fn summary(&self, dry_run: bool) -> Summary {
+        Summary {
+            run_id: self.id.clone(),
+            started_at: self.started_at.clone(),
+            duration_ms: 0,
+            dry_run,
+            checked: Vec::new(),
+            deployments: Vec::new(),
+            errors: Vec::new(),
+            skipped: None,
+            state_error: false,
+        }
+    }
+
+    /// Milliseconds since the start.
+    pub fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// What a manual deployment asks for (`sentry deploy`).
+pub struct Manual<'a> {
+    /// The repositories to deploy.
+    pub targets: Vec<&'a Repository>,
+    /// Which monitored branch (default: the first configured branch that exists).
+    pub branch: Option<&'a str>,
+    /// Which commit (default: the branch's head).
+    pub commit: Option<&'a Sha>,
+}
+
+/// Options the store needs from the configuration.
+fn store_options(run_id: &str, config: &Config) -> StoreOptions {
+    StoreOptions {
+        run_id: run_id.to_string(),
+        lock_timeout: config.global.timeout,
+        http_timeout: config.global.http_timeout,
+    }
+}
+
+/// Opens the state without a lock and reads it (`status`).
+pub fn read_state(config: &Config, location: &Location) -> Result<(State, String), StateError> {
+    let mut store = state::open(location, LockMode::None, &store_options("status", config))?;
+    let state = store.load()?;
+    Ok((state, store.location()))
+}
+
+/// One `poll` pass: lock, load, check, plan, save, deploy (saving after each job), notify,
+/// metrics. Another run holding the lock is a summary with `skipped` set.
+pub fn poll(config: &Config, location: &Location, repos: &[&Repository], dry_run: bool) -> Result<Summary, Error> {
+    let run = Run::start();
+    let mode = if dry_run { LockMode::None } else { LockMode::Try };
+    let mut store = match state::open(location, mode, &store_options(&run.id, config)) {
+        Ok(s) => s,
+        Err(StateError::Busy { holder, .. }) => {
+            log::info!(state = location.to_string(), holder = holder.as_str(); "another run is in progress: nothing to do");
+            let mut summary = run.summary(dry_run);
+            summary.skipped = Some(format!("another run holds the lock ({holder})"));
+            summary.duration_ms = run.elapsed_ms();
+            return Ok(summary);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let state = store.load()?;
+    let mut summary = run.summary(dry_run);
+    let clients = Clients::new(config)?;
+    let checks = check(&clients.checker, repos, &state, &mut summary);
+    let now = crate::time::now_rfc3339();
+    let planned = plan::plan(config, &checks.heads, &state, &now);
+    log_notes(&planned.notes);
+    proceed(config, &run, &clients, store, planned.state, planned.jobs, checks, summary, &now)
+}
+
+/// `sentry deploy`: deploy now, whatever changed; waits for the lock.
+pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run: bool) -> Result<Summary, Error> {
+    let run = Run::start();
+    let mode = if dry_run { LockMode::None } else { LockMode::Wait(config.global.timeout) };
+    let store = state::open(location, mode, &store_options(&run.id, config))?;
+    let mut store = store;
+    let state = store.load()?;
+    let mut summary = run.summary(dry_run);
+    let clients = Clients::new(config)?;
+    let checks = check(&clients.checker, &manual.targets, &state, &mut summary);
+    let mut jobs = Vec::new();
+    for repo in &manual.targets {
+        let Some(h) = checks.heads.get(&repo.name) else { continue };
+        jobs.push(plan::manual(repo, h, manual.branch, manual.commit, &state).map_err(Error::Usage)?);
+    }
+    let now = crate::time::now_rfc3339();
+    // Keep the bookkeeping a poll would do (seen heads, baselines, dropped branches), without its jobs.
+    let planned = plan::plan(config, &checks.heads, &state, &now);
+    proceed(config, &run, &clients, store, planned.state, jobs, checks, summary, &now)
+}
+
+/// The common tail of a pass once the jobs are known: save, deploy, notify, metrics.
+#[allow(clippy::too_many_arguments)] // One private step of two callers; a struct would only rename them.
+fn proceed(
+    config: &Config,
+    run: &Run,
+    clients: &Clients,
+    mut store: Box<dyn StateStore>,
+    mut next: State,
+    jobs: Vec<Job>,
+    checks: Checks,
+    mut summary: Summary,
+    now: &str,
+) -> Result<Summary, Error> {
+    absorb_checks(&mut next, &checks);
+    log_jobs(&jobs);
+    if summary.dry_run {
+        summary.deployments = jobs.iter().map(|j| DeploymentRecord::planned(j, JobStatus::Skipped, None)).collect();
+        summary.duration_ms = run.elapsed_ms();
+        return Ok(summary);
+    }
+    next.last_run = Some(LastRun { run_id: run.id.clone(), at: now.to_string() });
+    count_http(config, &mut next, &checks);
+    store.save(&next)?;
+    flush_outbox(config, &clients.sender, &mut store, &mut next, &mut summary);
+    let last = execute(config, &clients.sender, run, store, next, jobs, &mut summary);
+    write_metrics(config, clients, &last, run, &mut summary, &checks);
+    summary.duration_ms = run.elapsed_ms();
+    Ok(summary)
+}
+
+/// What the check phase learned, per repository name.
+struct Checks {
+    /// Matching heads of every repository checked successfully (the planner's input).
+    heads: BTreeMap<String, Heads>,
+    /// The full listings, for their cache validators.
+    listings: BTreeMap<String, Listing>,
+    /// Why the others could not be checked (redacted).
+    errors: BTreeMap<String, String>,
+    /// HTTP answers and rate-limit headroom per forge.
+    stats: ForgeStats,
+}
+
+/// The clients of one run: one HTTP agent (connection reuse, TLS roots) shared by all.
+struct Clients {
+    checker: Checker,
+    sender: notify::Sender,
+}
+
+impl Clients {
+    fn new(config: &Config) -> Result<Clients, Error> {
+        let setup = |e: anyhow::Error| Error::Setup(format!("{e:#}"));
+        let http = Http::new(&crate::forge::http_settings(&config.global)).map_err(setup)?;
+        Ok(Clients {
+            checker: Checker::with_http(http.clone(), &config.global).map_err(setup)?,
+            sender: notify::Sender::new(http),
+        })
+    }
+}
+
+/// Checks `repos` concurrently and records each outcome in the summary.
+fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut Summary) -> Checks {
+    let inputs: Vec<(&Repository, Option<&Validators>)> =
+        repos.iter().map(|r| (*r, state.repos.get(&r.name).and_then(|s| s.validators.as_ref()))).collect();
+    let results = checker.check_all(&inputs);
+    let mut heads = BTreeMap::new();
+    let mut listings = BTreeMap::new();
+    let mut errors = BTreeMap::new();
+    for (repo, result) in repos.iter().zip(results) {
+        match result {
+            Ok(listing) => {
+                summary.checked.push(Checked {
+                    repo: repo.name.clone(),
+                    branches: listing.heads.iter().map(|(b, s)| (b.clone(), s.to_string())).collect(),
+                    error: None,
+                });
+                heads.insert(repo.name.clone(), listing.heads.clone());
+                listings.insert(repo.name.clone(), listing);
+            }
+            Err(e) => {
+                let msg = crate::logging::redact(&e.to_string());
+                log::warn!(repo = repo.name.as_str(); "repository could not be checked: {msg}");
+                summary.checked.push(Checked {
+                    repo: repo.name.clone(),
+                    branches: BTreeMap::new(),
+                    error: Some(msg.clone()),
+                });
+                summary.errors.push(format!("{}: {msg}", repo.name));
+                errors.insert(repo.name.clone(), msg);
+            }
+        }
+    }
+    Checks { heads, listings, errors, stats: checker.stats() }
+}
+
+/// Applies what the checks learned that planning does not decide: cache validators, check errors.
+fn absorb_checks(next: &mut State, checks: &Checks) {
+    for (name, listing) in &checks.listings {
+        next.repos.entry(name.clone()).or_default().validators = listing.validators.clone();
+    }
+    for (name, msg) in &checks.errors {
+        next.repos.entry(name.clone()).or_default().last_error = Some(msg.clone());
+    }
+}
+
+fn log_notes(notes: &[Note]) {
+    for note in notes {
+        match note {
+            Note::Baseline { repo, branch, head } => {
+                log::info!(repo = repo.as_str(), branch = branch.as_str(), head = head.short(); "first seen: recorded as baseline")
+            }
+            Note::Dropped { repo, branch } => {
+                log::info!(repo = repo.as_str(), branch = branch.as_str(); "branch is gone: dropped from state")
+            }
+            Note::Parked { repo, branch, commit, attempts } => log::warn!(
+                repo = repo.as_str(), branch = branch.as_str(), commit = commit.short(), attempts = *attempts;
+                "deployment parked after repeated failures: push a new commit or run `sentry deploy` by hand"
+            ),
+        }
+    }
+}
+
+fn log_jobs(jobs: &[Job]) {
+    for j in jobs {
+        log::info!(
+            repo = j.repo.as_str(), branch = j.branch.as_str(),
+            from = j.previous.as_ref().map_or("none", Sha::short), to = j.commit.short(),
+            reason = j.reason.as_str(), attempt = j.attempt;
+            "change detected"
+        );
+    }
+}
+
+/// Adds this pass's forge requests to the counters kept in the state.
+fn count_http(config: &Config, state: &mut State, checks: &Checks) {
+    for ((forge, status), n) in &checks.stats.requests {
+        let status = if *status == 0 { "error".to_string() } else { status.to_string() };
+        *state.http.requests.entry(format!("{forge}/{status}")).or_default() += n;
+    }
+    // `git ls-remote` is not HTTP through our client: count its invocations by outcome.
+    let is_git = |name: &String| config.repository(name).is_some_and(|r| r.monitor.kind == ForgeKind::Git);
+    for listing in checks.listings.iter().filter(|(n, _)| is_git(n)).map(|(_, l)| l) {
+        *state.http.requests.entry("git/ok".into()).or_default() += u64::from(listing.requests);
+    }
+    for _ in checks.errors.keys().filter(|n| is_git(n)) {
+        *state.http.requests.entry("git/error".into()).or_default() += 1;
+    }
+    state.http.cache_hits += checks.listings.values().filter(|l| l.cache_hit).count() as u64;
+}
+
+/// Writes `global.metrics_file` and pushes to `global.pushgateway_url`, if configured. A failure
+/// is reported, never fatal.
+fn write_metrics(config: &Config, clients: &Clients, state: &State, run: &Run, summary: &mut Summary, checks: &Checks) {
+    if config.global.metrics_file.is_none() && config.global.pushgateway_url.is_none() {
+        return;
+    }
+    let m = crate::metrics::RunMetrics {
+        finished: Some(std::time::SystemTime::now()),
+        duration: run.started.elapsed(),
+        checked: checks.listings.len() + checks.errors.len(),
+        check_errors: checks.errors.len(),
+        rate_limits: checks.stats.rate_limits.clone(),
+    };
+    let text = crate::metrics::render(config, state, &m);
+    if let Some(path) = &config.global.metrics_file
+        && let Err(e) = crate::metrics::write_file(path, &text)
+    {
+        log::warn!("{e}");
+        summary.errors.push(e);
+    }
+    if let Some(base) = &config.global.pushgateway_url {
+        let url = format!("{}/metrics/job/sentry/instance/{}", base.trim_end_matches('/'), notify::hostname());
+        let req = Request::new(Method::Put, url).body("text/plain; version=0.0.4", text.into_bytes());
+        if let Err(e) = clients.checker.http().send(&req) {
+            let msg = format!("metrics push to the Pushgateway failed: {}", notify::describe(&e));
+            log::warn!("{msg}");
+            summary.errors.push(msg);
+        }
+    }
+}
+
+/// Runs the jobs in batches and records each result in the state as it finishes.
+fn execute(
+    config: &Config,
+    sender: &notify::Sender,
+    run: &Run,
+    store: Box<dyn StateStore>,
+    state: State,
+    jobs: Vec<Job>,
+    summary: &mut Summary,
+) -> State {
+    if jobs.is_empty() {
+        return state;
+    }
+    let ctx = deploy::Context {
+        tmp_dir: config.global.tmp_dir.clone(),
+        cleanup: config.global.cleanup,
+        timeout: config.global.timeout,
+        run_id: run.id.clone(),
+        redactor: config.redactor(),
+        strip_env: config.tokens().into_iter().cloned().collect(),
+        kill_grace: deploy::KILL_GRACE,
+    };
+    let batches = batches(config, jobs);
+    let journal = Journal::new(store, state);
+    let host = notify::hostname();
+    let (tx, rx) = mpsc::channel::<Pending>();
+    let results = std::thread::scope(|scope| {
+        // Deliveries run beside the deployments: a slow webhook never delays a job or a save.
+        scope.spawn(|| {
+            for pending in rx {
+                let outcome = sender.deliver(config, &pending);
+                journal.delivered(&pending.id, outcome);
+            }
+        });
+        let on_done = |result: &JobResult| {
+            let done = result.record();
+            // Skipped and interrupted deployments say nothing about the commit: no attempt is
+            // counted, and the next run deploys it again.
+            if !done.status.is_verdict() {
+                return;
+            }
+            let now = crate::time::now_rfc3339();
+            let pending = notify::pending(&done, &run.id, &host, &now)
+                .filter(|_| !notify::targets(config, &done.repo).is_empty());
+            let recorded = journal.record(|state| {
+                plan::record(state, &done, &now);
+                // Recorded in the same save as the outcome: an interruption cannot lose it.
+                if let Some(p) = &pending {
+                    state.outbox.push(p.clone());
+                }
+            });
+            let Some(generation) = recorded else { return };
+            journal.commit(generation, &format!("after deploying {}", done.repo));
+            if let Some(p) = pending {
+                let _ = tx.send(p);
+            }
+        };
+        let results = deploy::run_batches(&ctx, batches, &on_done);
+        drop(tx);
+        results
+    });
+    summary.deployments = results.iter().map(JobResult::record).collect();
+    let sh = journal.into_shared();
+    summary.state_error |= !sh.save_errors.is_empty();
+    summary.errors.extend(sh.save_errors);
+    summary.errors.extend(sh.notify_errors);
+    sh.state
+}
+
+/// Delivers what an interrupted run left in the outbox, before anything else happens.
+fn flush_outbox(
+    config: &Config,
+    sender: &notify::Sender,
+    store: &mut Box<dyn StateStore>,
+    state: &mut State,
+    summary: &mut Summary,
+) {
+    if state.outbox.is_empty() {
+        return;
+    }
+    log::info!(count = state.outbox.len(); "delivering notifications left by an interrupted run");
+    for pending in std::mem::take(&mut state.outbox) {
+        if let Err(e) = sender.deliver(config, &pending) {
+            let msg = crate::logging::redact(&format!("notification failed: {e}"));
+            log::warn!("{msg}");
+            summary.errors.push(msg);
+        }
+    }
+    if let Err(e) = store.save(state) {
+        summary.state_error = true;
+        summary.errors.push(crate::logging::redact(&format!("state could not be saved after notifications: {e}")));
+    }
+}
+
+/// Groups jobs into batches: one per group (configuration order of first appearance) and one for
+/// the ungrouped jobs. Job order within a batch is the plan's (configuration) order.
+fn batches(config: &Config, jobs: Vec<Job>) -> Vec<Batch<'_>> {
+    let mut grouped: Vec<Batch<'_>> = Vec::new();
+    let mut ungrouped = Batch { group: None, jobs: Vec::new() };
+    for job in jobs {
+        let Some(repo) = config.repository(&job.repo) else { continue };
+        match job.group.as_deref().and_then(|g| config.groups.get(g)) {
+            Some(group) => match grouped.iter_mut().find(|b| b.group.is_some_and(|g| g.name == group.name)) {
+                Some(b) => b.jobs.push((job, repo)),
+                None => grouped.push(Batch { group: Some(group), jobs: vec![(job, repo)] }),
+            },
+            None => ungrouped.jobs.push((job, repo)),
+        }
+    }
+    if !ungrouped.jobs.is_empty() {
+        grouped.push(ungrouped);
+    }
+    grouped
+}

@@ -1,0 +1,90 @@
+//! Every `unsafe` call of sentry, each behind a small safe function: signal handlers, process
+//! groups, polling a pipe, the host name. Nothing here knows what it is used for.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Makes `signal` call `handler`, which must only do async-signal-safe work (an atomic store).
+/// SA_RESTART keeps unrelated blocking calls from failing with EINTR; children do not inherit
+/// the handler (exec resets handled signals to their default).
+pub fn set_signal_handler(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
+    // SAFETY: `action` is zero-initialised (a valid `sigaction`: empty mask, no flags) before the
+    // fields we need are set; the caller's handler is async-signal-safe by contract.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut())
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// A child of ours in process group `pgid` that has exited: its pid and exit code (`None`
+/// when a signal ended it). `None` when no member has exited (yet), or none is left.
+pub fn reap_group_member(pgid: libc::pid_t) -> Option<(libc::pid_t, Option<i32>)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid with WNOHANG only reads our children's state and writes the status into a
+    // local; a negative pid selects that group only, so no other child of sentry is reaped.
+    let pid = unsafe { libc::waitpid(-pgid, &mut status, libc::WNOHANG) };
+    if pid <= 0 {
+        return None; // 0: none exited yet; -1: ECHILD (none left) or EINTR (next tick)
+    }
+    let code = if libc::WIFEXITED(status) { Some(libc::WEXITSTATUS(status)) } else { None };
+    Some((pid, code))
+}
+
+/// True while any process of group `pgid` exists.
+pub fn group_alive(pgid: libc::pid_t) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing, it only checks existence. A group id stays reserved by the
+    // kernel while any member exists, so it cannot name another group before ESRCH.
+    let r = unsafe { libc::killpg(pgid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Sends `signal` to every process of group `pgid`. Never to group 0 or 1 (killpg(0) would hit
+/// sentry's own group).
+pub fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: killpg has no memory effects.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+/// Waits up to `timeout` for data or EOF on `fd`; true when it is readable.
+pub fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd on our stack, count 1, for a descriptor the caller owns.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n > 0 && p.revents != 0
+}
+
+/// Puts `fd` in non-blocking mode; false if that failed.
+pub fn set_nonblocking(fd: &impl AsRawFd) -> bool {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor the caller owns; only the O_NONBLOCK status flag changes.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    }
+}
+
+/// This machine's name (the pod name in Kubernetes), if the OS tells it.
+pub fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned()).filter(|n| !n.is_empty())
+}
