@@ -37,6 +37,8 @@ pub struct Config {
     pub groups: BTreeMap<String, Group>,
     /// Watched repositories, in configuration order.
     pub repositories: Vec<Repository>,
+    /// Index of each repository by name: lookups per repository stay O(1) at 10,000.
+    by_name: std::collections::HashMap<String, usize>,
 }
 
 /// The `global:` section with defaults applied.
@@ -264,7 +266,7 @@ pub struct Deploy {
 impl Config {
     /// The repository called `name`.
     pub fn repository(&self, name: &str) -> Option<&Repository> {
-        self.repositories.iter().find(|r| r.name == name)
+        self.by_name.get(name).and_then(|i| self.repositories.get(*i))
     }
 
     /// A redactor that knows every token of this configuration.
@@ -276,9 +278,16 @@ impl Config {
         }))
     }
 
-    /// Every token of this configuration (to strip from deployment environments).
+    /// Every distinct token of this configuration (to strip from deployment environments).
     pub fn tokens(&self) -> Vec<&Secret> {
-        self.repositories.iter().flat_map(|r| [&r.monitor.auth.token, &r.deploy.auth.token]).flatten().collect()
+        // Usually one token serves many repositories: each distinct value once.
+        let mut seen = std::collections::HashSet::new();
+        self.repositories
+            .iter()
+            .flat_map(|r| [&r.monitor.auth.token, &r.deploy.auth.token])
+            .flatten()
+            .filter(|t| seen.insert(t.expose()))
+            .collect()
     }
 }
 
@@ -479,12 +488,14 @@ impl Checker<'_> {
                 repositories.push(repo);
             }
         }
+        let by_name = repositories.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect();
         Some(Config {
             path: file.to_path_buf(),
             polling_interval: Duration::from_secs(polling),
             global: global?,
             groups,
             repositories,
+            by_name,
         })
     }
 
