@@ -14,13 +14,13 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs a parsed command line.
-pub fn execute(cli: Cli) -> Exit {
+pub(crate) fn execute(cli: Cli) -> Exit {
     let explicit = cli.log_level.or_else(debug_level);
     crate::logging::init(explicit.unwrap_or(log::LevelFilter::Info), cli.log_format == crate::cli::LogFormat::Json);
     // A panic is a bug, never a crash with exit 101: report it as one and exit 2 (SPEC §5).
     let output = cli.output;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli, explicit)))
-        .unwrap_or_else(|panic| Err(Error::Internal(panic_message(&*panic))));
+        .unwrap_or_else(|panic| Err(Error::Internal(crate::text::panic_message(&*panic))));
     match result {
         Ok(exit) => exit,
         Err(e) => commands::failed(&e, output),
@@ -31,15 +31,6 @@ pub fn execute(cli: Cli) -> Exit {
 fn debug_level() -> Option<log::LevelFilter> {
     let debug = std::env::var("SENTRY_DEBUG").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
     debug.then_some(log::LevelFilter::Debug)
-}
-
-/// The text of a caught panic.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Loads the configuration and teaches the logger its secrets and level.

@@ -8,7 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
-pub mod cli;
+mod cli;
 mod commands;
 pub mod config;
 pub mod deploy;
@@ -22,8 +22,8 @@ mod metrics;
 pub mod model;
 mod notify;
 mod pipeline;
-pub mod plan;
-pub mod report;
+mod plan;
+mod report;
 pub mod secret;
 pub mod signals;
 pub mod state;

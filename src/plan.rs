@@ -220,12 +220,11 @@ pub fn record(state: &mut State, done: &DeploymentRecord, now: &str) {
         bs.deployed_at = Some(now.to_string());
         bs.failure = None;
     } else {
-        bs.failure = Some(Failure {
-            commit: done.commit.clone(),
-            attempts: done.attempt,
-            error: done.failure_text(),
-            at: now.to_string(),
-        });
+        // A job that never reached its commands says nothing about the commit: no attempt.
+        let attempts =
+            if done.status == JobStatus::FailedToStart { done.attempt.saturating_sub(1) } else { done.attempt };
+        bs.failure =
+            Some(Failure { commit: done.commit.clone(), attempts, error: done.failure_text(), at: now.to_string() });
     }
 }
 

@@ -39,7 +39,12 @@ pub fn run_batches(ctx: &Context, batches: Vec<Batch<'_>>, on_done: &(dyn Fn(&Jo
             .into_iter()
             .zip(&slots)
             .flat_map(|(handle, slot)| match handle {
-                Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // Jobs and their recording are guarded below; what is left cannot panic, and if it
+                // did, the run goes on without that batch's results rather than aborting.
+                Ok(handle) => handle.join().unwrap_or_else(|panic| {
+                    log::error!("internal error (a bug in sentry) in a batch: {}", crate::text::panic_message(&*panic));
+                    Vec::new()
+                }),
                 Err(e) => {
                     log::warn!("cannot start a thread for a batch, running it on the caller's: {e}");
                     take(slot).map(|b| run_batch(ctx, b, on_done)).unwrap_or_default()
@@ -47,6 +52,18 @@ pub fn run_batches(ctx: &Context, batches: Vec<Batch<'_>>, on_done: &(dyn Fn(&Jo
             })
             .collect()
     })
+}
+
+/// Runs one job; a panic inside it (a bug in sentry) is that job's failure, not the run's end.
+fn run_guarded(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Instant>) -> JobResult {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(ctx, repo, job, deadline))).unwrap_or_else(
+        |panic| {
+            let why =
+                format!("internal error (a bug in sentry, please report it): {}", crate::text::panic_message(&*panic));
+            log::error!(repo = job.repo.as_str(), branch = job.branch.as_str(); "{why}");
+            JobResult { status: JobStatus::Failed, ..JobResult::skipped(job.clone(), why) }
+        },
+    )
 }
 
 fn take<'a>(slot: &Mutex<Option<Batch<'a>>>) -> Option<Batch<'a>> {
@@ -97,12 +114,15 @@ fn run_batch(ctx: &Context, batch: Batch<'_>, on_done: &(dyn Fn(&JobResult) + Sy
                     log_skipped(job, &why);
                     JobResult::skipped(job.clone(), why)
                 }
-                None => run_job(ctx, repo, job, deadline),
+                None => run_guarded(ctx, repo, job, deadline),
             };
             if let Ok(mut q) = queue.lock() {
                 q.failed |= result.status.is_failure();
             }
-            on_done(&result);
+            // The caller records and saves here; a bug there must not take other jobs down.
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_done(&result))) {
+                log::error!(repo = job.repo.as_str(); "internal error (a bug in sentry) while recording a deployment: {}", crate::text::panic_message(&*panic));
+            }
             if let Ok(mut q) = queue.lock() {
                 q.results[index] = Some(result);
             }

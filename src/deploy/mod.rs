@@ -113,6 +113,11 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
         log_skipped(job, &why);
         return JobResult::skipped(job.clone(), why);
     }
+    // Debug builds only: lets the test suite prove a panicking job costs that job only.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("SENTRY_TEST_PANIC_IN_JOB").is_some_and(|v| v == job.repo.as_str()) {
+        panic!("injected by SENTRY_TEST_PANIC_IN_JOB");
+    }
     let started = Instant::now();
     log::info!(
         repo = job.repo.as_str(), group = job.group.as_deref().unwrap_or(""), branch = job.branch.as_str(),
@@ -129,7 +134,7 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
         }
         Err(e) => {
             let error = format!("cannot create the job directory under {}: {e}", ctx.tmp_dir.display());
-            (JobStatus::Failed, None, Some(error), None)
+            (JobStatus::FailedToStart, None, Some(error), None)
         }
     };
     let error = error.map(|e| ctx.redactor.redact(&e));
@@ -231,7 +236,7 @@ fn execute(
     let qa_dir = dir.join("repo");
     let tmp = dir.join("tmp");
     if let Err(e) = fs::create_dir(&tmp) {
-        return (JobStatus::Failed, None, Some(format!("cannot create the job's TMPDIR: {e}")));
+        return (JobStatus::FailedToStart, None, Some(format!("cannot create the job's TMPDIR: {e}")));
     }
 
     // Clone.
@@ -262,13 +267,13 @@ fn execute(
         Ok(Ended::Exited(code)) => {
             let code = code.map_or("killed by a signal".to_string(), |c| format!("exit code {c}"));
             let last = tail.last_lines(1).pop().unwrap_or_default();
-            return (JobStatus::Failed, None, Some(format!("clone failed ({code}): {last}")));
+            return (JobStatus::FailedToStart, None, Some(format!("clone failed ({code}): {last}")));
         }
         Ok(Ended::Stopped(why)) => {
             let (status, error) = stopped(why, limit);
             return (status, None, Some(format!("{error} while cloning")));
         }
-        Err(e) => return (JobStatus::Failed, None, Some(format!("clone failed: cannot run git: {e}"))),
+        Err(e) => return (JobStatus::FailedToStart, None, Some(format!("clone failed: cannot run git: {e}"))),
     }
 
     // Commands.
@@ -278,7 +283,7 @@ fn execute(
     let progress = dir.join("progress");
     let script_path = dir.join("script.sh");
     if let Err(e) = write_private(&script_path, &script::script(&d.commands, &progress)) {
-        return (JobStatus::Failed, None, Some(format!("cannot write the job script: {e}")));
+        return (JobStatus::FailedToStart, None, Some(format!("cannot write the job script: {e}")));
     }
     let env = script::environment(
         std::env::vars_os(),

@@ -10,8 +10,12 @@ use serde::{Deserialize, Serialize, Serializer};
 pub enum JobStatus {
     /// Cloned and every command exited 0.
     Succeeded,
-    /// The clone or a command failed.
+    /// A command failed.
     Failed,
+    /// The job failed before its first command (the job directory, the clone): counts no
+    /// attempt, so a deploy host that is down never parks a good commit (SPEC §4). Shown as
+    /// `failed`.
+    FailedToStart,
     /// Stopped at `global.timeout` or the group's `global_timeout`.
     TimedOut,
     /// Never started (an earlier failure, the group's deadline, a stop request; a dry run).
@@ -26,7 +30,7 @@ impl JobStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Succeeded => "succeeded",
-            JobStatus::Failed | JobStatus::Interrupted => "failed",
+            JobStatus::Failed | JobStatus::FailedToStart | JobStatus::Interrupted => "failed",
             JobStatus::TimedOut => "timed_out",
             JobStatus::Skipped => "skipped",
         }
@@ -34,12 +38,12 @@ impl JobStatus {
 
     /// True for what makes the run exit 1 and stops a group without `continue_on_error`.
     pub fn is_failure(self) -> bool {
-        matches!(self, JobStatus::Failed | JobStatus::TimedOut | JobStatus::Interrupted)
+        matches!(self, JobStatus::Failed | JobStatus::FailedToStart | JobStatus::TimedOut | JobStatus::Interrupted)
     }
 
-    /// True when the outcome says something about the commit (it is recorded and announced).
+    /// True when the outcome is recorded and announced (skipped and interrupted jobs are not).
     pub fn is_verdict(self) -> bool {
-        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::TimedOut)
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::FailedToStart | JobStatus::TimedOut)
     }
 }
 

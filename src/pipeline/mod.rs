@@ -115,8 +115,18 @@ pub fn poll(config: &Config, location: &Location, repos: &[&Repository], dry_run
 pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run: bool) -> Result<Summary, Error> {
     let run = Run::start();
     let mode = if dry_run { LockMode::None } else { LockMode::Wait(config.global.timeout) };
-    let store = state::open(location, mode, &store_options(&run.id, config))?;
-    let mut store = store;
+    let mut store = match state::open(location, mode, &store_options(&run.id, config)) {
+        Ok(s) => s,
+        // SIGTERM while waiting for the lock: exit 0, nothing deployed, state untouched (SPEC §3).
+        Err(e @ StateError::Stopped { .. }) => {
+            log::info!("{e}");
+            let mut summary = run.summary(dry_run);
+            summary.skipped = Some(e.to_string());
+            summary.duration_ms = run.elapsed_ms();
+            return Ok(summary);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let state = store.load()?;
     let mut summary = run.summary(dry_run);
     let clients = Clients::new(config)?;

@@ -244,24 +244,39 @@ impl Renewer {
 impl Shared {
     /// Takes the lease, waiting up to `wait` while another run holds an unexpired one.
     fn acquire(&mut self, wait: Duration) -> Result<(), StateError> {
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now().checked_add(wait);
         let mut races = 0;
         loop {
             let current = self.api.get()?;
             let mut obj = match &current {
                 Some(obj) => {
                     if let Some((holder, expires)) = lease_of(obj).filter(|(h, _)| *h != self.run_id) {
-                        if expires > SystemTime::now() {
-                            let now = Instant::now();
-                            if now >= deadline {
+                        let now = SystemTime::now();
+                        // A lease can never reach further than one term from now: one that does
+                        // (a skewed clock, a hand edit) would be obeyed forever (SPEC §3).
+                        let bogus = now.checked_add(self.term).is_none_or(|limit| expires > limit);
+                        if bogus {
+                            log::warn!(
+                                "the lease of run {holder} on {} expires at {}, further ahead than one term ({} s): invalid, taking it over",
+                                self.api.location,
+                                crate::time::rfc3339(expires),
+                                self.term.as_secs()
+                            );
+                        } else if expires > now {
+                            if crate::signals::stop_requested() {
+                                return Err(StateError::Stopped { location: self.api.location.clone() });
+                            }
+                            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                            if left.is_some_and(|l| l.is_zero()) {
                                 let until = crate::time::rfc3339(expires);
                                 let holder = format!("run {holder}, lease until {until}");
                                 return Err(StateError::Busy { location: self.api.location.clone(), holder });
                             }
-                            std::thread::sleep(LEASE_POLL.min(deadline - now));
+                            std::thread::sleep(left.map_or(LEASE_POLL, |l| LEASE_POLL.min(l)));
                             continue;
+                        } else {
+                            log::info!("taking over the expired lease of run {holder} on {}", self.api.location);
                         }
-                        log::info!("taking over the expired lease of run {holder} on {}", self.api.location);
                     }
                     obj.clone()
                 }
@@ -354,7 +369,10 @@ fn lease_of(obj: &Value) -> Option<(String, SystemTime)> {
 }
 
 fn set_lease(obj: &mut Value, run_id: &str, term: Duration) {
-    let lease = Lease { holder: run_id.to_string(), expires: crate::time::rfc3339(SystemTime::now() + term) };
+    let lease = Lease {
+        holder: run_id.to_string(),
+        expires: crate::time::rfc3339(SystemTime::now().checked_add(term).unwrap_or_else(SystemTime::now)),
+    };
     let text = serde_json::to_string(&lease).unwrap_or_else(|e| unreachable!("lease serializes: {e}"));
     object_at(obj, "metadata", "annotations").insert(LEASE_ANNOTATION.into(), Value::String(text));
 }

@@ -56,12 +56,17 @@ impl FileStore {
             .truncate(false)
             .open(&lock_path)
             .map_err(|e| store.io(format!("open lock file {}", lock_path.display()), e))?;
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now().checked_add(wait);
         loop {
             match file.try_lock() {
                 Ok(()) => break,
-                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(LOCK_POLL.min(deadline.saturating_duration_since(Instant::now())));
+                // SIGTERM while waiting (`deploy`): leave without touching anything (SPEC §3).
+                Err(TryLockError::WouldBlock) if crate::signals::stop_requested() => {
+                    return Err(StateError::Stopped { location: store.location.clone() });
+                }
+                Err(TryLockError::WouldBlock) if deadline.is_none_or(|d| Instant::now() < d) => {
+                    let left = deadline.map_or(LOCK_POLL, |d| d.saturating_duration_since(Instant::now()));
+                    std::thread::sleep(LOCK_POLL.min(left));
                 }
                 Err(TryLockError::WouldBlock) => {
                     let holder = fs::read_to_string(&lock_path).unwrap_or_default();

@@ -240,6 +240,11 @@ pub enum StateError {
         /// Who holds it, as far as known.
         holder: String,
     },
+    /// A stop (SIGTERM/SIGINT) was requested while waiting for the lock: nothing was touched.
+    Stopped {
+        /// Where the state lives.
+        location: String,
+    },
     /// Another run took the lease over while this one was still running.
     LeaseLost {
         /// Where the state lives.
@@ -298,6 +303,7 @@ impl StateError {
     pub fn location(&self) -> &str {
         match self {
             StateError::Busy { location, .. }
+            | StateError::Stopped { location }
             | StateError::LeaseLost { location, .. }
             | StateError::Corrupt { location, .. }
             | StateError::TooNew { location, .. }
@@ -314,6 +320,9 @@ impl fmt::Display for StateError {
         match self {
             StateError::Busy { location, holder } => {
                 write!(f, "state {location} is locked by another run ({holder})")
+            }
+            StateError::Stopped { location } => {
+                write!(f, "state {location}: stop requested while waiting for the lock; nothing was done")
             }
             StateError::LeaseLost { location, holder } => {
                 write!(f, "state {location}: the lease was taken over by {holder} while this run was going on")
