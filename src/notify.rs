@@ -9,6 +9,7 @@ use crate::http::{Http, HttpError, HttpErrorKind, Method, Request};
 use crate::model::{DeploymentRecord, JobStatus, Notification};
 use crate::state::Pending;
 use serde_json::{Value, json};
+use std::time::Instant;
 
 /// Characters of output kept in a notification: enough to see the error, small enough for chat.
 const TAIL_CHARS: usize = 2000;
@@ -30,7 +31,7 @@ pub fn pending(record: &DeploymentRecord, run_id: &str, host: &str, finished_at:
         finished_at: finished_at.into(),
         record: DeploymentRecord { output_tail: tail, ..record.clone() },
     };
-    Some(Pending { id: record.id(), repo: record.repo.clone(), payload })
+    Some(Pending { id: record.id(), repo: record.repo.clone(), payload, runs: 0 })
 }
 
 /// Where a repository's notifications go: its own webhook, then the global one.
@@ -107,13 +108,13 @@ impl Sender {
         Sender { http }
     }
 
-    /// POSTs `pending` to every target; an error names each target that failed (never its URL's
-    /// path or query, which may carry a secret).
-    pub fn deliver(&self, config: &Config, pending: &Pending) -> Result<(), String> {
+    /// POSTs `pending` to every target, retries included, by `deadline`; an error names each
+    /// target that failed (never its URL's path or query, which may carry a secret).
+    pub fn deliver(&self, config: &Config, pending: &Pending, deadline: Instant) -> Result<(), String> {
         let mut failures = Vec::new();
         for hook in targets(config, &pending.repo) {
             let body = body(hook.format, &pending.payload).to_string().into_bytes();
-            let req = Request::new(Method::Post, hook.url.clone()).body("application/json", body);
+            let req = Request::new(Method::Post, hook.url.clone()).body("application/json", body).deadline(deadline);
             if let Err(e) = self.http.send(&req) {
                 failures.push(format!("webhook {} for {}: {}", host_of(&hook.url), pending.id, describe(&e)));
             }

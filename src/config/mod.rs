@@ -86,6 +86,8 @@ pub struct Global {
     pub metrics_file: Option<PathBuf>,
     /// Prometheus Pushgateway base URL the same metrics are pushed to.
     pub pushgateway_url: Option<String>,
+    /// How long the deliveries of one run may take after its deployments (SPEC §4).
+    pub notify_timeout: Duration,
 }
 
 /// A notification endpoint.
@@ -601,6 +603,7 @@ impl Checker<'_> {
             state,
             concurrency: self.bounded("global.concurrency", &g.concurrency, 16, 1, MAX_CONCURRENCY) as usize,
             http_timeout: self.seconds("global.http_timeout", &g.http_timeout, 30, 1, MAX_HTTP_TIMEOUT_S),
+            notify_timeout: self.seconds("global.notify_timeout", &g.notify_timeout, 30, 1, MAX_DURATION_S),
             on_first_seen: self.choice(
                 "global.on_first_seen",
                 &g.on_first_seen,

@@ -35,6 +35,7 @@ pub struct Global {
     pub webhook_format: Option<S<String>>,
     pub metrics_file: Option<S<String>>,
     pub pushgateway_url: Option<S<String>>,
+    pub notify_timeout: Option<S<u64>>,
 }
 
 #[derive(Deserialize)]

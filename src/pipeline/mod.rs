@@ -14,11 +14,14 @@ use crate::model::{DeploymentRecord, Heads, Job, JobStatus, Location, Sha, Valid
 use crate::notify;
 use crate::plan::{self, Note};
 use crate::report::{Checked, Summary};
-use crate::state::{self, LastRun, LockMode, Pending, State, StateError, StateStore, StoreOptions};
+use crate::state::{self, LastRun, LockMode, MAX_DELIVERY_RUNS, Pending, State, StateError, StateStore, StoreOptions};
 use journal::Journal;
 use std::collections::BTreeMap;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::Instant;
+
+/// Notifications delivered at once.
+const DELIVERY_THREADS: usize = 4;
 
 /// Identity and clock of one pass.
 pub struct Run {
@@ -165,7 +168,6 @@ fn proceed(
     next.last_run = Some(LastRun { run_id: run.id.clone(), at: now.to_string() });
     count_http(config, &mut next, &checks);
     store.save(&next)?;
-    flush_outbox(config, &clients.sender, &mut store, &mut next, &mut summary);
     let last = execute(config, &clients.sender, run, store, next, jobs, &mut summary);
     write_metrics(config, clients, &last, run, &mut summary, &checks);
     summary.duration_ms = run.elapsed_ms();
@@ -322,7 +324,9 @@ fn write_metrics(config: &Config, clients: &Clients, state: &State, run: &Run, s
     }
 }
 
-/// Runs the jobs in batches and records each result in the state as it finishes.
+/// Runs the jobs in batches and records each result in the state as it finishes; delivers the
+/// notifications (this run's and those earlier runs left) beside them, in parallel, and waits
+/// for the deliveries at most `notify_timeout` after the last job.
 fn execute(
     config: &Config,
     sender: &notify::Sender,
@@ -332,7 +336,7 @@ fn execute(
     jobs: Vec<Job>,
     summary: &mut Summary,
 ) -> State {
-    if jobs.is_empty() {
+    if jobs.is_empty() && state.outbox.is_empty() {
         return state;
     }
     let ctx = deploy::Context {
@@ -344,18 +348,45 @@ fn execute(
         strip_env: config.tokens().into_iter().cloned().collect(),
         kill_grace: deploy::KILL_GRACE,
     };
+    let leftovers = state.outbox.clone();
+    if !leftovers.is_empty() {
+        log::info!(count = leftovers.len(); "delivering notifications left by earlier runs");
+    }
     let batches = batches(config, jobs);
     let journal = Journal::new(store, state);
     let host = notify::hostname();
     let (tx, rx) = mpsc::channel::<Pending>();
+    for p in leftovers {
+        let _ = tx.send(p);
+    }
+    let rx = Mutex::new(rx);
+    // Set when the last job ends: deliveries stop starting then + notify_timeout.
+    let cutoff: Mutex<Option<Instant>> = Mutex::new(None);
+    let notify_timeout = config.global.notify_timeout;
     let results = std::thread::scope(|scope| {
-        // Deliveries run beside the deployments: a slow webhook never delays a job or a save.
-        scope.spawn(|| {
-            for pending in rx {
-                let outcome = sender.deliver(config, &pending);
-                journal.delivered(&pending.id, outcome);
+        // Deliveries run beside the deployments (a slow webhook never delays a job or a save),
+        // several at once (one slow receiver does not hold up the others).
+        for i in 0..DELIVERY_THREADS {
+            let (rx, journal, cutoff) = (&rx, &journal, &cutoff);
+            let spawned = std::thread::Builder::new().name(format!("notify-{i}")).spawn_scoped(scope, move || {
+                loop {
+                    let next = rx.lock().ok().and_then(|r| r.recv().ok());
+                    let Some(pending) = next else { return };
+                    let now = Instant::now();
+                    let own = now.checked_add(notify_timeout).unwrap_or(now);
+                    let deadline = match cutoff.lock().ok().and_then(|c| *c) {
+                        Some(c) if now >= c => continue, // out of time: stays in the outbox
+                        Some(c) => c.min(own),
+                        None => own,
+                    };
+                    let outcome = sender.deliver(config, &pending, deadline);
+                    journal.delivered(&pending.id, outcome);
+                }
+            });
+            if let Err(e) = spawned {
+                log::warn!("cannot start a notification thread: {e}");
             }
-        });
+        }
         let on_done = |result: &JobResult| {
             let done = result.record();
             // Skipped and interrupted deployments say nothing about the commit: no attempt is
@@ -380,40 +411,38 @@ fn execute(
             }
         };
         let results = deploy::run_batches(&ctx, batches, &on_done);
+        if let Ok(mut c) = cutoff.lock() {
+            let now = Instant::now();
+            *c = Some(now.checked_add(notify_timeout).unwrap_or(now));
+        }
         drop(tx);
         results
     });
+    // What was not delivered stays for the next run, at most MAX_DELIVERY_RUNS runs in all.
+    let mut dropped = Vec::new();
+    if let Some(generation) = journal.record(|state| {
+        state.outbox.retain_mut(|p| {
+            p.runs = p.runs.saturating_add(1);
+            let keep = p.runs < MAX_DELIVERY_RUNS;
+            if !keep {
+                dropped.push(p.id.clone());
+            }
+            keep
+        })
+    }) {
+        journal.commit(generation, "after the notifications");
+    }
     summary.deployments = results.iter().map(JobResult::record).collect();
     let sh = journal.into_shared();
     summary.state_error |= !sh.save_errors.is_empty();
     summary.errors.extend(sh.save_errors);
     summary.errors.extend(sh.notify_errors);
+    for id in dropped {
+        let msg = format!("notification {id} dropped: not delivered in {MAX_DELIVERY_RUNS} runs");
+        log::error!("{msg}");
+        summary.errors.push(msg);
+    }
     sh.state
-}
-
-/// Delivers what an interrupted run left in the outbox, before anything else happens.
-fn flush_outbox(
-    config: &Config,
-    sender: &notify::Sender,
-    store: &mut Box<dyn StateStore>,
-    state: &mut State,
-    summary: &mut Summary,
-) {
-    if state.outbox.is_empty() {
-        return;
-    }
-    log::info!(count = state.outbox.len(); "delivering notifications left by an interrupted run");
-    for pending in std::mem::take(&mut state.outbox) {
-        if let Err(e) = sender.deliver(config, &pending) {
-            let msg = crate::logging::redact(&format!("notification failed: {e}"));
-            log::warn!("{msg}");
-            summary.errors.push(msg);
-        }
-    }
-    if let Err(e) = store.save(state) {
-        summary.state_error = true;
-        summary.errors.push(crate::logging::redact(&format!("state could not be saved after notifications: {e}")));
-    }
 }
 
 /// Groups jobs into batches: one per group (configuration order of first appearance) and one for

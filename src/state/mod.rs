@@ -46,6 +46,16 @@ pub struct Pending {
     pub repo: String,
     /// What to announce (rendered per webhook format at delivery).
     pub payload: Notification,
+    /// Runs that tried and failed to deliver it; at [`MAX_DELIVERY_RUNS`] it is dropped.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub runs: u32,
+}
+
+/// Runs that try to deliver one notification before it is dropped (SPEC §4).
+pub const MAX_DELIVERY_RUNS: u32 = 5;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Default for State {

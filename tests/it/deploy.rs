@@ -233,7 +233,7 @@ fn deploy_clone_failure_is_reported_and_runs_nothing() {
     let config = config(qa.path(), "", &[entry("app", None, &missing, &[format!("touch {marker}")], "")], &[]);
     let ctx = context(qa.path(), &config, Duration::from_secs(60));
     let r = run_only(&ctx, &config);
-    assert_eq!(r.status, JobStatus::Failed);
+    assert_eq!(r.status, JobStatus::FailedToStart, "a clone failure counts no attempt");
     assert!(r.error.as_deref().is_some_and(|e| e.starts_with("clone failed (exit code 128)")), "{:?}", r.error);
     assert_eq!(r.failed_command, None);
     assert!(!Path::new(&marker).exists());
@@ -611,7 +611,7 @@ fn deploy_clone_with_a_wrong_token_fails_without_printing_it() {
     );
     let ctx = context(sb.path(), &config, Duration::from_secs(60));
     let r = run_only(&ctx, &config);
-    assert_eq!(r.status, JobStatus::Failed);
+    assert_eq!(r.status, JobStatus::FailedToStart);
     let error = r.error.as_deref().unwrap_or("");
     assert!(error.starts_with("clone failed"), "{error}");
     let basic = sentry::secret::base64(format!("{USER}:{wrong}").as_bytes());

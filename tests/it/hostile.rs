@@ -60,7 +60,7 @@ fn hostile_configurations_are_refused() {
             format!("repositories:\n  - name: \"{}\"\n", "n".repeat(4_000_000)).into_bytes(),
             "repositories[0]",
         ),
-        ("huge file", vec![b'#'; 9 * 1024 * 1024], "larger than"),
+        ("huge file", vec![b'#'; 65 * 1024 * 1024], "larger than"),
         ("non-UTF-8 bytes", [b"repositories:\n  - name: \xff\xfe\xfd\n".as_slice()].concat(), "UTF-8"),
         ("NUL byte", b"repositories:\n  - name: a\x00b\n".to_vec(), "repositories"),
         ("name with ../", b.replace("name: app", "name: ../../etc").into_bytes(), "repositories[0].name"),

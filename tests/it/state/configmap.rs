@@ -145,7 +145,8 @@ fn a_state_over_one_mib_is_refused_before_sending() {
 #[test]
 fn a_lease_held_by_another_run_is_busy() {
     let kube = FakeKube::start();
-    let until = sentry::time::rfc3339(std::time::SystemTime::now() + Duration::from_secs(600));
+    // Within one term of ours (5 s timeout + 1 s slack): a valid lease.
+    let until = sentry::time::rfc3339(std::time::SystemTime::now() + Duration::from_secs(5));
     kube.put(NS, NAME, json!({"metadata": {"annotations": {"sentry.dev/lease": lease("other-run", &until)}}}));
     let before = kube.object(NS, NAME);
 
@@ -160,6 +161,17 @@ fn a_lease_held_by_another_run_is_busy() {
     assert_eq!(kube.object(NS, NAME), before, "the other run's lease is untouched");
     // Reading is always allowed.
     open(&kube, LockMode::None, "status").expect("opens").load().expect("loads");
+}
+
+#[test]
+fn a_lease_further_ahead_than_one_term_is_taken_over() {
+    // A skewed clock or a hand edit: obeyed, it would stop every run forever (issue 15 item 11).
+    let kube = FakeKube::start();
+    let until = sentry::time::rfc3339(std::time::SystemTime::now() + Duration::from_secs(86_400));
+    kube.put(NS, NAME, json!({"metadata": {"annotations": {"sentry.dev/lease": lease("skewed-run", &until)}}}));
+    let store = open(&kube, LockMode::Try, "run-now").expect("takes the bogus lease over");
+    assert_eq!(kube.lease(NS, NAME).expect("lease")["holder"], "run-now");
+    drop(store);
 }
 
 #[test]
