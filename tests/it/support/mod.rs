@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod config;
 pub mod fake_forge;
 pub mod fake_kube;
 
