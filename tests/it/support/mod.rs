@@ -82,25 +82,6 @@ impl Run {
     }
 }
 
-/// A minimal valid repository entry (YAML list item) with the given name, indented for `repositories:`.
-pub fn repo_yaml(name: &str) -> String {
-    format!(
-        "  - name: {name}
-    monitor:
-      repo_url: https://github.com/acme/{name}
-      branches: [main]
-      repo_type: github
-    deploy:
-      qa_repo_url: https://gitlab.com/acme/qa
-      qa_repo_branch: main
-      repo_type: gitlab
-      project_name: {name}
-      commands:
-        - echo deploying
-"
-    )
-}
-
 pub mod git_server;
 pub mod http1;
 pub mod repos;
