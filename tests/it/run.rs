@@ -154,9 +154,9 @@ fn unreachable_repositories_exit_3_and_others_deploy() {
     let bad_auth = w.create("locked");
     let g1 = good.commit("main", &[("v", "1")], "v1");
     bad_auth.commit("main", &[("v", "1")], "v1");
-    // "missing" is never created: the server answers 404.
     // locked gets a wrong token.
     let locked = w.repo("locked").monitor_auth(Some(USER), "wrong-token-123");
+    // "missing" is never created: the server answers 404.
     w.conf().repo(w.repo("good")).repo(w.repo("missing")).repo(locked).write(&w.sb);
 
     let r = w.sentry(&["poll", "--once", "--output", "json"]);

@@ -59,7 +59,8 @@ impl World {
         self.sb.path().join("ctrl")
     }
 
-    /// The world's configuration so far: private tmp dir, short timeout, two attempts.
+    /// What every world's configuration starts from: job directories kept inside the sandbox,
+    /// a 60 s job timeout, and a failure parked after two attempts.
     pub fn conf(&self) -> Conf {
         Conf::new().global("tmp_dir", self.sb.path().join("tmp")).global("timeout", 60).global("max_attempts", 2)
     }
