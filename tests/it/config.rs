@@ -1,22 +1,26 @@
 //! Configuration loading and `sentry validate`, through the real binary.
 
-use crate::support::{Sandbox, repo_yaml};
+use crate::support::Sandbox;
+use crate::support::config::{Conf, Group, Repo};
 
-/// A valid two-repository configuration with a group, the base every bad case mutates.
+/// A repository entry with every field the bad cases below rewrite spelled out.
+fn entry(name: &str) -> Repo {
+    Repo::new(name).qa_kind("gitlab").project(name)
+}
+
+/// A valid two-repository configuration with a group (`alpha` is in it).
+fn base_with(alpha: Repo, beta: Repo) -> Conf {
+    Conf::new()
+        .polling_interval(60)
+        .global("timeout", 300)
+        .group("g1", Group::parallel().max_parallel(2))
+        .repo(alpha.group("g1"))
+        .repo(beta)
+}
+
+/// The base every bad case mutates as text.
 fn base() -> String {
-    format!(
-        "polling_interval: 60
-global:
-  timeout: 300
-groups:
-  g1:
-    execution_strategy: parallel
-    max_parallel: 2
-repositories:
-{}{}",
-        repo_yaml("alpha").replace("  - name: alpha\n", "  - name: alpha\n    group: g1\n"),
-        repo_yaml("beta")
-    )
+    base_with(entry("alpha"), entry("beta")).yaml()
 }
 
 fn validate(sb: &Sandbox, yaml: &str, extra_env: &[(&str, &str)]) -> crate::support::Run {
@@ -74,82 +78,86 @@ fn bad_configurations_name_the_field() {
         ("unknown group field", b.replace("    max_parallel: 2", "    max_paralel: 2"), "groups.g1.max_paralel"),
         (
             "unknown monitor field",
-            b.replacen("      branches: [main]", "      branches: [main]\n      brnach: x", 1),
+            b.replacen("      branches: [\"main\"]", "      branches: [\"main\"]\n      brnach: x", 1),
             "repositories[0].monitor.brnach",
         ),
         (
             "unknown deploy field (second repo)",
             {
-                let i = b.rfind("      qa_repo_branch: main").expect("second");
+                let i = b.rfind("      qa_repo_branch: \"main\"").expect("second");
                 format!("{}      qa_branch: x\n{}", &b[..i], &b[i..])
             },
             "repositories[1].deploy.qa_branch",
         ),
         (
             "missing env var",
-            b.replacen("project_name: alpha", "project_name: ${NOPE_NOT_SET}", 1),
+            b.replacen("project_name: \"alpha\"", "project_name: ${NOPE_NOT_SET}", 1),
             "repositories[0].deploy.project_name",
         ),
         (
             "bad regex",
-            b.replacen("branches: [main]", "branches: [\"feat/(\"]", 1),
+            b.replacen("branches: [\"main\"]", "branches: [\"feat/(\"]", 1),
             "repositories[0].monitor.branches[0]",
         ),
-        ("empty branches", b.replacen("branches: [main]", "branches: []", 1), "repositories[0].monitor.branches"),
+        ("empty branches", b.replacen("branches: [\"main\"]", "branches: []", 1), "repositories[0].monitor.branches"),
         (
             "bad project_name",
-            b.replacen("project_name: alpha", "project_name: Alpha_1", 1),
+            b.replacen("project_name: \"alpha\"", "project_name: Alpha_1", 1),
             "repositories[0].deploy.project_name",
         ),
         (
             "project_name too long",
-            b.replacen("project_name: alpha", &format!("project_name: {}", "a".repeat(64)), 1),
+            b.replacen("project_name: \"alpha\"", &format!("project_name: {}", "a".repeat(64)), 1),
             "repositories[0].deploy.project_name",
         ),
-        ("unknown group", b.replace("    group: g1", "    group: g2"), "repositories[0].group"),
-        ("duplicate name", b.replace("name: beta", "name: alpha"), "repositories[1].name"),
-        ("bad name chars", b.replace("name: beta", "name: \"be ta\""), "repositories[1].name"),
-        ("name with ../", b.replace("name: beta", "name: ../etc"), "repositories[1].name"),
+        ("unknown group", b.replace("    group: \"g1\"", "    group: g2"), "repositories[0].group"),
+        ("duplicate name", b.replace("name: \"beta\"", "name: alpha"), "repositories[1].name"),
+        ("bad name chars", b.replace("name: \"beta\"", "name: \"be ta\""), "repositories[1].name"),
+        ("name with ../", b.replace("name: \"beta\"", "name: ../etc"), "repositories[1].name"),
         ("polling_interval 30", b.replace("polling_interval: 60", "polling_interval: 30"), "polling_interval"),
         (
             "bad repo url",
-            b.replacen("repo_url: https://github.com/acme/alpha", "repo_url: github.com/acme/alpha", 1),
+            b.replacen("repo_url: \"https://github.com/acme/alpha\"", "repo_url: github.com/acme/alpha", 1),
             "repositories[0].monitor.repo_url",
         ),
         (
             "ftp scheme",
-            b.replacen("qa_repo_url: https://gitlab.com/acme/qa", "qa_repo_url: ftp://x/qa", 1),
+            b.replacen("qa_repo_url: \"https://gitlab.com/acme/qa\"", "qa_repo_url: ftp://x/qa", 1),
             "repositories[0].deploy.qa_repo_url",
         ),
         (
             "option-like url",
-            b.replacen("qa_repo_url: https://gitlab.com/acme/qa", "qa_repo_url: \"--upload-pack=touch /tmp/x\"", 1),
+            b.replacen("qa_repo_url: \"https://gitlab.com/acme/qa\"", "qa_repo_url: \"--upload-pack=touch /tmp/x\"", 1),
             "repositories[0].deploy.qa_repo_url",
         ),
         ("wrong type", b.replace("  timeout: 300", "  timeout: soon"), "global.timeout"),
         (
             "commands not a list",
-            b.replacen("      commands:\n        - echo deploying", "      commands: 5", 1),
+            b.replacen("      commands:\n        - \"echo deploying\"", "      commands: 5", 1),
             "repositories[0].deploy.commands",
         ),
         (
             "empty commands",
-            b.replacen("      commands:\n        - echo deploying", "      commands: []", 1),
+            b.replacen("      commands:\n        - \"echo deploying\"", "      commands: []", 1),
             "repositories[0].deploy.commands",
         ),
         (
             "username without token",
-            b.replacen("      repo_type: github\n", "      repo_type: github\n      auth:\n        username: bob\n", 1),
+            b.replacen(
+                "      repo_type: \"github\"\n",
+                "      repo_type: \"github\"\n      auth:\n        username: bob\n",
+                1,
+            ),
             "repositories[0].monitor.auth.token",
         ),
         (
             "unknown repo_type",
-            b.replacen("repo_type: github", "repo_type: bitbucket", 1),
+            b.replacen("repo_type: \"github\"", "repo_type: bitbucket", 1),
             "repositories[0].monitor.repo_type",
         ),
         (
             "unknown strategy",
-            b.replace("execution_strategy: parallel", "execution_strategy: sideways"),
+            b.replace("execution_strategy: \"parallel\"", "execution_strategy: sideways"),
             "groups.g1.execution_strategy",
         ),
         ("max_parallel 0", b.replace("max_parallel: 2", "max_parallel: 0"), "groups.g1.max_parallel"),
@@ -167,7 +175,7 @@ fn bad_configurations_name_the_field() {
         ),
         (
             "bad qa branch",
-            b.replacen("qa_repo_branch: main", "qa_repo_branch: \"-x\"", 1),
+            b.replacen("qa_repo_branch: \"main\"", "qa_repo_branch: \"-x\"", 1),
             "repositories[0].deploy.qa_repo_branch",
         ),
         ("no repositories", "repositories: []\n".into(), "repositories"),
@@ -202,8 +210,8 @@ fn every_problem_is_reported_with_its_line() {
     let sb = Sandbox::new();
     let yaml = base()
         .replace("polling_interval: 60", "polling_interval: 10")
-        .replace("project_name: beta", "project_name: BETA")
-        .replacen("branches: [main]", "branches: [\"(\"]", 1);
+        .replace("project_name: \"beta\"", "project_name: BETA")
+        .replacen("branches: [\"main\"]", "branches: [\"(\"]", 1);
     let r = crate::support::Run::from(
         sb.sentry()
             .args(["validate", "--output", "json", "-c"])
@@ -232,27 +240,24 @@ fn every_problem_is_reported_with_its_line() {
 #[test]
 fn env_expansion_rules() {
     let sb = Sandbox::new();
-    let b = base();
+    let with_alpha = |alpha: Repo| base_with(alpha, entry("beta")).yaml();
     // Default used, $$ kept as $, bare $HOME and $(pwd) left for the shell.
-    let yaml = b.replacen("project_name: alpha", "project_name: ${PROJ:-alpha-default}", 1).replacen(
-        "        - echo deploying",
-        "        - echo $$HOME costs $$5 in $(pwd) for $HOME",
-        1,
+    let yaml = with_alpha(
+        entry("alpha").project("${PROJ:-alpha-default}").commands(["echo $$HOME costs $$5 in $(pwd) for $HOME"]),
     );
     let r = validate(&sb, &yaml, &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     // A value containing ": " or a newline stays one string: the YAML structure does not change.
-    let yaml = b.replacen("        - echo deploying", "        - ${TRICKY}", 1);
+    let yaml = with_alpha(entry("alpha").commands(["${TRICKY}"]));
     let r = validate(&sb, &yaml, &[("TRICKY", "echo a: b\nfoo: [1, 2]\n- rm -rf /")]);
     assert_eq!(r.code, 0, "{}", r.all());
     // And an injected value cannot smuggle an invalid field in: it is just a string.
-    let yaml = b.replacen("project_name: alpha", "project_name: ${TRICKY}", 1);
+    let yaml = with_alpha(entry("alpha").project("${TRICKY}"));
     let r = validate(&sb, &yaml, &[("TRICKY", "alpha\ncommands: []")]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("repositories[0].deploy.project_name"), "{}", r.stderr);
     // Expansion happens in values, never in keys.
-    let yaml =
-        b.replacen("      project_name: alpha\n", "      project_name: alpha\n      env:\n        ${KEY}: v\n", 1);
+    let yaml = with_alpha(entry("alpha").env("${KEY}", "v"));
     let r = validate(&sb, &yaml, &[("KEY", "GOOD")]);
     assert_eq!(r.code, 2, "a key is not expanded, and `${{KEY}}` is not a valid variable name");
     assert!(r.stderr.contains("repositories[0].deploy.env"), "{}", r.stderr);
@@ -262,14 +267,11 @@ fn env_expansion_rules() {
 fn token_never_appears_in_validate_output_at_any_level() {
     let token = "tok-ZXCVBNM-0123456789";
     let sb = Sandbox::new();
-    let with_auth = base().replacen(
-        "      repo_type: github\n",
-        "      repo_type: github\n      auth:\n        username: bob\n        token: ${THE_TOKEN}\n",
-        1,
-    );
+    let alpha = |auth_token: &str| entry("alpha").monitor_auth(Some("bob"), auth_token);
+    let with_auth = base_with(alpha("${THE_TOKEN}"), entry("beta")).yaml();
     // Valid, and invalid on the very repository that holds the token.
-    let invalid = with_auth.replacen("project_name: alpha", "project_name: NOT_VALID", 1);
-    let invalid_token = with_auth.replace("${THE_TOKEN}", "\"${THE_TOKEN} trailing\"");
+    let invalid = base_with(alpha("${THE_TOKEN}").project("NOT_VALID"), entry("beta")).yaml();
+    let invalid_token = base_with(alpha("${THE_TOKEN} trailing"), entry("beta")).yaml();
     for yaml in [&with_auth, &invalid, &invalid_token] {
         for level in ["error", "warn", "info", "debug", "trace"] {
             for output in ["human", "json"] {

@@ -5,6 +5,7 @@
 //! in a child test process (see `in_child`).
 
 use crate::support::Sandbox;
+use crate::support::config::{Conf, Group, Repo};
 use crate::support::git_server::GitServer;
 use crate::support::repos::BareRepo;
 use sentry::config::{Config, Repository};
@@ -48,32 +49,9 @@ impl Qa {
     }
 }
 
-/// One `repositories:` entry; `deploy_extra` is more YAML under `deploy:` (env, auth).
-fn entry(name: &str, group: Option<&str>, url: &str, commands: &[String], deploy_extra: &str) -> String {
-    let q = |s: &str| serde_json::to_string(s).expect("json string");
-    let mut s = format!("  - name: {name}\n");
-    if let Some(g) = group {
-        s += &format!("    group: {g}\n");
-    }
-    s += &format!(
-        "    monitor:\n      repo_url: https://github.com/acme/{name}\n      branches: [main]\n      repo_type: github\n"
-    );
-    s += &format!(
-        "    deploy:\n      qa_repo_url: {}\n      qa_repo_branch: main\n      repo_type: git\n      project_name: proj-{name}\n      commands:\n",
-        q(url)
-    );
-    for c in commands {
-        s += &format!("        - {}\n", q(c));
-    }
-    s + deploy_extra
-}
-
-/// Parses a configuration; `${VAR}` comes from `vars`.
-fn config(dir: &Path, groups: &str, repos: &[String], vars: &[(&str, &str)]) -> Config {
-    let vars: BTreeMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let yaml = format!("{groups}repositories:\n{}", repos.concat());
-    sentry::config::parse(&dir.join("sentry.yaml"), &yaml, &|name| vars.get(name).cloned())
-        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+/// `name`, deployed from the QA repository at `url` (plain git) as project `proj-<name>`.
+fn app(name: &str, url: &str, commands: &[String]) -> Repo {
+    Repo::new(name).qa(url).qa_kind("git").project(format!("proj-{name}")).commands(commands)
 }
 
 fn context(dir: &Path, config: &Config, timeout: Duration) -> Context {
@@ -164,7 +142,7 @@ fn deploy_commands_share_one_session_cd_and_export_carry_over() {
         &format!("cat >> {out} <<'EOF'\nheredoc $GREETING\nEOF"),
         "echo to stdout; echo to stderr >&2",
     ]);
-    let config = config(qa.path(), "", &[entry("app", None, &qa.url, &commands, "")], &[]);
+    let config = Conf::new().repo(app("app", &qa.url, &commands)).parse(qa.path(), &[]);
     let ctx = context(qa.path(), &config, Duration::from_secs(60));
     let r = run_only(&ctx, &config);
 
@@ -184,7 +162,7 @@ fn deploy_stops_at_the_first_failing_command_and_names_it() {
     let qa = Qa::new();
     let marker = qa.file("marker");
     let commands = cmds(&["echo one", "echo two; sh -c 'exit 3'", &format!("touch {marker}")]);
-    let config = config(qa.path(), "", &[entry("app", None, &qa.url, &commands, "")], &[]);
+    let config = Conf::new().repo(app("app", &qa.url, &commands)).parse(qa.path(), &[]);
     let ctx = context(qa.path(), &config, Duration::from_secs(60));
     let r = run_only(&ctx, &config);
 
@@ -205,12 +183,8 @@ fn deploy_a_broken_command_or_an_exit_fails_only_there() {
     // An unbalanced quote must not swallow the following commands.
     let commands = cmds(&["true", "echo 'unbalanced", &format!("touch {marker}")]);
     let exits = cmds(&["true", "true", "exit 5", &format!("touch {marker}")]);
-    let config = config(
-        qa.path(),
-        "",
-        &[entry("broken", None, &qa.url, &commands, ""), entry("exits", None, &qa.url, &exits, "")],
-        &[],
-    );
+    let config =
+        Conf::new().repo(app("broken", &qa.url, &commands)).repo(app("exits", &qa.url, &exits)).parse(qa.path(), &[]);
     let ctx = context(qa.path(), &config, Duration::from_secs(60));
 
     let r = run_job(&ctx, &config.repositories[0], &job(&config.repositories[0]), None);
@@ -230,7 +204,7 @@ fn deploy_clone_failure_is_reported_and_runs_nothing() {
     let qa = Qa::new();
     let marker = qa.file("marker");
     let missing = format!("file://{}", qa.path().join("nope.git").display());
-    let config = config(qa.path(), "", &[entry("app", None, &missing, &[format!("touch {marker}")], "")], &[]);
+    let config = Conf::new().repo(app("app", &missing, &[format!("touch {marker}")])).parse(qa.path(), &[]);
     let ctx = context(qa.path(), &config, Duration::from_secs(60));
     let r = run_only(&ctx, &config);
     assert_eq!(r.status, JobStatus::FailedToStart, "a clone failure counts no attempt");
@@ -242,7 +216,7 @@ fn deploy_clone_failure_is_reported_and_runs_nothing() {
 #[test]
 fn deploy_cleanup_false_keeps_private_unique_directories() {
     let qa = Qa::new();
-    let config = config(qa.path(), "", &[entry("app", None, &qa.url, &cmds(&["true"]), "")], &[]);
+    let config = Conf::new().repo(app("app", &qa.url, &cmds(&["true"]))).parse(qa.path(), &[]);
     let mut ctx = context(qa.path(), &config, Duration::from_secs(60));
     ctx.cleanup = false;
     let a = run_only(&ctx, &config);
@@ -267,7 +241,7 @@ fn deploy_timeout_kills_the_whole_process_group() {
     let (sh_pid, bg_pid) = (qa.file("sh.pid"), qa.file("bg.pid"));
     // `$$$$` is `$$` once the configuration's own `$$` escape is undone.
     let commands = cmds(&[&format!("echo $$$$ > {sh_pid}; sleep 300 & echo $! > {bg_pid}"), "sleep 300"]);
-    let config = config(qa.path(), "", &[entry("slow", None, &qa.url, &commands, "")], &[]);
+    let config = Conf::new().repo(app("slow", &qa.url, &commands)).parse(qa.path(), &[]);
     let ctx = context(qa.path(), &config, Duration::from_secs(2));
     let start = Instant::now();
     let r = run_only(&ctx, &config);
@@ -290,7 +264,7 @@ fn deploy_timeout_escalates_to_sigkill_for_processes_ignoring_sigterm() {
     let (sh_pid, bg_pid) = (qa.file("sh.pid"), qa.file("bg.pid"));
     // Ignored signals stay ignored across exec: both sleeps ignore SIGTERM too.
     let commands = cmds(&["trap '' TERM", &format!("echo $$$$ > {sh_pid}; sleep 300 & echo $! > {bg_pid}; sleep 300")]);
-    let config = config(qa.path(), "", &[entry("stubborn", None, &qa.url, &commands, "")], &[]);
+    let config = Conf::new().repo(app("stubborn", &qa.url, &commands)).parse(qa.path(), &[]);
     // The grace is a parameter (10 s in a real run): a short one keeps the test quick.
     let grace = Duration::from_secs(2);
     let ctx = Context { kill_grace: grace, ..context(qa.path(), &config, Duration::from_secs(1)) };
@@ -317,7 +291,7 @@ fn deploy_leftover_background_processes_neither_hang_nor_survive_the_job() {
         &format!("setsid sleep 301 & echo $! > {escaped_pid}"),
         "echo done",
     ]);
-    let config = config(qa.path(), "", &[entry("bg", None, &qa.url, &commands, "")], &[]);
+    let config = Conf::new().repo(app("bg", &qa.url, &commands)).parse(qa.path(), &[]);
     let ctx = context(qa.path(), &config, Duration::from_secs(120));
     let start = Instant::now();
     let r = run_only(&ctx, &config);
@@ -339,10 +313,10 @@ fn deploy_leftover_background_processes_neither_hang_nor_survive_the_job() {
 // ---------------------------------------------------------------------------------------------
 // Group strategies.
 
-/// Jobs `name0..n` of one group, each with `commands(i)`.
-fn group_config(qa: &Qa, group_yaml: &str, n: usize, commands: impl Fn(usize) -> Vec<String>) -> Config {
-    let repos: Vec<String> = (0..n).map(|i| entry(&format!("app{i}"), Some("g"), &qa.url, &commands(i), "")).collect();
-    config(qa.path(), &format!("groups:\n  g:\n{group_yaml}"), &repos, &[])
+/// Jobs `app0..n` of one group `g`, each with `commands(i)`.
+fn group_config(qa: &Qa, group: Group, n: usize, commands: impl Fn(usize) -> Vec<String>) -> Config {
+    let repos = (0..n).map(|i| app(&format!("app{i}"), &qa.url, &commands(i)).group("g"));
+    Conf::new().group("g", group).repos(repos).parse(qa.path(), &[])
 }
 
 fn group_batch(config: &Config) -> Batch<'_> {
@@ -367,7 +341,7 @@ fn deploy_parallel_group_never_runs_more_than_max_parallel() {
     let qa = Qa::new();
     let times = qa.path().join("times");
     std::fs::create_dir_all(&times).expect("mkdir");
-    let config = group_config(&qa, "    execution_strategy: parallel\n    max_parallel: 2\n", 6, |i| {
+    let config = group_config(&qa, Group::parallel().max_parallel(2), 6, |i| {
         let f = times.join(format!("{i}")).display().to_string();
         cmds(&[&format!("date +%s%N > {f}"), "sleep 1", &format!("date +%s%N >> {f}")])
     });
@@ -397,9 +371,9 @@ fn deploy_parallel_group_never_runs_more_than_max_parallel() {
 fn deploy_sequential_group_skips_the_rest_after_a_failure_unless_continue_on_error() {
     for (continue_on_error, third) in [(false, JobStatus::Skipped), (true, JobStatus::Succeeded)] {
         let qa = Qa::new();
-        let group = format!("    execution_strategy: sequential\n    continue_on_error: {continue_on_error}\n");
+        let group = Group::sequential().continue_on_error(continue_on_error);
         let order = qa.file("order");
-        let config = group_config(&qa, &group, 3, |i| {
+        let config = group_config(&qa, group, 3, |i| {
             let mut c = cmds(&[&format!("echo {i} >> {order}")]);
             if i == 1 {
                 c.push("false".into());
@@ -425,7 +399,7 @@ fn deploy_sequential_group_skips_the_rest_after_a_failure_unless_continue_on_err
 #[test]
 fn deploy_parallel_group_without_continue_on_error_starts_no_more_after_a_failure() {
     let qa = Qa::new();
-    let group = "    execution_strategy: parallel\n    max_parallel: 2\n    continue_on_error: false\n";
+    let group = Group::parallel().max_parallel(2).continue_on_error(false);
     let config = group_config(&qa, group, 4, |i| if i == 0 { cmds(&["false"]) } else { cmds(&["sleep 2"]) });
     let ctx = context(qa.path(), &config, Duration::from_secs(60));
     let (results, _) = run_collecting(&ctx, vec![group_batch(&config)]);
@@ -443,7 +417,7 @@ fn deploy_parallel_group_without_continue_on_error_starts_no_more_after_a_failur
 #[test]
 fn deploy_group_global_timeout_stops_the_running_job_and_skips_the_queue() {
     let qa = Qa::new();
-    let group = "    execution_strategy: sequential\n    global_timeout: 2\n";
+    let group = Group::sequential().global_timeout(2);
     let config = group_config(&qa, group, 3, |_| cmds(&["sleep 300"]));
     let ctx = context(qa.path(), &config, Duration::from_secs(300));
     let start = Instant::now();
@@ -463,20 +437,15 @@ fn deploy_group_global_timeout_stops_the_running_job_and_skips_the_queue() {
 fn deploy_batches_run_concurrently_and_ungrouped_jobs_are_independent() {
     let qa = Qa::new();
     let release = qa.file("release");
-    let groups = "groups:\n  slow:\n    execution_strategy: sequential\n";
     // The grouped job waits until the ungrouped ones have finished: only concurrency lets it end.
     let wait =
         format!("i=0; while [ ! -f {release} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; test -f {release}");
-    let config = config(
-        qa.path(),
-        groups,
-        &[
-            entry("grouped", Some("slow"), &qa.url, &[wait], ""),
-            entry("free1", None, &qa.url, &cmds(&["false"]), ""),
-            entry("free2", None, &qa.url, &[format!("touch {release}")], ""),
-        ],
-        &[],
-    );
+    let config = Conf::new()
+        .group("slow", Group::sequential())
+        .repo(app("grouped", &qa.url, &[wait]).group("slow"))
+        .repo(app("free1", &qa.url, &cmds(&["false"])))
+        .repo(app("free2", &qa.url, &[format!("touch {release}")]))
+        .parse(qa.path(), &[]);
     let ctx = context(qa.path(), &config, Duration::from_secs(120));
     let r = &config.repositories;
     let batches = vec![
@@ -556,9 +525,9 @@ fn deploy_clones_over_http_with_basic_auth_and_the_token_goes_nowhere() {
     let head = qa.commit("main", &[("deploy/run.sh", "echo from-qa\n"), ("bulk.txt", &bulk)], "qa");
     let server = GitServer::start(&root, Some((USER, TOKEN)));
     let url = server.url("team/qa.git");
-    let auth = "      auth:\n        username: alice\n        token: \"${QA_TOKEN}\"\n";
     let commands = cmds(&["sh deploy/run.sh", "git rev-parse HEAD", "sleep 1"]);
-    let config = config(sb.path(), "", &[entry("web", None, &url, &commands, auth)], &[("QA_TOKEN", TOKEN)]);
+    let web = app("web", &url, &commands).deploy_auth(Some("alice"), "${QA_TOKEN}");
+    let config = Conf::new().repo(web).parse(sb.path(), &[("QA_TOKEN", TOKEN)]);
     let mut ctx = context(sb.path(), &config, Duration::from_secs(120));
     ctx.cleanup = false;
 
@@ -602,13 +571,8 @@ fn deploy_clone_with_a_wrong_token_fails_without_printing_it() {
     BareRepo::create(&root, "qa.git").commit("main", &[("README", "x\n")], "qa");
     let server = GitServer::start(&root, Some((USER, TOKEN)));
     let wrong = "tok-wrong-0123456789";
-    let auth = "      auth:\n        username: alice\n        token: \"${QA_TOKEN}\"\n";
-    let config = config(
-        sb.path(),
-        "",
-        &[entry("web", None, &server.url("qa.git"), &cmds(&["true"]), auth)],
-        &[("QA_TOKEN", wrong)],
-    );
+    let web = app("web", &server.url("qa.git"), &cmds(&["true"])).deploy_auth(Some("alice"), "${QA_TOKEN}");
+    let config = Conf::new().repo(web).parse(sb.path(), &[("QA_TOKEN", wrong)]);
     let ctx = context(sb.path(), &config, Duration::from_secs(60));
     let r = run_only(&ctx, &config);
     assert_eq!(r.status, JobStatus::FailedToStart);
@@ -728,16 +692,11 @@ fn child_environment_and_redaction() {
         &format!("touch \"$TMPDIR/x\" && echo yes > {}", o("tmpdir-ok")),
         &format!("echo \"leaked: {DEPLOY_TOKEN}\" && exit 4"),
     ]);
-    let deploy_extra = "      env:\n        PIPELINE_NAMESPACE: tekton-pipelines\n      auth:\n        username: bob\n        token: \"${IT_DEPLOY_TOKEN}\"\n";
-    let mut repo = entry("envy", None, &url, &commands, deploy_extra);
-    repo = repo.replace(
-        "      repo_type: github\n",
-        "      repo_type: github\n      auth:\n        token: \"${IT_MONITOR_TOKEN}\"\n",
-    );
-    let config = sentry::config::parse(&out.join("sentry.yaml"), &format!("repositories:\n{repo}"), &|name| {
-        std::env::var(name).ok()
-    })
-    .expect("config");
+    let envy = app("envy", &url, &commands)
+        .monitor_auth(None, "${IT_MONITOR_TOKEN}")
+        .env("PIPELINE_NAMESPACE", "tekton-pipelines")
+        .deploy_auth(Some("bob"), "${IT_DEPLOY_TOKEN}");
+    let config = Conf::new().repo(envy).parse_with(&out, &|name| std::env::var(name).ok());
     sentry::logging::init(log::LevelFilter::Debug, false);
     sentry::logging::set_redactor(config.redactor());
     let ctx = context(&out, &config, Duration::from_secs(60));
@@ -798,12 +757,8 @@ fn child_signal() {
         &format!("echo $$$$ > {}; sleep 300 & echo $! > {}", o("sh.pid"), o("bg.pid")),
         &format!("touch {}; sleep 300", o("started")),
     ]);
-    let config = config(
-        &out,
-        "",
-        &[entry("slow", None, &url, &slow, ""), entry("queued", None, &url, &cmds(&["true"]), "")],
-        &[],
-    );
+    let config =
+        Conf::new().repo(app("slow", &url, &slow)).repo(app("queued", &url, &cmds(&["true"]))).parse(&out, &[]);
     sentry::signals::install();
     let ctx = context(&out, &config, Duration::from_secs(300));
     let r = &config.repositories;

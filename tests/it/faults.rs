@@ -3,7 +3,8 @@
 //! within a bounded time and without reading an oversized body into memory, and the healthy one
 //! still deploys.
 
-use crate::support::world::{TOKEN, World, line, repo};
+use crate::support::config::Repo;
+use crate::support::world::{TOKEN, World, line};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -146,7 +147,7 @@ fn every_forge_fault_is_a_clear_per_repository_error_and_others_go_on() {
     let w = World::new();
     let good = w.create("good");
     let g1 = good.commit("main", &[("v", "1")], "v1");
-    w.config("  http_timeout: 2\n  on_first_seen: deploy", "", &[repo("good", "[main]")]);
+    let mut conf = w.conf().global("http_timeout", 2).global("on_first_seen", "deploy").repo(w.repo("good"));
 
     // (name, fault, what its error must say)
     let cases: Vec<(&str, Option<Fault>, &str)> = vec![
@@ -163,7 +164,6 @@ fn every_forge_fault_is_a_clear_per_repository_error_and_others_go_on() {
         ("link-to-self", Some(Fault::LinkToSelf), "loops"),
     ];
     let mut servers = Vec::new();
-    let mut yaml = std::fs::read_to_string(w.sb.path().join("sentry.yaml")).expect("yaml");
     for (name, fault, _) in &cases {
         let port = match fault {
             Some(f) => {
@@ -175,22 +175,15 @@ fn every_forge_fault_is_a_clear_per_repository_error_and_others_go_on() {
             // A port that was just free: nothing listens there.
             None => TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port(),
         };
-        yaml.push_str(&format!(
-            "  - name: {name}
-    monitor:
-      repo_url: http://127.0.0.1:{port}/org/{name}
-      branches: [main]
-      repo_type: github
-      auth:
-        token: ${{E2E_TOKEN}}
-    deploy:
-      qa_repo_url: {qa}
-      commands: [\"true\"]
-",
-            qa = w.server.url("qa/deploy.git"),
-        ));
+        conf = conf.repo(
+            Repo::new(name)
+                .monitor_url(format!("http://127.0.0.1:{port}/org/{name}"))
+                .monitor_auth(None, "${E2E_TOKEN}")
+                .qa(w.server.url("qa/deploy.git"))
+                .commands(["true"]),
+        );
     }
-    w.sb.write("sentry.yaml", &yaml);
+    conf.write(&w.sb);
 
     // Bounded time: a watchdog, not a timing assertion. Every fault above ends well within it.
     let started = Instant::now();

@@ -3,6 +3,7 @@
 //! concurrency, and `validate --connectivity` through the real binary.
 
 use crate::support::Sandbox;
+use crate::support::config::{Conf, Repo};
 use crate::support::fake_forge::{FakeForge, Flavor};
 use crate::support::git_server::{GitServer, LoggedRequest};
 use crate::support::repos::BareRepo;
@@ -15,79 +16,31 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "tok-good-0123456789";
 const BAD: &str = "tok-bad-9876543210";
 
-/// One repository entry of a configuration.
-struct Repo<'a> {
-    name: &'a str,
-    kind: &'a str,
-    url: String,
-    branches: &'a [&'a str],
-    user: Option<&'a str>,
-    token: Option<&'a str>,
-    qa_url: String,
-    qa_user: &'a str,
-    qa_token: &'a str,
-}
-
-impl Repo<'_> {
-    fn yaml(&self) -> String {
-        let branches = self.branches.iter().map(|b| format!("{b:?}")).collect::<Vec<_>>().join(", ");
-        let mut auth = String::new();
-        if let Some(t) = self.token {
-            auth = format!("      auth:\n        token: \"{t}\"\n");
-            if let Some(u) = self.user {
-                auth.push_str(&format!("        username: {u}\n"));
-            }
-        }
-        format!(
-            "  - name: {name}
-    monitor:
-      repo_url: {url}
-      branches: [{branches}]
-      repo_type: {kind}
-{auth}    deploy:
-      qa_repo_url: {qa}
-      qa_repo_branch: main
-      repo_type: git
-      commands: [\"true\"]
-      auth:
-        username: {qa_user}
-        token: \"{qa_token}\"
-",
-            name = self.name,
-            url = self.url,
-            kind = self.kind,
-            qa = self.qa_url,
-            qa_user = self.qa_user,
-            qa_token = self.qa_token,
-        )
+/// `name` listed through forge `kind` at `url`, authenticated when `token` is given; its QA side
+/// is a placeholder with credentials, so deploy probes have something to send.
+fn repo(name: &str, kind: &str, url: String, branches: &[&str], token: Option<&str>) -> Repo {
+    let mut r = Repo::new(name)
+        .monitor_url(url)
+        .branches(branches)
+        .kind(kind)
+        .qa("https://qa.invalid/qa.git")
+        .qa_kind("git")
+        .commands(["true"])
+        .deploy_auth(Some("deployer"), "qa-pass-123");
+    if let Some(t) = token {
+        r = r.monitor_auth(None, t);
     }
+    r
 }
 
-fn repo<'a>(name: &'a str, kind: &'a str, url: String, branches: &'a [&'a str], token: Option<&'a str>) -> Repo<'a> {
-    Repo {
-        name,
-        kind,
-        url,
-        branches,
-        user: None,
-        token,
-        qa_url: "https://qa.invalid/qa.git".into(),
-        qa_user: "deployer",
-        qa_token: "qa-pass-123",
-    }
+/// A configuration of `repos` checked `concurrency` at a time.
+fn conf(repos: &[Repo], concurrency: usize) -> Conf {
+    Conf::new().global("concurrency", concurrency).global("http_timeout", 10).repos(repos.iter().cloned())
 }
 
-fn config_text(repos: &[Repo], concurrency: usize) -> String {
-    let mut text = format!("global:\n  concurrency: {concurrency}\n  http_timeout: 10\nrepositories:\n");
-    for r in repos {
-        text.push_str(&r.yaml());
-    }
-    text
-}
-
+/// [`conf`], parsed through the library: what a checker is built from.
 fn config(repos: &[Repo], concurrency: usize) -> Config {
-    let text = config_text(repos, concurrency);
-    sentry::config::parse(Path::new("test.yaml"), &text, &|_| None).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    conf(repos, concurrency).parse(Path::new("."), &[])
 }
 
 fn checker(c: &Config) -> Checker {
@@ -494,9 +447,10 @@ fn git_forge_lists_through_ls_remote_with_basic_auth() {
     let server = GitServer::start(sb.path(), Some(("bob", TOKEN)));
     let all = [".*"];
     let some = ["release/.*", "main"];
-    let mk =
-        |name, pats, token| Repo { user: Some("bob"), ..repo(name, "git", server.url("group/app.git"), pats, token) };
-    let c = config(&[mk("all", &all, Some(TOKEN)), mk("some", &some, Some(TOKEN)), mk("bad", &some, Some(BAD))], 2);
+    let mk = |name: &str, pats: &[&str], token: &str| {
+        repo(name, "git", server.url("group/app.git"), pats, None).monitor_auth(Some("bob"), token)
+    };
+    let c = config(&[mk("all", &all, TOKEN), mk("some", &some, TOKEN), mk("bad", &some, BAD)], 2);
     let ck = checker(&c);
     let l = ck.check(&c.repositories[0], None).expect("ls-remote");
     assert_eq!(as_strings(&l.heads), bare.heads());
@@ -531,10 +485,10 @@ fn probe_deploy_checks_branch_and_credentials() {
     BareRepo::create(sb.path(), "qa/empty.git").commit("other", &[("x", "y")], "qa");
     let server = GitServer::start(sb.path(), Some(("deployer", "qa-pass-123")));
     let main = ["main"];
-    let mk = |name, rel: &str, pass| Repo {
-        qa_url: server.url(rel),
-        qa_token: pass,
-        ..repo(name, "git", "https://unused.invalid/x.git".into(), &main, None)
+    let mk = |name: &str, rel: &str, pass: &str| {
+        repo(name, "git", "https://unused.invalid/x.git".into(), &main, None)
+            .qa(server.url(rel))
+            .deploy_auth(Some("deployer"), pass)
     };
     let c = config(
         &[
@@ -567,15 +521,12 @@ fn validate_connectivity_exit_codes() {
     let git = GitServer::start(&root, Some(("deployer", "qa-pass-123")));
     let main = ["main"];
     let write = |gh: &str, gl: &str| {
-        let mut repos = vec![
+        let repos = [
             repo("gh", "github", forge.repo_url("acme/app"), &main, Some(gh)),
             repo("gl", "gitlab", forge.repo_url("group/sub/deep/app"), &main, Some(gl)),
             repo("gt", "gitea", forge.repo_url("org/app"), &main, Some(TOKEN)),
         ];
-        for r in &mut repos {
-            r.qa_url = git.url("qa/pipelines.git");
-        }
-        sb.write("sentry.yaml", &config_text(&repos, 4));
+        conf(&repos.map(|r| r.qa(git.url("qa/pipelines.git"))), 4).write(&sb);
     };
 
     write(TOKEN, TOKEN);

@@ -1,10 +1,17 @@
 //! Hostile configuration and state: every case is a clear error, a non-zero exit, nothing written.
 
-use crate::support::{Run, Sandbox, repo_yaml};
+use crate::support::config::{Conf, Repo};
+use crate::support::{Run, Sandbox};
 use std::time::{Duration, Instant};
 
+/// One repository, every field the hostile cases rewrite spelled out.
+fn app() -> Repo {
+    Repo::new("app").qa_kind("gitlab").project("app")
+}
+
+/// The valid document the hostile cases mutate as text.
 fn base() -> String {
-    format!("repositories:\n{}", repo_yaml("app"))
+    Conf::new().repo(app()).yaml()
 }
 
 /// Runs `validate` and `poll --once` on `yaml` (bytes), asserting exit 2, a message, and that no
@@ -52,7 +59,7 @@ fn hostile_configurations_are_refused() {
         ("alias bomb", bomb.into_bytes(), "a0"),
         (
             "alias bomb inside commands",
-            b.replacen("      commands:\n        - echo deploying", "      commands: &c [*c]", 1).into_bytes(),
+            b.replacen("      commands:\n        - \"echo deploying\"", "      commands: &c [*c]", 1).into_bytes(),
             "commands",
         ),
         (
@@ -63,85 +70,88 @@ fn hostile_configurations_are_refused() {
         ("huge file", vec![b'#'; 65 * 1024 * 1024], "larger than"),
         ("non-UTF-8 bytes", [b"repositories:\n  - name: \xff\xfe\xfd\n".as_slice()].concat(), "UTF-8"),
         ("NUL byte", b"repositories:\n  - name: a\x00b\n".to_vec(), "repositories"),
-        ("name with ../", b.replace("name: app", "name: ../../etc").into_bytes(), "repositories[0].name"),
-        ("name with slash", b.replace("name: app", "name: a/b").into_bytes(), "repositories[0].name"),
-        ("name dot-dot", b.replace("name: app", "name: \"..\"").into_bytes(), "repositories[0].name"),
-        ("name with newline", b.replace("name: app", "name: \"a\\nb\"").into_bytes(), "repositories[0].name"),
+        ("name with ../", b.replace("name: \"app\"", "name: ../../etc").into_bytes(), "repositories[0].name"),
+        ("name with slash", b.replace("name: \"app\"", "name: a/b").into_bytes(), "repositories[0].name"),
+        ("name dot-dot", b.replace("name: \"app\"", "name: \"..\"").into_bytes(), "repositories[0].name"),
+        ("name with newline", b.replace("name: \"app\"", "name: \"a\\nb\"").into_bytes(), "repositories[0].name"),
         (
             "qa url option",
-            b.replace("qa_repo_url: https://gitlab.com/acme/qa", "qa_repo_url: \"-oProxyCommand=touch /tmp/pwned\"")
-                .into_bytes(),
+            b.replace(
+                "qa_repo_url: \"https://gitlab.com/acme/qa\"",
+                "qa_repo_url: \"-oProxyCommand=touch /tmp/pwned\"",
+            )
+            .into_bytes(),
             "qa_repo_url",
         ),
         (
             "qa url --upload-pack",
-            b.replace("qa_repo_url: https://gitlab.com/acme/qa", "qa_repo_url: \"--upload-pack=touch /tmp/pwned\"")
+            b.replace("qa_repo_url: \"https://gitlab.com/acme/qa\"", "qa_repo_url: \"--upload-pack=touch /tmp/pwned\"")
                 .into_bytes(),
             "qa_repo_url",
         ),
         (
             "qa url ext::",
-            b.replace("qa_repo_url: https://gitlab.com/acme/qa", "qa_repo_url: \"ext::sh -c touch% /tmp/pwned\"")
+            b.replace("qa_repo_url: \"https://gitlab.com/acme/qa\"", "qa_repo_url: \"ext::sh -c touch% /tmp/pwned\"")
                 .into_bytes(),
             "qa_repo_url",
         ),
         (
             "qa url fd::",
-            b.replace("qa_repo_url: https://gitlab.com/acme/qa", "qa_repo_url: \"fd::17\"").into_bytes(),
+            b.replace("qa_repo_url: \"https://gitlab.com/acme/qa\"", "qa_repo_url: \"fd::17\"").into_bytes(),
             "qa_repo_url",
         ),
         (
             "monitor url ext::",
-            b.replace("repo_url: https://github.com/acme/app", "repo_url: \"ext::sh -c id\"")
-                .replace("repo_type: github", "repo_type: git")
+            b.replace("repo_url: \"https://github.com/acme/app\"", "repo_url: \"ext::sh -c id\"")
+                .replace("repo_type: \"github\"", "repo_type: git")
                 .into_bytes(),
             "repo_url",
         ),
         (
             "monitor url file for api forge",
-            b.replace("repo_url: https://github.com/acme/app", "repo_url: file:///etc").into_bytes(),
+            b.replace("repo_url: \"https://github.com/acme/app\"", "repo_url: file:///etc").into_bytes(),
             "repo_url",
         ),
         (
             "url with credentials",
-            b.replace("qa_repo_url: https://gitlab.com/acme/qa", "qa_repo_url: https://u:pw@gitlab.com/acme/qa")
+            b.replace("qa_repo_url: \"https://gitlab.com/acme/qa\"", "qa_repo_url: https://u:pw@gitlab.com/acme/qa")
                 .into_bytes(),
             "credentials",
         ),
         (
             "url with spaces",
-            b.replace("qa_repo_url: https://gitlab.com/acme/qa", "qa_repo_url: \"https://gitlab.com/a b\"")
+            b.replace("qa_repo_url: \"https://gitlab.com/acme/qa\"", "qa_repo_url: \"https://gitlab.com/a b\"")
                 .into_bytes(),
             "qa_repo_url",
         ),
         (
             "project_name shell metachars",
-            b.replace("project_name: app", "project_name: \"app;rm -rf /\"").into_bytes(),
+            b.replace("project_name: \"app\"", "project_name: \"app;rm -rf /\"").into_bytes(),
             "project_name",
         ),
         (
             "project_name command substitution",
-            b.replace("project_name: app", "project_name: \"$(id)\"").into_bytes(),
+            b.replace("project_name: \"app\"", "project_name: \"$(id)\"").into_bytes(),
             "project_name",
         ),
         (
             "qa branch option",
-            b.replace("qa_repo_branch: main", "qa_repo_branch: \"--upload-pack=x\"").into_bytes(),
+            b.replace("qa_repo_branch: \"main\"", "qa_repo_branch: \"--upload-pack=x\"").into_bytes(),
             "qa_repo_branch",
         ),
         (
             "qa branch with space",
-            b.replace("qa_repo_branch: main", "qa_repo_branch: \"a b\"").into_bytes(),
+            b.replace("qa_repo_branch: \"main\"", "qa_repo_branch: \"a b\"").into_bytes(),
             "qa_repo_branch",
         ),
         (
             "qa branch revision syntax",
-            b.replace("qa_repo_branch: main", "qa_repo_branch: \"main@{1}\"").into_bytes(),
+            b.replace("qa_repo_branch: \"main\"", "qa_repo_branch: \"main@{1}\"").into_bytes(),
             "qa_repo_branch",
         ),
         (
             "regex too big",
-            b.replace("branches: [main]", &format!("branches: [\"{}\"]", "(a{1000}){1000}")).into_bytes(),
+            b.replace("branches: [\"main\"]", &format!("branches: [\"{}\"]", "(a{1000}){1000}")).into_bytes(),
             "branches[0]",
         ),
         (
@@ -157,8 +167,8 @@ fn hostile_configurations_are_refused() {
         (
             "token with newline",
             b.replace(
-                "      repo_type: github\n",
-                "      repo_type: github\n      auth:\n        token: \"abc\\ndef\"\n",
+                "      repo_type: \"github\"\n",
+                "      repo_type: \"github\"\n      auth:\n        token: \"abc\\ndef\"\n",
             )
             .into_bytes(),
             "auth.token",
@@ -185,8 +195,7 @@ fn hostile_configurations_are_refused() {
 fn catastrophic_backtracking_regex_is_harmless() {
     // `(a+)+$` takes exponential time in backtracking engines; the regex crate is linear.
     let sb = Sandbox::new();
-    let yaml = base().replace("branches: [main]", "branches: [\"(a+)+b\"]");
-    sb.write("sentry.yaml", &yaml);
+    Conf::new().repo(app().branches(["(a+)+b"])).write(&sb);
     let r = sb.run(&["validate"]);
     assert_eq!(r.code, 0, "{}", r.all());
     let config = sentry::config::load(&sb.path().join("sentry.yaml")).expect("valid");
@@ -238,7 +247,7 @@ fn state_truncated_at_every_offset_is_refused() {
     }
     // And through the binary, for a sample of offsets: exit 4, file untouched, nothing else written.
     let sb = Sandbox::new();
-    sb.write("sentry.yaml", &format!("repositories:\n{}", repo_yaml("app")));
+    sb.write("sentry.yaml", &base());
     for cut in (0..meaningful).step_by(37).chain([1, meaningful - 1]) {
         let path = sb.path().join("sentry-state.json");
         std::fs::write(&path, &bytes[..cut]).expect("write");

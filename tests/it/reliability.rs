@@ -2,7 +2,7 @@
 //! everything observable for tokens. Every loop is bounded in count and time.
 
 use crate::support::fake_kube::FakeKube;
-use crate::support::world::{TOKEN, World, repo};
+use crate::support::world::{TOKEN, World};
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ fn sigkill_at_random_moments_never_corrupts_or_invents_state() {
     let mut baseline = BTreeSet::new();
     baseline.insert(a.commit("main", &[("v", "0")], "a0"));
     baseline.insert(b.commit("main", &[("v", "0")], "b0"));
-    w.config("", "", &[repo("a", "[main]"), repo("b", "[main]")]);
+    w.conf().repo(w.repo("a")).repo(w.repo("b")).write(&w.sb);
     assert_eq!(w.poll().code, 0);
     // Deployments take a little while, so kills land before, during and after them.
     std::fs::write(w.ctrl().join("sleep"), "0.05").expect("ctrl");
@@ -103,7 +103,7 @@ fn overlapping_runs_deploy_each_change_once_with_file_state() {
     let w = World::new();
     let app = w.create("app");
     app.commit("main", &[("v", "0")], "v0");
-    w.config("", "", &[repo("app", "[main]")]);
+    w.conf().repo(w.repo("app")).write(&w.sb);
     assert_eq!(w.poll().code, 0);
     std::fs::write(w.ctrl().join("sleep"), "0.2").expect("ctrl");
     for i in 1..=8 {
@@ -119,7 +119,7 @@ fn overlapping_runs_deploy_each_change_once_with_configmap_state() {
     let kube = FakeKube::start();
     let app = w.create("app");
     app.commit("main", &[("v", "0")], "v0");
-    w.config("", "", &[repo("app", "[main]")]);
+    w.conf().repo(w.repo("app")).write(&w.sb);
     let env = [("SENTRY_KUBE_API", kube.url.as_str())];
     let state = ["--state", "configmap:ops/sentry-state"];
     let first = crate::support::Run::from(
@@ -158,15 +158,13 @@ fn secrets_audit_finds_no_token_anywhere() {
     let app = w.create("app");
     app.commit("main", &[("v", "1")], "v1");
     let metrics = w.sb.path().join("metrics.prom");
-    w.config(
-        &format!(
-            "  cleanup: false\n  metrics_file: {}\n  webhook_url: {}\n  log_level: trace",
-            metrics.display(),
-            rx.url("/all")
-        ),
-        "",
-        &[repo("app", "[main]")],
-    );
+    w.conf()
+        .global("cleanup", false)
+        .global("metrics_file", &metrics)
+        .global("webhook_url", rx.url("/all"))
+        .global("log_level", "trace")
+        .repo(w.repo("app"))
+        .write(&w.sb);
     assert_eq!(w.poll().code, 0);
     // The job records its own environment and sleeps, so its processes can be inspected live.
     std::fs::write(w.ctrl().join("sleep"), "1").expect("ctrl");

@@ -1,7 +1,8 @@
 //! End to end: the real binary polling real repositories served by `git http-backend` on loopback.
 
+use crate::support::config::Group;
 use crate::support::repos::BareRepo;
-use crate::support::world::{RepoSpec, TOKEN, World, line, repo};
+use crate::support::world::{TOKEN, USER, World, line};
 use std::process::Command;
 
 #[test]
@@ -9,7 +10,7 @@ fn baseline_then_push_deploys_exactly_that_then_nothing() {
     let w = World::new();
     let app = w.create("app");
     let v1 = app.commit("main", &[("v", "1")], "v1");
-    w.config("", "", &[repo("app", "[main]")]);
+    w.conf().repo(w.repo("app")).write(&w.sb);
 
     let r = w.poll();
     assert_eq!(r.code, 0, "{}", r.all());
@@ -57,7 +58,7 @@ fn branches_appear_change_vanish_and_force_push() {
     let m1 = app.commit("main", &[("v", "1")], "m1");
     let d1 = app.commit("dev", &[("d", "1")], "d1");
     app.commit("old-release/1", &[("x", "1")], "x");
-    w.config("", "", &[repo("app", "[main, dev, \"release/.*\"]")]);
+    w.conf().repo(w.repo("app").branches(["main", "dev", "release/.*"])).write(&w.sb);
     assert_eq!(w.poll().code, 0);
 
     // Two branches changed in one run: two jobs.
@@ -153,14 +154,10 @@ fn unreachable_repositories_exit_3_and_others_deploy() {
     let bad_auth = w.create("locked");
     let g1 = good.commit("main", &[("v", "1")], "v1");
     bad_auth.commit("main", &[("v", "1")], "v1");
-    // "missing" is never created: the server answers 404.
-    w.config("", "", &[repo("good", "[main]"), repo("missing", "[main]"), repo("locked", "[main]")]);
     // locked gets a wrong token.
-    let yaml = std::fs::read_to_string(w.sb.path().join("sentry.yaml")).expect("yaml");
-    let i = yaml.find("  - name: locked").expect("locked");
-    let (head, tail) = yaml.split_at(i);
-    let tail = tail.replacen("token: ${E2E_TOKEN}", "token: wrong-token-123", 1);
-    w.sb.write("sentry.yaml", &format!("{head}{tail}"));
+    let locked = w.repo("locked").monitor_auth(Some(USER), "wrong-token-123");
+    // "missing" is never created: the server answers 404.
+    w.conf().repo(w.repo("good")).repo(w.repo("missing")).repo(locked).write(&w.sb);
 
     let r = w.sentry(&["poll", "--once", "--output", "json"]);
     assert_eq!(r.code, 3, "{}", r.all());
@@ -210,7 +207,7 @@ fn json_summary_matches_the_schema() {
     let w = World::new();
     let app = w.create("app");
     app.commit("main", &[("v", "1")], "v1");
-    w.config("  on_first_seen: deploy", "", &[repo("app", "[main]")]);
+    w.conf().global("on_first_seen", "deploy").repo(w.repo("app")).write(&w.sb);
     let r = w.sentry(&["poll", "--once", "--output", "json"]);
     assert_eq!(r.code, 0, "{}", r.all());
     let doc = r.json();
@@ -239,7 +236,7 @@ fn json_summary_matches_the_schema() {
 fn unknown_names_exit_2_listing_known_ones() {
     let w = World::new();
     w.create("app").commit("main", &[("v", "1")], "v1");
-    w.config("", "  g:\n    execution_strategy: sequential", &[repo("app", "[main]")]);
+    w.conf().group("g", Group::sequential()).repo(w.repo("app")).write(&w.sb);
     let r = w.sentry(&["deploy", "--repo", "nope"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("nope") && r.stderr.contains("app"), "{}", r.stderr);
@@ -258,7 +255,7 @@ fn repo_selection_leaves_other_state_untouched() {
     let b = w.create("b");
     a.commit("main", &[("v", "1")], "v1");
     b.commit("main", &[("v", "1")], "v1");
-    w.config("", "", &[repo("a", "[main]"), repo("b", "[main]")]);
+    w.conf().repo(w.repo("a")).repo(w.repo("b")).write(&w.sb);
     assert_eq!(w.poll().code, 0);
     let b_before = w.state()["repos"]["b"].clone();
     let a2 = a.commit("main", &[("v", "2")], "v2");
@@ -276,7 +273,7 @@ fn deploy_by_hand_with_branch_and_commit() {
     let app = w.create("app");
     let m1 = app.commit("main", &[("v", "1")], "v1");
     app.commit("release/1", &[("r", "1")], "r1");
-    w.config("", "", &[repo("app", "[\"release/.*\", main]")]);
+    w.conf().repo(w.repo("app").branches(["release/.*", "main"])).write(&w.sb);
     // Default branch: the first configured pattern with an existing branch.
     let r = w.sentry(&["deploy", "--repo", "app", "--output", "json"]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -287,29 +284,24 @@ fn deploy_by_hand_with_branch_and_commit() {
     assert_eq!(w.deployed().len(), 2);
 }
 
-fn group_world(groups: &str, members: &[(&str, &str)]) -> (World, Vec<BareRepo>) {
+fn group_world(group: &str, spec: Group, members: &[&str]) -> (World, Vec<BareRepo>) {
     let w = World::new();
     let repos: Vec<BareRepo> = members
         .iter()
-        .map(|(name, _)| {
+        .map(|name| {
             let r = w.create(name);
             r.commit("main", &[("v", "1")], "v1");
             r
         })
         .collect();
-    let specs: Vec<RepoSpec> =
-        members.iter().map(|(name, g)| RepoSpec { name, branches: "[main]", group: Some(g) }).collect();
-    w.config("", groups, &specs);
+    w.conf().group(group, spec).repos(members.iter().map(|name| w.repo(name).group(group))).write(&w.sb);
     assert_eq!(w.poll().code, 0);
     (w, repos)
 }
 
 #[test]
 fn sequential_group_stops_after_failure_without_continue_on_error() {
-    let (w, repos) = group_world(
-        "  seq:\n    execution_strategy: sequential\n    continue_on_error: false",
-        &[("s1", "seq"), ("s2", "seq"), ("s3", "seq")],
-    );
+    let (w, repos) = group_world("seq", Group::sequential().continue_on_error(false), &["s1", "s2", "s3"]);
     for r in &repos {
         r.commit("main", &[("v", "2")], "v2");
     }
@@ -335,10 +327,7 @@ fn sequential_group_stops_after_failure_without_continue_on_error() {
 
 #[test]
 fn trigger_all_deploys_every_member_once() {
-    let (w, repos) = group_world(
-        "  all:\n    execution_strategy: parallel\n    max_parallel: 2\n    trigger: all",
-        &[("t1", "all"), ("t2", "all"), ("t3", "all")],
-    );
+    let (w, repos) = group_world("all", Group::parallel().max_parallel(2).trigger("all"), &["t1", "t2", "t3"]);
     repos[1].commit("main", &[("v", "2")], "v2");
     let r = w.sentry(&["poll", "--once", "--output", "json"]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -387,7 +376,7 @@ fn poll_loop_stops_cleanly_on_sigterm() {
     let w = World::new();
     let app = w.create("app");
     app.commit("main", &[("v", "1")], "v1");
-    w.config("", "", &[repo("app", "[main]")]);
+    w.conf().repo(w.repo("app")).write(&w.sb);
     let mut cmd = w.sb.sentry();
     cmd.args(["poll"]).env("E2E_TOKEN", TOKEN).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
     let child = cmd.spawn().expect("spawn");
@@ -474,7 +463,7 @@ fn metrics_file_parses_and_counters_grow_across_runs() {
     app.commit("main", &[("v", "1")], "v1");
     let metrics = w.sb.path().join("metrics").join("sentry.prom");
     std::fs::create_dir_all(metrics.parent().expect("dir")).expect("mkdir");
-    w.config(&format!("  metrics_file: {}", metrics.display()), "", &[repo("app", "[main]"), repo("gone", "[main]")]);
+    w.conf().global("metrics_file", &metrics).repo(w.repo("app")).repo(w.repo("gone")).write(&w.sb);
     assert_eq!(w.poll().code, 3, "gone does not exist");
     let first = parse_prometheus(&std::fs::read_to_string(&metrics).expect("metrics file"));
     assert_eq!(first["sentry_repositories_checked"], 2.0);
@@ -505,7 +494,7 @@ fn metrics_file_parses_and_counters_grow_across_runs() {
 fn json_log_lines_are_objects() {
     let w = World::new();
     w.create("app").commit("main", &[("v", "1")], "v1");
-    w.config("", "", &[repo("app", "[main]")]);
+    w.conf().repo(w.repo("app")).write(&w.sb);
     let r = w.sentry(&["--log-format", "json", "poll", "--once"]);
     assert_eq!(r.code, 0, "{}", r.all());
     let mut seen_kv = false;
@@ -517,17 +506,21 @@ fn json_log_lines_are_objects() {
     assert!(seen_kv, "key=value fields become JSON fields: {}", r.stderr);
 }
 
-/// A world with one repository already baselined, whose webhook (and the global one) point at
-/// receivers; returns the repository and its first commit.
-fn notifying_world(repo_hook: &str, global_hook: &str) -> (World, BareRepo, String) {
+/// A world with one repository already baselined, whose webhook (in `format`, and the global
+/// one) point at receivers; returns the repository and its first commit.
+fn notifying_world(hook: &str, format: Option<&str>, global_hook: Option<&str>) -> (World, BareRepo, String) {
     let w = World::new();
     let app = w.create("app");
     let v1 = app.commit("main", &[("v", "1")], "v1");
-    w.config(global_hook, "", &[repo("app", "[main]")]);
-    if !repo_hook.is_empty() {
-        let yaml = std::fs::read_to_string(w.sb.path().join("sentry.yaml")).expect("yaml");
-        w.sb.write("sentry.yaml", &yaml.replace("    deploy:\n", &format!("{repo_hook}    deploy:\n")));
+    let mut repo = w.repo("app").webhook(hook);
+    if let Some(f) = format {
+        repo = repo.webhook_format(f);
     }
+    let mut conf = w.conf();
+    if let Some(url) = global_hook {
+        conf = conf.global("webhook_url", url);
+    }
+    conf.repo(repo).write(&w.sb);
     assert_eq!(w.poll().code, 0);
     (w, app, v1)
 }
@@ -535,8 +528,7 @@ fn notifying_world(repo_hook: &str, global_hook: &str) -> (World, BareRepo, Stri
 #[test]
 fn notifications_carry_every_field_for_success_and_failure() {
     let rx = crate::support::webhook::Receiver::start();
-    let hook = format!("    webhook_url: {}\n", rx.url("/hook"));
-    let (w, app, v1) = notifying_world(&hook, "");
+    let (w, app, v1) = notifying_world(&rx.url("/hook"), None, None);
     let v2 = app.commit("main", &[("v", "2")], "v2");
     assert_eq!(w.poll().code, 0);
     std::fs::write(w.ctrl().join("fail-app"), "").expect("ctrl");
@@ -574,8 +566,7 @@ fn notifications_carry_every_field_for_success_and_failure() {
 fn slack_and_global_webhooks() {
     let repo_rx = crate::support::webhook::Receiver::start();
     let global_rx = crate::support::webhook::Receiver::start();
-    let hook = format!("    webhook_url: {}\n    webhook_format: slack\n", repo_rx.url("/services/T0/B0/x"));
-    let (w, app, _) = notifying_world(&hook, &format!("  webhook_url: {}", global_rx.url("/all")));
+    let (w, app, _) = notifying_world(&repo_rx.url("/services/T0/B0/x"), Some("slack"), Some(&global_rx.url("/all")));
     app.commit("main", &[("v", "2")], "v2");
     assert_eq!(w.poll().code, 0);
     let slack = repo_rx.delivered();
@@ -592,7 +583,7 @@ fn slack_and_global_webhooks() {
 fn webhook_retried_on_500_then_delivered_once() {
     let rx = crate::support::webhook::Receiver::start();
     rx.respond(&[500, 500]);
-    let (w, app, _) = notifying_world(&format!("    webhook_url: {}\n", rx.url("/h")), "");
+    let (w, app, _) = notifying_world(&rx.url("/h"), None, None);
     app.commit("main", &[("v", "2")], "v2");
     let r = w.poll();
     assert_eq!(r.code, 0, "{}", r.all());
@@ -605,7 +596,7 @@ fn webhook_retried_on_500_then_delivered_once() {
 fn webhook_down_does_not_change_the_exit_code() {
     // A port nothing listens on: bind, note it, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let (w, app, _) = notifying_world(&format!("    webhook_url: http://127.0.0.1:{port}/h\n"), "");
+    let (w, app, _) = notifying_world(&format!("http://127.0.0.1:{port}/h"), None, None);
     app.commit("main", &[("v", "2")], "v2");
     let r = w.sentry(&["poll", "--once", "--output", "json"]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -622,7 +613,7 @@ fn webhook_down_does_not_change_the_exit_code() {
 #[test]
 fn interrupted_run_notifies_once_when_resumed() {
     let rx = crate::support::webhook::Receiver::start();
-    let (w, app, _) = notifying_world(&format!("    webhook_url: {}\n", rx.url("/h")), "");
+    let (w, app, _) = notifying_world(&rx.url("/h"), None, None);
     app.commit("main", &[("v", "2")], "v2");
     assert_eq!(w.poll().code, 0);
     assert_eq!(rx.delivered().len(), 1);
@@ -647,7 +638,7 @@ fn metrics_are_pushed_to_the_pushgateway() {
     let gw = crate::support::webhook::Receiver::start();
     let w = World::new();
     w.create("app").commit("main", &[("v", "1")], "v1");
-    w.config(&format!("  pushgateway_url: {}", gw.url("/")), "", &[repo("app", "[main]")]);
+    w.conf().global("pushgateway_url", gw.url("/")).repo(w.repo("app")).write(&w.sb);
     assert_eq!(w.poll().code, 0);
     let got = gw.received();
     assert_eq!(got.len(), 1, "{got:?}");

@@ -1,15 +1,21 @@
 //! `sentry status` through the real binary, on a state written by the store.
 
 use super::{opts, sha};
+use crate::support::Sandbox;
+use crate::support::config::{Conf, Repo};
 use crate::support::fake_kube::{self, FakeKube};
-use crate::support::{Sandbox, repo_yaml};
 use sentry::state::file::FileStore;
 use sentry::state::{BranchState, Failure, LastRun, LockMode, RepoState, State, StateStore, to_json};
 
-fn sandbox_with_config(extra_global: &str) -> Sandbox {
+/// Two repositories, `one` and `two`, parked after three attempts.
+fn config() -> Conf {
+    let repo = |name: &str| Repo::new(name).qa_kind("gitlab").project(name);
+    Conf::new().global("max_attempts", 3).repo(repo("one")).repo(repo("two"))
+}
+
+fn sandbox_with(config: Conf) -> Sandbox {
     let sb = Sandbox::new();
-    let global = format!("global:\n  max_attempts: 3\n{extra_global}");
-    sb.write("sentry.yaml", &format!("{global}repositories:\n{}{}", repo_yaml("one"), repo_yaml("two")));
+    config.write(&sb);
     sb
 }
 
@@ -49,7 +55,7 @@ fn save(path: &std::path::Path, state: &State) {
 
 #[test]
 fn status_prints_a_table_of_a_saved_state() {
-    let sb = sandbox_with_config("");
+    let sb = sandbox_with(config());
     save(&sb.path().join("sentry-state.json"), &state());
     let r = sb.run(&["status"]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -64,7 +70,7 @@ fn status_prints_a_table_of_a_saved_state() {
 
 #[test]
 fn status_json_has_every_repository_and_branch() {
-    let sb = sandbox_with_config("");
+    let sb = sandbox_with(config());
     save(&sb.path().join("sentry-state.json"), &state());
     let r = sb.run(&["--output", "json", "status"]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -86,7 +92,7 @@ fn status_json_has_every_repository_and_branch() {
 
 #[test]
 fn status_finds_the_state_by_flag_env_and_config() {
-    let sb = sandbox_with_config("  state: ./from-config/s.json\n");
+    let sb = sandbox_with(config().global("state", "./from-config/s.json"));
     save(&sb.path().join("from-config/s.json"), &state());
     save(&sb.path().join("flag.json"), &State::default());
     let shows = |r: crate::support::Run, what: &str| {
@@ -105,7 +111,7 @@ fn status_finds_the_state_by_flag_env_and_config() {
 
 #[test]
 fn a_corrupt_state_file_exits_4_and_stays_byte_for_byte() {
-    let sb = sandbox_with_config("");
+    let sb = sandbox_with(config());
     let corrupt = b"{\"version\": 1, \"repos\": {\"one\": \x00 truncated";
     let path = sb.path().join("sentry-state.json");
     std::fs::write(&path, corrupt).expect("write");
@@ -124,7 +130,7 @@ fn a_corrupt_state_file_exits_4_and_stays_byte_for_byte() {
 
 #[test]
 fn a_newer_state_version_exits_4_and_says_upgrade() {
-    let sb = sandbox_with_config("");
+    let sb = sandbox_with(config());
     let newer = "{\"version\": 2, \"repos\": {}, \"something_new\": true}\n";
     let path = sb.write("sentry-state.json", newer);
     let r = sb.run(&["--output", "json", "status"]);
@@ -141,7 +147,7 @@ fn a_newer_state_version_exits_4_and_says_upgrade() {
 fn status_reads_a_configmap_through_kubectl_proxy() {
     let kube = FakeKube::start();
     kube.put("ops", "sentry-state", serde_json::json!({"data": {"state.json": to_json(&state())}}));
-    let sb = sandbox_with_config("");
+    let sb = sandbox_with(config());
     let r = sb
         .sentry()
         .args(["--output", "json", "status", "--state", "configmap:ops/sentry-state"])
@@ -174,7 +180,7 @@ fn status_in_a_pod_uses_the_service_account_over_tls() {
     std::fs::write(sa.path().join("token"), "pod-token-321").expect("token");
     std::fs::write(sa.path().join("ca.crt"), ca_pem).expect("ca");
     std::fs::write(sa.path().join("namespace"), "team-a\n").expect("namespace");
-    let sb = sandbox_with_config("");
+    let sb = sandbox_with(config());
     let r = sb
         .sentry()
         .args(["--log-level", "trace", "status", "--state", "configmap:sentry-state"])

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod config;
 pub mod fake_forge;
 pub mod fake_kube;
 
@@ -79,25 +80,6 @@ impl Run {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
     }
-}
-
-/// A minimal valid repository entry (YAML list item) with the given name, indented for `repositories:`.
-pub fn repo_yaml(name: &str) -> String {
-    format!(
-        "  - name: {name}
-    monitor:
-      repo_url: https://github.com/acme/{name}
-      branches: [main]
-      repo_type: github
-    deploy:
-      qa_repo_url: https://gitlab.com/acme/qa
-      qa_repo_branch: main
-      repo_type: gitlab
-      project_name: {name}
-      commands:
-        - echo deploying
-"
-    )
 }
 
 pub mod git_server;

@@ -1,6 +1,7 @@
 //! A watched world for end-to-end tests: a git server with Basic auth, a deploy repository
 //! whose script records what it deploys, watched repositories and a config that ties them.
 
+use crate::support::config::{Conf, Repo};
 use crate::support::git_server::GitServer;
 use crate::support::repos::BareRepo;
 use crate::support::{Run, Sandbox};
@@ -28,16 +29,6 @@ echo "$line" >> "$CTRL/deployed.log"
 echo "deployed $line"
 "#;
 
-pub struct RepoSpec<'a> {
-    pub name: &'a str,
-    pub branches: &'a str,
-    pub group: Option<&'a str>,
-}
-
-pub fn repo<'a>(name: &'a str, branches: &'a str) -> RepoSpec<'a> {
-    RepoSpec { name, branches, group: None }
-}
-
 impl World {
     pub fn new() -> World {
         let sb = Sandbox::new();
@@ -54,7 +45,7 @@ impl World {
         let w = World::new();
         let app = w.create("app");
         app.commit("main", &[("v", "1")], "v1");
-        w.config("", "", &[repo("app", "[main]")]);
+        w.conf().repo(w.repo("app")).write(&w.sb);
         let r = w.poll();
         assert_eq!(r.code, 0, "baseline poll: {}", r.all());
         (w, app)
@@ -68,47 +59,24 @@ impl World {
         self.sb.path().join("ctrl")
     }
 
-    /// Writes sentry.yaml for `repos` with extra `global` lines and a `groups` section.
-    pub fn config(&self, global: &str, groups: &str, repos: &[RepoSpec]) {
-        let mut y = format!(
-            "global:\n  tmp_dir: {}\n  timeout: 60\n  max_attempts: 2\n{global}\n",
-            self.sb.path().join("tmp").display()
-        );
-        if !groups.is_empty() {
-            y.push_str(&format!("groups:\n{groups}\n"));
-        }
-        y.push_str("repositories:\n");
-        for r in repos {
-            y.push_str(&format!(
-                "  - name: {name}
-{group}    monitor:
-      repo_url: {url}
-      branches: {branches}
-      repo_type: git
-      auth:
-        username: {USER}
-        token: ${{E2E_TOKEN}}
-    deploy:
-      qa_repo_url: {qa}
-      qa_repo_branch: main
-      project_name: {name}
-      commands:
-        - ./deploy.sh
-      env:
-        CTRL: {ctrl}
-      auth:
-        username: {USER}
-        token: ${{E2E_TOKEN}}
-",
-                name = r.name,
-                group = r.group.map(|g| format!("    group: {g}\n")).unwrap_or_default(),
-                url = self.server.url(&format!("apps/{}.git", r.name)),
-                branches = r.branches,
-                qa = self.server.url("qa/deploy.git"),
-                ctrl = self.ctrl().display(),
-            ));
-        }
-        self.sb.write("sentry.yaml", &y);
+    /// What every world's configuration starts from: job directories kept inside the sandbox,
+    /// a 60 s job timeout, and a failure parked after two attempts.
+    pub fn conf(&self) -> Conf {
+        Conf::new().global("tmp_dir", self.sb.path().join("tmp")).global("timeout", 60).global("max_attempts", 2)
+    }
+
+    /// `name` watched on this world's git server and deployed by the recording script; both
+    /// sides authenticate with the token through `${E2E_TOKEN}`, which `sentry()` sets.
+    pub fn repo(&self, name: &str) -> Repo {
+        Repo::new(name)
+            .monitor_url(self.server.url(&format!("apps/{name}.git")))
+            .kind("git")
+            .monitor_auth(Some(USER), "${E2E_TOKEN}")
+            .qa(self.server.url("qa/deploy.git"))
+            .project(name)
+            .commands(["./deploy.sh"])
+            .env("CTRL", self.ctrl().display().to_string())
+            .deploy_auth(Some(USER), "${E2E_TOKEN}")
     }
 
     pub fn sentry(&self, args: &[&str]) -> Run {
