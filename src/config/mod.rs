@@ -390,12 +390,15 @@ pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
     Err(ConfigError { file: file.to_path_buf(), problems: checker.problems })
 }
 
-/// The parser's budget: its default event limit (1,000,000) refuses configurations of more than
-/// ~6,700 repositories, while SPEC §2 asks for 50,000 and more. Every event needs a byte of
-/// input, and the input is capped at 64 MiB, so the limit follows the text's size.
+/// The parser's budget: its default event and node limits (1,000,000 and 250,000) refuse
+/// configurations of more than ~6,700 repositories, while SPEC §2 asks for 50,000 and more.
+/// Every event and node needs a byte of input, and the input is capped at 64 MiB, so the limits
+/// follow the text's size.
 fn yaml_options(text: &str) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
-    budget.max_events = budget.max_events.max(text.len().saturating_add(1024));
+    let by_size = text.len().saturating_add(1024);
+    budget.max_events = budget.max_events.max(by_size);
+    budget.max_nodes = budget.max_nodes.max(by_size);
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options
