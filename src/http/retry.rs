@@ -1,0 +1,142 @@
+//! When to try again: backoff with jitter, rate-limit answers and the waits servers ask for.
+
+use super::{Headers, header};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// First backoff step; doubled per attempt, with jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+
+/// Longest wait between attempts when the request has no deadline of its own.
+pub(crate) const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// True when the answer means "slow down" rather than "no": 429, or GitHub's 403 with the
+/// primary limit exhausted (`x-ratelimit-remaining: 0`) or a secondary limit (`retry-after`).
+pub fn is_rate_limited(status: u16, headers: &Headers) -> bool {
+    status == 429
+        || (status == 403
+            && (header(headers, "x-ratelimit-remaining").is_some_and(|v| v.trim() == "0")
+                || header(headers, "retry-after").is_some()))
+}
+
+/// How long the server asked us to wait: `Retry-After` (seconds or HTTP-date), else, when the
+/// quota is exhausted, until `x-ratelimit-reset` / `RateLimit-Reset` (epoch seconds, or seconds
+/// from now for small values as in the IETF draft).
+pub fn server_wait(headers: &Headers, now: SystemTime) -> Option<Duration> {
+    if let Some(v) = header(headers, "retry-after") {
+        let v = v.trim();
+        if let Ok(secs) = v.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Some(at) = parse_http_date(v) {
+            return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+    }
+    let exhausted = ["x-ratelimit-remaining", "ratelimit-remaining"]
+        .iter()
+        .any(|h| header(headers, h).is_some_and(|v| v.trim() == "0"));
+    if !exhausted {
+        return None;
+    }
+    let reset = header(headers, "x-ratelimit-reset").or_else(|| header(headers, "ratelimit-reset"))?;
+    let n = reset.trim().parse::<u64>().ok()?;
+    // Epoch seconds are > 10^9; the IETF draft's delta-seconds are small.
+    if n > 1_000_000_000 {
+        let at = UNIX_EPOCH + Duration::from_secs(n);
+        Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    } else {
+        Some(Duration::from_secs(n))
+    }
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers must send.
+pub fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(month))? as i64 + 1;
+    let d: i64 = day.parse().ok()?;
+    let y: i64 = year.parse().ok()?;
+    let hms: Vec<i64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let [h, mi, sec] = hms.as_slice() else { return None };
+    if !(1..=31).contains(&d) || *h > 23 || *mi > 59 || *sec > 60 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
+    u64::try_from(secs).ok().map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// Exponential backoff with jitter: attempt 1 -> 0.25-0.5 s, 2 -> 0.5-1 s, 3 -> 1-2 s, ...
+pub fn backoff(attempt: u32) -> Duration {
+    let step = BACKOFF_BASE.saturating_mul(1 << attempt.saturating_sub(1).min(6));
+    let half = step / 2;
+    half + half.mul_f64(jitter())
+}
+
+/// A number in [0, 1) that differs between calls and processes (no RNG crate needed for this).
+fn jitter() -> f64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Headers {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn retry_after_seconds_and_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_770);
+        assert_eq!(server_wait(&h(&[("retry-after", "7")]), now), Some(Duration::from_secs(7)));
+        // Sun, 06 Nov 1994 08:49:37 GMT = 784111777
+        let date = h(&[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert_eq!(server_wait(&date, now), Some(Duration::from_secs(7)));
+        assert_eq!(server_wait(&h(&[("retry-after", "soon")]), now), None);
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(UNIX_EPOCH));
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
+    }
+
+    #[test]
+    fn rate_limit_reset_headers() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let gh = h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1700000042")]);
+        assert_eq!(server_wait(&gh, now), Some(Duration::from_secs(42)));
+        let gl = h(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "1700000005")]);
+        assert_eq!(server_wait(&gl, now), Some(Duration::from_secs(5)));
+        let draft = h(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "30")]);
+        assert_eq!(server_wait(&draft, now), Some(Duration::from_secs(30)));
+        let past = h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1600000000")]);
+        assert_eq!(server_wait(&past, now), Some(Duration::ZERO));
+        // Quota left: the reset time is no reason to wait.
+        assert_eq!(server_wait(&h(&[("x-ratelimit-remaining", "10"), ("x-ratelimit-reset", "1700000042")]), now), None);
+    }
+
+    #[test]
+    fn which_answers_are_rate_limits() {
+        assert!(is_rate_limited(429, &h(&[])));
+        assert!(is_rate_limited(403, &h(&[("x-ratelimit-remaining", "0")])));
+        assert!(is_rate_limited(403, &h(&[("retry-after", "60")])));
+        assert!(!is_rate_limited(403, &h(&[("x-ratelimit-remaining", "4999")])));
+        assert!(!is_rate_limited(401, &h(&[("x-ratelimit-remaining", "0")])));
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_in_bounds() {
+        for attempt in 1..=4 {
+            let step = BACKOFF_BASE * (1 << (attempt - 1));
+            let d = backoff(attempt);
+            assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?}");
+        }
+    }
+}
