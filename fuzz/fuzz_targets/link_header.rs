@@ -6,14 +6,14 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = sentry::http::parse_link(text);
+    let _ = sentry::forge::page::parse_link(text);
     let current = "https://api.example.com/repos/o/r/branches?per_page=100&page=2";
     for name in ["link", "x-next-page", "x-total-count"] {
         let headers = vec![(name.to_string(), text.to_string())];
-        if let Some(next) = sentry::http::next_page(current, &headers) {
+        if let Some(next) = sentry::forge::page::next_page(current, &headers) {
             assert!(next.contains("://"), "{next}");
         }
-        if let Ok(mut pager) = sentry::http::Pager::new(current, 10) {
+        if let Ok(mut pager) = sentry::forge::page::Pager::new(current, 10) {
             let _ = pager.next(current, &headers);
         }
     }

@@ -10,12 +10,14 @@ mod git;
 mod gitea;
 mod github;
 mod gitlab;
+pub mod page;
 pub mod url;
 
 use crate::config::{ForgeKind, Global, Repository};
-use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Pager, Request, Response};
+use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Request, Response};
 use crate::model::{Heads, Sha, Validators};
 use crate::secret::Secret;
+use page::Pager;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -407,7 +409,7 @@ impl Checker {
                 // A 304 need not repeat the pagination headers: the cached page count says.
                 None if resp.not_modified() && !has_pagination(&resp) => {
                     let cached = etags.map_or(0, <[String]>::len);
-                    (page + 1 < cached).then(|| crate::http::set_query(&api.first_url, "page", &(page + 2).to_string()))
+                    (page + 1 < cached).then(|| page::set_query(&api.first_url, "page", &(page + 2).to_string()))
                 }
                 None => None,
             };

@@ -1,5 +1,6 @@
 //! The one HTTP client setup: agent, timeouts, proxies, CA roots, redirects, retries with backoff,
-//! rate-limit waits, capped bodies and pagination headers. It knows nothing of what requests are for.
+//! rate-limit waits and capped bodies. It knows nothing of what requests are for (so pagination,
+//! which depends on the API, is its callers' business).
 //!
 //! One [`Http`] per run; clones share one connection pool. Every request is synchronous (ureq 3).
 //! Secrets travel only in headers added with [`Request::secret_header`]: they are dropped on a
@@ -8,14 +9,12 @@
 mod client;
 mod error;
 mod origin;
-mod page;
 mod proxy;
 mod retry;
 
 pub use client::Http;
 pub use error::{HttpError, HttpErrorKind, error_snippet};
 pub use origin::{Origin, resolve};
-pub use page::{Pager, next_page, parse_link, query_param, set_query};
 pub use proxy::no_proxy_matches;
 pub use retry::{backoff, is_rate_limited, parse_http_date, server_wait};
 

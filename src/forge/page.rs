@@ -1,6 +1,7 @@
-//! Pagination: `Link` headers, GitLab's `X-Next-Page`, Gitea's `X-Total-Count`, a safe walker.
+//! Pagination of REST listings: `Link` headers (RFC 8288), GitLab's `X-Next-Page`, Gitea's
+//! `X-Total-Count`, and a walker that refuses loops, endless listings and foreign origins.
 
-use super::{Headers, Origin, header, resolve};
+use crate::http::{Headers, Origin, header, resolve};
 use std::collections::HashSet;
 
 /// The (url, rel) pairs of a `Link` header (RFC 8288), relations lowercase.
