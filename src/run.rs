@@ -147,7 +147,8 @@ struct Clients {
 
 impl Clients {
     fn new(config: &Config) -> anyhow::Result<Clients> {
-        let http = Http::new(&HttpSettings::from_global(&config.global))?;
+        let http =
+            Http::new(&HttpSettings { redactor: config.redactor(), ..crate::forge::http_settings(&config.global) })?;
         Ok(Clients { checker: Checker::with_http(http.clone(), &config.global)?, sender: notify::Sender::new(http) })
     }
 }

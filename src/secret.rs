@@ -80,6 +80,14 @@ impl Redactor {
     pub fn is_empty(&self) -> bool {
         self.needles.is_empty()
     }
+
+    /// A redactor that knows the secrets of both.
+    pub fn merged(&self, other: &Redactor) -> Redactor {
+        let mut needles: Vec<String> = self.needles.iter().chain(&other.needles).cloned().collect();
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        Redactor { needles }
+    }
 }
 
 /// Standard base64 with padding (RFC 4648), for Basic auth headers.
@@ -135,6 +143,9 @@ mod tests {
         let basic = base64(b"bob:tok-abcdef");
         let text = format!("a tok-abcdef-longer b tok-abcdef c Basic {basic}");
         assert_eq!(r.redact(&text), "a *** b *** c Basic ***");
+        let other = Secret::new("tok-abcdef-longer-still");
+        let both = Redactor::new([(None, &other)]).merged(&r);
+        assert_eq!(both.redact("tok-abcdef-longer-still tok-abcdef"), "*** ***");
     }
 
     #[test]

@@ -163,10 +163,21 @@ enum Walk {
     Mixed { requests: u32 },
 }
 
+/// The HTTP client settings of the configuration's `global` section (`http_timeout`, `ca_file`,
+/// one idle connection per check thread). The redactor is the caller's to add.
+pub fn http_settings(global: &Global) -> HttpSettings {
+    HttpSettings {
+        timeout: global.http_timeout,
+        ca_file: global.ca_file.clone(),
+        max_idle: global.concurrency,
+        ..HttpSettings::default()
+    }
+}
+
 impl Checker {
     /// A checker with `global.concurrency` threads and one HTTP client for the run.
     pub fn new(global: &Global) -> anyhow::Result<Checker> {
-        let http = Http::new(&HttpSettings::from_global(global))?;
+        let http = Http::new(&http_settings(global))?;
         Checker::with_http(http, global)
     }
 

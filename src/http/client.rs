@@ -24,6 +24,7 @@ pub struct Http {
 struct Inner {
     agent: ureq::Agent,
     proxies: Proxies,
+    redactor: Redactor,
     stats: Mutex<HttpStats>,
 }
 
@@ -85,7 +86,8 @@ impl Http {
             .build()
             .new_agent();
         let proxies = Proxies::from_env(env)?;
-        Ok(Http { inner: Arc::new(Inner { agent, proxies, stats: Mutex::new(HttpStats::default()) }) })
+        let redactor = s.redactor.clone();
+        Ok(Http { inner: Arc::new(Inner { agent, proxies, redactor, stats: Mutex::new(HttpStats::default()) }) })
     }
 
     /// A snapshot of what this client (and its clones) saw so far.
@@ -107,7 +109,7 @@ impl Http {
     // An error is rare and ends a request: its size costs nothing worth a Box in every signature.
     #[allow(clippy::result_large_err)]
     pub fn send(&self, req: &Request) -> Result<Response, HttpError> {
-        let redactor = req.redactor();
+        let redactor = req.redactor().merged(&self.inner.redactor);
         let mut requests = 0;
         let mut attempt = 0;
         loop {

@@ -160,9 +160,9 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// Redacts with the request's own secrets and with every secret the logger knows.
+/// Redacts with the request's own secrets and the client's (see [`super::HttpSettings::redactor`]).
 fn clean(redactor: &Redactor, text: &str) -> String {
-    crate::logging::redact(&redactor.redact(text))
+    redactor.redact(text)
 }
 
 #[cfg(test)]

@@ -44,12 +44,14 @@ pub struct HttpSettings {
     pub ca_file: Option<PathBuf>,
     /// Idle connections kept for reuse (size it to the number of requests in flight).
     pub max_idle: usize,
+    /// Secrets scrubbed from every error text, besides each request's own (a server may echo
+    /// any token it has seen).
+    pub redactor: Redactor,
 }
 
-impl HttpSettings {
-    /// Settings from the configuration's `global` section.
-    pub fn from_global(g: &crate::config::Global) -> HttpSettings {
-        HttpSettings { timeout: g.http_timeout, ca_file: g.ca_file.clone(), max_idle: g.concurrency }
+impl Default for HttpSettings {
+    fn default() -> HttpSettings {
+        HttpSettings { timeout: Duration::from_secs(30), ca_file: None, max_idle: 1, redactor: Redactor::default() }
     }
 }
 

@@ -41,7 +41,7 @@ impl Server {
 }
 
 fn http(ca_file: Option<std::path::PathBuf>) -> Http {
-    let s = HttpSettings { timeout: Duration::from_secs(10), ca_file, max_idle: 2 };
+    let s = HttpSettings { timeout: Duration::from_secs(10), ca_file, max_idle: 2, ..HttpSettings::default() };
     Http::with_env(&s, &|_| None).expect("http")
 }
 
@@ -137,7 +137,7 @@ fn ca_file_adds_a_trusted_root() {
     }
 
     std::fs::write(&ca, "not a certificate").expect("write");
-    let s = HttpSettings { timeout: Duration::from_secs(5), ca_file: Some(ca), max_idle: 1 };
+    let s = HttpSettings { timeout: Duration::from_secs(5), ca_file: Some(ca), max_idle: 1, ..HttpSettings::default() };
     let err = Http::new(&s).expect_err("no certificate").to_string();
     assert!(err.contains("ca_file") && err.contains("no PEM certificate"), "{err}");
 }
