@@ -4,13 +4,14 @@ use super::error::{status_error, transport_error};
 use super::proxy::Proxies;
 use super::retry::DEFAULT_MAX_WAIT;
 use super::{
-    Headers, HttpError, HttpErrorKind, HttpSettings, HttpStats, MAX_BODY, MAX_HEAD, Method, Origin, Request, Response,
+    Headers, HttpError, HttpErrorKind, HttpSettings, HttpStats, MAX_HEAD, Method, Origin, Request, Response,
     USER_AGENT, backoff, header, is_rate_limited, resolve, server_wait,
 };
 use crate::secret::Redactor;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 /// Redirects followed per request.
 const MAX_REDIRECTS: u32 = 5;
@@ -25,6 +26,9 @@ struct Inner {
     agent: ureq::Agent,
     proxies: Proxies,
     redactor: Redactor,
+    /// Redirects are followed and retryable failures retried (the shared client); a cluster
+    /// client does neither.
+    follow_and_retry: bool,
     stats: Mutex<HttpStats>,
 }
 
@@ -42,52 +46,35 @@ impl Http {
 
     /// Like [`Http::new`] with an explicit environment (for tests).
     pub fn with_env(s: &HttpSettings, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Http> {
-        use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
         let mut tls = TlsConfig::builder();
         if let Some(path) = &s.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| anyhow::anyhow!("cannot read global.ca_file {}: {e}", path.display()))?;
+            let pem =
+                std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the CA file {}: {e}", path.display()))?;
             // The bundled web roots stay trusted; the file adds to them.
             let mut roots: Vec<Certificate<'static>> =
                 webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|c| Certificate::from_der(c).to_owned()).collect();
-            let bundled = roots.len();
-            for item in ureq::tls::parse_pem(&pem) {
-                match item {
-                    Ok(PemItem::Certificate(c)) => roots.push(c),
-                    Ok(_) => {}
-                    Err(e) => anyhow::bail!("cannot parse global.ca_file {}: {e}", path.display()),
-                }
-            }
-            if roots.len() == bundled {
-                anyhow::bail!("global.ca_file {} holds no PEM certificate", path.display());
-            }
+            roots.extend(certificates(&pem).map_err(|m| anyhow::anyhow!("the CA file {} {m}", path.display()))?);
             tls = tls.root_certs(RootCerts::new_with_certs(&roots));
         }
-        let idle = s.max_idle.max(1);
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // Redirects are followed here, so credentials never follow one to another origin.
-            .max_redirects(0)
-            .timeout_global(Some(s.timeout))
-            .timeout_connect(Some(s.timeout))
-            .user_agent(USER_AGENT)
-            // Chosen per request from the environment (HTTPS_PROXY vs HTTP_PROXY, NO_PROXY).
-            .proxy(None)
-            .max_idle_connections(idle)
-            .max_idle_connections_per_host(idle)
-            // ureq's 128 KiB buffers, per connection each way, were a quarter of the peak RSS at
-            // concurrency 32 (BENCHMARKS.md, P3). Bodies stream through them, so only a response
-            // head must fit: forges send 2 to 8 KiB.
-            // (A little more than MAX_HEAD, so an oversized head is reported as such.)
-            .input_buffer_size(MAX_HEAD + 4096)
-            .max_response_header_size(MAX_HEAD)
-            .output_buffer_size(16 * 1024)
-            .tls_config(tls.build())
-            .build()
-            .new_agent();
+        let agent = agent(s.timeout, s.max_idle, tls.build());
         let proxies = Proxies::from_env(env)?;
-        let redactor = s.redactor.clone();
-        Ok(Http { inner: Arc::new(Inner { agent, proxies, redactor, stats: Mutex::new(HttpStats::default()) }) })
+        Ok(Http::from_parts(agent, proxies, s.redactor.clone(), true))
+    }
+
+    /// A client for one cluster's API server: the roots of `ca_pem` only when given (else the
+    /// bundled web roots), no proxy (the API server is reached directly, whatever HTTPS_PROXY
+    /// says), no redirect followed, no retry. The error names what is wrong with `ca_pem`.
+    pub fn cluster(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<Http, String> {
+        let mut tls = TlsConfig::builder();
+        if let Some(pem) = ca_pem {
+            tls = tls.root_certs(RootCerts::new_with_certs(&certificates(pem)?));
+        }
+        Ok(Http::from_parts(agent(timeout, 1, tls.build()), Proxies::default(), Redactor::default(), false))
+    }
+
+    fn from_parts(agent: ureq::Agent, proxies: Proxies, redactor: Redactor, follow_and_retry: bool) -> Http {
+        let stats = Mutex::new(HttpStats::default());
+        Http { inner: Arc::new(Inner { agent, proxies, redactor, follow_and_retry, stats }) }
     }
 
     /// A snapshot of what this client (and its clones) saw so far.
@@ -105,18 +92,20 @@ impl Http {
     }
 
     /// Sends `req`, following redirects and retrying what is worth retrying. `Ok` is a 2xx or
-    /// a 304; any other final status is an [`HttpError`] of kind `Status` or `RateLimited`.
+    /// a 304 (any status with [`Request::any_status`]); any other final status is an
+    /// [`HttpError`] of kind `Status` or `RateLimited`.
     // An error is rare and ends a request: its size costs nothing worth a Box in every signature.
     #[allow(clippy::result_large_err)]
     pub fn send(&self, req: &Request) -> Result<Response, HttpError> {
         let redactor = req.redactor().merged(&self.inner.redactor);
+        let attempts = if self.inner.follow_and_retry { req.attempts } else { 1 };
         let mut requests = 0;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let outcome = self.once(req, &redactor, &mut requests);
             let (mut err, server_wait, rate_limited) = match outcome {
-                Ok(resp) if (200..300).contains(&resp.status) || resp.status == 304 => {
+                Ok(resp) if req.any_status || (200..300).contains(&resp.status) || resp.status == 304 => {
                     return Ok(Response { requests, ..resp });
                 }
                 Ok(resp) => {
@@ -138,7 +127,7 @@ impl Http {
             if rate_limited {
                 err.kind = HttpErrorKind::RateLimited { until: server_wait.map(|_| until) };
             }
-            if attempt >= req.attempts {
+            if attempt >= attempts {
                 return Err(err);
             }
             let budget = match req.deadline {
@@ -195,7 +184,7 @@ impl Http {
                 method = method.as_str(), url = url.as_str(), status = status, duration_ms = ms,
                 cache_hit = status == 304; "http request"
             );
-            if matches!(status, 301 | 302 | 303 | 307 | 308) {
+            if self.inner.follow_and_retry && matches!(status, 301 | 302 | 303 | 307 | 308) {
                 let Some(location) = header(&headers, "location") else {
                     return Ok(Response { status, headers, body: payload, url, requests: 0 });
                 };
@@ -224,7 +213,7 @@ impl Http {
         }
     }
 
-    /// One request on the wire; the body is read whole, up to [`MAX_BODY`].
+    /// One request on the wire; the body is read whole, up to the request's cap.
     fn exchange(
         &self,
         method: Method,
@@ -264,7 +253,7 @@ impl Http {
         let payload = if status == 304 || method == Method::Get && status == 204 {
             Vec::new()
         } else {
-            response.into_body().into_with_config().limit(MAX_BODY).read_to_vec().map_err(|e| match e {
+            response.into_body().into_with_config().limit(req.max_body).read_to_vec().map_err(|e| match e {
                 // Say that the head arrived and the body did not: a truncated answer, not a
                 // server that could not be reached.
                 ureq::Error::Io(io) => {
@@ -274,5 +263,65 @@ impl Http {
             })?
         };
         Ok((status, headers, payload))
+    }
+}
+
+/// The agent of every client: statuses as answers, redirects left to [`Http::send`], proxies
+/// chosen per request, small buffers.
+fn agent(timeout: Duration, max_idle: usize, tls: TlsConfig) -> ureq::Agent {
+    let idle = max_idle.max(1);
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        // Redirects are followed here, so credentials never follow one to another origin.
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout))
+        .user_agent(USER_AGENT)
+        // Chosen per request from the environment (HTTPS_PROXY vs HTTP_PROXY, NO_PROXY).
+        .proxy(None)
+        .max_idle_connections(idle)
+        .max_idle_connections_per_host(idle)
+        // ureq's 128 KiB buffers, per connection each way, were a quarter of the peak RSS at
+        // concurrency 32 (BENCHMARKS.md, P3). Bodies stream through them, so only a response
+        // head must fit: forges send 2 to 8 KiB.
+        // (A little more than MAX_HEAD, so an oversized head is reported as such.)
+        .input_buffer_size(MAX_HEAD + 4096)
+        .max_response_header_size(MAX_HEAD)
+        .output_buffer_size(16 * 1024)
+        .tls_config(tls)
+        .build()
+        .new_agent()
+}
+
+/// The certificates of a PEM bundle; an error (to follow the bundle's name) when one does not
+/// parse or there is none.
+fn certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {
+    let mut out = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => out.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(format!("does not parse as PEM: {e}")),
+        }
+    }
+    if out.is_empty() {
+        return Err("holds no PEM certificate".to_string());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_client_uses_no_proxy_and_the_shared_one_does() {
+        let o = Origin::parse("https://10.0.0.1:6443/api").expect("origin");
+        let cluster = Http::cluster(None, Duration::from_secs(1)).expect("cluster");
+        assert!(cluster.inner.proxies.for_origin(&o).is_none());
+        assert!(!cluster.inner.follow_and_retry);
+        let env = |n: &str| (n == "HTTPS_PROXY").then(|| "http://proxy:3128".to_string());
+        let shared = Http::with_env(&HttpSettings::default(), &env).expect("shared");
+        assert!(shared.inner.proxies.for_origin(&o).is_some());
     }
 }

@@ -102,6 +102,8 @@ pub struct Request {
     body: Option<Vec<u8>>,
     deadline: Option<Instant>,
     attempts: u32,
+    max_body: u64,
+    any_status: bool,
 }
 
 impl Request {
@@ -115,6 +117,8 @@ impl Request {
             body: None,
             deadline: None,
             attempts: ATTEMPTS,
+            max_body: MAX_BODY,
+            any_status: false,
         }
     }
 
@@ -159,6 +163,19 @@ impl Request {
         self
     }
 
+    /// A lower cap on the response body than [`MAX_BODY`].
+    pub fn max_body(mut self, bytes: u64) -> Request {
+        self.max_body = bytes.min(MAX_BODY);
+        self
+    }
+
+    /// Every final answer is an `Ok` [`Response`], whatever its status, for callers that read
+    /// the status themselves; a status is then never retried.
+    pub fn any_status(mut self) -> Request {
+        self.any_status = true;
+        self
+    }
+
     /// The URL (never carries a secret).
     pub fn url(&self) -> &str {
         &self.url
@@ -177,14 +194,14 @@ impl Request {
 /// Response headers: lowercase name -> value, in arrival order.
 pub type Headers = Vec<(String, String)>;
 
-/// A response read whole (2xx or 304).
+/// A response read whole (2xx or 304, or any status with [`Request::any_status`]).
 #[derive(Clone, Debug)]
 pub struct Response {
     /// Status code.
     pub status: u16,
     /// Headers, names lowercase.
     pub headers: Headers,
-    /// The body (empty for 304), at most [`MAX_BODY`] bytes.
+    /// The body (empty for 304), at most [`MAX_BODY`] bytes (or the request's own cap).
     pub body: Vec<u8>,
     /// The URL that answered, after redirects.
     pub url: String,

@@ -139,5 +139,24 @@ fn ca_file_adds_a_trusted_root() {
     std::fs::write(&ca, "not a certificate").expect("write");
     let s = HttpSettings { timeout: Duration::from_secs(5), ca_file: Some(ca), max_idle: 1, ..HttpSettings::default() };
     let err = Http::new(&s).expect_err("no certificate").to_string();
-    assert!(err.contains("ca_file") && err.contains("no PEM certificate"), "{err}");
+    assert!(err.contains("CA file") && err.contains("no PEM certificate"), "{err}");
+}
+
+#[test]
+fn a_cluster_client_hands_back_every_status_once() {
+    let server = Server::start(|path, _| match path {
+        "/moved" => redirect("/elsewhere".into()),
+        _ => (503, vec![("Retry-After".into(), "1".into())], br#"{"kind":"Status"}"#.to_vec()),
+    });
+    let h = Http::cluster(None, Duration::from_secs(5)).expect("cluster client");
+    let r = h.send(&Request::get(server.url("/busy")).any_status()).expect("any status is an answer");
+    assert_eq!((r.status, r.body.as_slice()), (503, br#"{"kind":"Status"}"#.as_slice()));
+    let r = h.send(&Request::get(server.url("/moved")).any_status()).expect("a redirect is an answer");
+    assert_eq!(r.status, 302);
+    assert_eq!(server.log().len(), 2, "no retry, no redirect followed: {:?}", server.log());
+    let big = Server::start(|_, _| (200, vec![], vec![b'x'; 2048]));
+    let e = h.send(&Request::get(big.url("/")).max_body(1024)).expect_err("over the request's cap");
+    assert!(e.to_string().contains("larger than 1024"), "{e}");
+    let e = Http::cluster(Some(b"not a certificate"), Duration::from_secs(5)).expect_err("no CA");
+    assert!(e.contains("no PEM certificate"), "{e}");
 }
