@@ -49,28 +49,27 @@ pub fn server_wait(headers: &Headers, now: SystemTime) -> Option<Duration> {
     }
 }
 
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers must send.
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers must send; the
+/// calendar arithmetic is `time::from_civil`'s (checked).
 pub fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(month))? as i64 + 1;
-    let d: i64 = day.parse().ok()?;
-    let y: i64 = year.parse().ok()?;
-    let hms: Vec<i64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    let [h, mi, sec] = hms.as_slice() else { return None };
-    if !(1..=31).contains(&d) || *h > 23 || *mi > 59 || *sec > 60 {
+    let mut parts = s.split_whitespace();
+    let (_weekday, day, month, year, time, zone) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if zone != "GMT" || parts.next().is_some() {
         return None;
     }
-    // Howard Hinnant's days_from_civil.
-    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * mm + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
-    u64::try_from(secs).ok().map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(month))?;
+    let mut hms = time.split(':');
+    let (h, mi, sec) = (hms.next()?, hms.next()?, hms.next()?);
+    if hms.next().is_some() {
+        return None;
+    }
+    let n = |v: &str, max_len: usize| -> Option<u32> {
+        (!v.is_empty() && v.len() <= max_len && v.bytes().all(|b| b.is_ascii_digit())).then(|| v.parse().ok())?
+    };
+    let m = u32::try_from(m).ok()? + 1;
+    crate::time::from_civil(i64::from(n(year, 4)?), m, n(day, 2)?, n(h, 2)?, n(mi, 2)?, n(sec, 2)?)
 }
 
 /// Exponential backoff with jitter: attempt 1 -> 0.25-0.5 s, 2 -> 0.5-1 s, 3 -> 1-2 s, ...
