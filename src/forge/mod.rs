@@ -188,14 +188,16 @@ impl Checker {
             .thread_name(|i| format!("sentry-check-{i}"))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot start {} check threads: {e}", global.concurrency))?;
-        let budget = (global.http_timeout * 2).max(MIN_BUDGET);
-        Ok(Checker { http, pool, http_timeout: global.http_timeout, budget, hosts: Mutex::default() })
+        // Capped, so that no deadline below (`Instant::now() + ...`) can overflow the clock.
+        let http_timeout = global.http_timeout.min(crate::http::MAX_TIMEOUT);
+        let budget = (http_timeout * 2).max(MIN_BUDGET);
+        Ok(Checker { http, pool, http_timeout, budget, hosts: Mutex::default() })
     }
 
     /// Limits the time one repository check may spend (retries and rate-limit waits included):
     /// a longer wait becomes a "rate limited until T" error instead.
     pub fn with_budget(mut self, budget: Duration) -> Checker {
-        self.budget = budget;
+        self.budget = budget.min(crate::http::MAX_TIMEOUT * 2);
         self
     }
 

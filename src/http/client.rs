@@ -4,8 +4,8 @@ use super::error::{status_error, transport_error};
 use super::proxy::Proxies;
 use super::retry::DEFAULT_MAX_WAIT;
 use super::{
-    Headers, HttpError, HttpErrorKind, HttpSettings, HttpStats, MAX_HEAD, Method, Origin, Request, Response,
-    USER_AGENT, backoff, header, is_rate_limited, resolve, server_wait,
+    Headers, HttpError, HttpErrorKind, HttpSettings, HttpStats, MAX_HEAD, MAX_TIMEOUT, Method, Origin, Request,
+    Response, USER_AGENT, backoff, header, is_rate_limited, resolve, server_wait,
 };
 use crate::secret::Redactor;
 use std::fmt;
@@ -123,9 +123,10 @@ impl Http {
             };
             err.requests = requests;
             let wait = server_wait.unwrap_or_else(|| backoff(attempt));
-            let until = SystemTime::now() + wait;
+            // `None`: the wait ends past what the clock can hold (a hostile or broken header).
+            let until = SystemTime::now().checked_add(wait);
             if rate_limited {
-                err.kind = HttpErrorKind::RateLimited { until: server_wait.map(|_| until) };
+                err.kind = HttpErrorKind::RateLimited { until: server_wait.and(until) };
             }
             if attempt >= attempts {
                 return Err(err);
@@ -134,12 +135,15 @@ impl Http {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => DEFAULT_MAX_WAIT,
             };
+            // The server's wait is capped by the budget: beyond it the request fails now.
             if wait > budget {
+                err.detail = match (rate_limited, until) {
+                    (true, Some(t)) => format!("{}; rate limited until {}", err.detail, crate::time::rfc3339(t)),
+                    (true, None) => format!("{}; rate limited for longer than the clock can count", err.detail),
+                    (false, _) => format!("{}; no time left to retry", err.detail),
+                };
                 if rate_limited {
-                    err.kind = HttpErrorKind::RateLimited { until: Some(until) };
-                    err.detail = format!("{}; rate limited until {}", err.detail, crate::time::rfc3339(until));
-                } else {
-                    err.detail = format!("{}; no time left to retry", err.detail);
+                    err.kind = HttpErrorKind::RateLimited { until };
                 }
                 return Err(err);
             }
@@ -270,6 +274,7 @@ impl Http {
 /// chosen per request, small buffers.
 fn agent(timeout: Duration, max_idle: usize, tls: TlsConfig) -> ureq::Agent {
     let idle = max_idle.max(1);
+    let timeout = timeout.min(MAX_TIMEOUT);
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         // Redirects are followed here, so credentials never follow one to another origin.

@@ -35,6 +35,10 @@ pub const MAX_BODY: u64 = 16 * 1024 * 1024;
 /// Attempts per request (first try included) for retryable failures.
 pub const ATTEMPTS: u32 = 3;
 
+/// Longest timeout honoured; a longer one is cut to it, as ureq adds the timeout to the clock
+/// unchecked (a panic near 2^64 seconds). A day is no limit in practice.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 /// How the shared client is set up.
 #[derive(Clone, Debug)]
 pub struct HttpSettings {

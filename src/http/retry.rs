@@ -21,11 +21,12 @@ pub fn is_rate_limited(status: u16, headers: &Headers) -> bool {
 
 /// How long the server asked us to wait: `Retry-After` (seconds or HTTP-date), else, when the
 /// quota is exhausted, until `x-ratelimit-reset` / `RateLimit-Reset` (epoch seconds, or seconds
-/// from now for small values as in the IETF draft).
+/// from now for small values as in the IETF draft). Any value is an answer, never an overflow:
+/// a wait too long to count saturates, and the caller holds it against its budget.
 pub fn server_wait(headers: &Headers, now: SystemTime) -> Option<Duration> {
     if let Some(v) = header(headers, "retry-after") {
         let v = v.trim();
-        if let Ok(secs) = v.parse::<u64>() {
+        if let Some(secs) = seconds(v) {
             return Some(Duration::from_secs(secs));
         }
         if let Some(at) = parse_http_date(v) {
@@ -39,14 +40,27 @@ pub fn server_wait(headers: &Headers, now: SystemTime) -> Option<Duration> {
         return None;
     }
     let reset = header(headers, "x-ratelimit-reset").or_else(|| header(headers, "ratelimit-reset"))?;
-    let n = reset.trim().parse::<u64>().ok()?;
+    let n = seconds(reset.trim())?;
     // Epoch seconds are > 10^9; the IETF draft's delta-seconds are small.
     if n > 1_000_000_000 {
-        let at = UNIX_EPOCH + Duration::from_secs(n);
-        Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+        // An instant past what the clock can hold is as good as never.
+        let wait = match UNIX_EPOCH.checked_add(Duration::from_secs(n)) {
+            Some(at) => at.duration_since(now).unwrap_or(Duration::ZERO),
+            None => Duration::MAX,
+        };
+        Some(wait)
     } else {
         Some(Duration::from_secs(n))
     }
+}
+
+/// Delta-seconds: digits only (no sign, no fraction); more than a `u64` holds saturates.
+fn seconds(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Only an overflow fails to parse an all-digit string.
+    Some(v.parse().unwrap_or(u64::MAX))
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers must send; the
@@ -136,6 +150,91 @@ mod tests {
             let step = BACKOFF_BASE * (1 << (attempt - 1));
             let d = backoff(attempt);
             assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_retry_after_values_are_answers_not_panics() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let wait = |v: &str| server_wait(&h(&[("retry-after", v)]), now);
+        let max = Some(Duration::from_secs(u64::MAX));
+        assert_eq!(wait("18446744073709551615"), max);
+        // Longer than a u64: saturates rather than being mistaken for no answer.
+        assert_eq!(wait("18446744073709551616"), max);
+        assert_eq!(wait(&"9".repeat(10_000)), max);
+        assert_eq!(wait("0"), Some(Duration::ZERO));
+        for v in ["-1", "-9223372036854775808", "+5", "1.5", "5s", "", " ", "0x10", "１２"] {
+            assert_eq!(wait(v), None, "{v:?}");
+        }
+        let year_9999 = wait("Fri, 31 Dec 9999 23:59:59 GMT").expect("a date far ahead");
+        assert!(year_9999 > Duration::from_secs(200_000_000_000), "{year_9999:?}");
+        // A date in the past (year 0 included) means "now".
+        assert_eq!(wait("Sat, 01 Jan 0000 00:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(wait("Thu, 01 Jan 1970 00:00:00 GMT"), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn hostile_rate_limit_resets_are_answers_not_panics() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for name in ["x-ratelimit-reset", "ratelimit-reset", "X-RateLimit-Reset", "RateLimit-Reset"] {
+            let remaining = if name.starts_with(['x', 'X']) { "x-ratelimit-remaining" } else { "ratelimit-remaining" };
+            let wait = |v: &str| server_wait(&h(&[(remaining, "0"), (name, v)]), now);
+            // Epoch seconds beyond what the clock can hold: never.
+            assert_eq!(wait("18446744073709551615"), Some(Duration::MAX), "{name}");
+            let far = wait("9223372036854775807").expect("the clock's last second, or past it");
+            assert!(far > Duration::from_secs(9_000_000_000_000_000_000), "{name}: {far:?}");
+            assert_eq!(wait(&"9".repeat(5_000)), Some(Duration::MAX), "{name}");
+            assert_eq!(wait("1000000000"), Some(Duration::from_secs(1_000_000_000)), "{name}: a delta");
+            assert_eq!(wait("1000000001"), Some(Duration::ZERO), "{name}: an epoch long past");
+            for v in ["-9223372036854775808", "-1", "", "soon", "1e9"] {
+                assert_eq!(wait(v), None, "{name}: {v:?}");
+            }
+        }
+        // With quota left, even a hostile reset is no reason to wait.
+        assert_eq!(
+            server_wait(&h(&[("x-ratelimit-remaining", "1"), ("x-ratelimit-reset", "18446744073709551615")]), now),
+            None
+        );
+    }
+
+    #[test]
+    fn hostile_http_dates_are_none_or_an_instant() {
+        assert!(parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT").is_some());
+        assert!(parse_http_date("Sat, 01 Jan 0000 00:00:00 GMT").is_some_and(|t| t < UNIX_EPOCH));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(UNIX_EPOCH + Duration::from_secs(784_111_777))
+        );
+        for v in [
+            "Sun, 06 Nov 99999 08:49:37 GMT",
+            "Sun, 06 Nov 9223372036854775807 08:49:37 GMT",
+            "Sun, 06 Nov -9223372036854775808 08:49:37 GMT",
+            "Sun, 06 Nov -1 08:49:37 GMT",
+            "Sun, 18446744073709551615 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 18446744073709551615:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49:4294967296 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 06 Nov 1994 08:49:37:00 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT extra",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 00 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, +6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nox 1994 08:49:37 GMT",
+            "",
+            "GMT",
+        ] {
+            assert_eq!(parse_http_date(v), None, "{v:?}");
+        }
+        let long = format!("Sun, 06 Nov {} 08:49:37 GMT", "1".repeat(100_000));
+        assert_eq!(parse_http_date(&long), None);
+        assert_eq!(parse_http_date(&" x".repeat(100_000)), None);
+    }
+
+    #[test]
+    fn backoff_saturates() {
+        for attempt in [0, 7, 64, u32::MAX] {
+            assert!(backoff(attempt) <= BACKOFF_BASE * 64, "{attempt}");
         }
     }
 }

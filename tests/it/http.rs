@@ -160,3 +160,79 @@ fn a_cluster_client_hands_back_every_status_once() {
     let e = Http::cluster(Some(b"not a certificate"), Duration::from_secs(5)).expect_err("no CA");
     assert!(e.contains("no PEM certificate"), "{e}");
 }
+
+#[test]
+fn server_waits_past_the_deadline_fail_at_once() {
+    let max = u64::MAX.to_string();
+    let server = Server::start(move |path, _| {
+        let hs = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        match path {
+            "/503" => (503, hs(&[("Retry-After", &max)]), b"busy".to_vec()),
+            "/503-overflow" => (503, hs(&[("Retry-After", "99999999999999999999999999")]), b"busy".to_vec()),
+            "/429" => (429, hs(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &max)]), b"slow".to_vec()),
+            "/429-draft" => (429, hs(&[("RateLimit-Remaining", "0"), ("RateLimit-Reset", &max)]), b"slow".to_vec()),
+            _ => (403, hs(&[("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT")]), b"later".to_vec()),
+        }
+    });
+    let h = http(None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let send = |path: &str| {
+        let started = std::time::Instant::now();
+        let e = h.send(&Request::get(server.url(path)).deadline(deadline)).expect_err(path);
+        assert!(started.elapsed() < Duration::from_secs(10), "{path}: waited {:?}", started.elapsed());
+        e
+    };
+    for path in ["/503", "/503-overflow"] {
+        let e = send(path);
+        assert_eq!((e.kind.clone(), e.status), (HttpErrorKind::Status, Some(503)), "{path}");
+        assert!(e.to_string().contains("no time left to retry"), "{e}");
+    }
+    for path in ["/429", "/429-draft"] {
+        let e = send(path);
+        assert_eq!(e.kind, HttpErrorKind::RateLimited { until: None }, "{path}: {e}");
+        assert!(e.to_string().contains("rate limited for longer"), "{e}");
+    }
+    let e = send("/403-date");
+    match &e.kind {
+        HttpErrorKind::RateLimited { until: Some(t) } => {
+            assert!(sentry::time::rfc3339(*t).starts_with("9999-12-31"), "{e}")
+        }
+        other => panic!("{other:?}: {e}"),
+    }
+    assert_eq!(server.log().len(), 5, "one request each, no retry: {:?}", server.log());
+}
+
+#[test]
+fn hostile_content_lengths_are_errors() {
+    use std::io::{BufRead, BufReader, Write};
+    for length in ["18446744073709551615", "18446744073709551616", "99999999999999999999999", "-1", "1e3"] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\nshort");
+        // Detached: one connection (no retry), then it ends.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(1).flatten() {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let mut w = stream;
+                let _ = w.write_all(head.as_bytes());
+            }
+        });
+        let req = Request::get(format!("http://127.0.0.1:{port}/x")).attempts(1);
+        let e = http(None).send(&req).expect_err(length);
+        assert!(matches!(e.kind, HttpErrorKind::Network | HttpErrorKind::Protocol), "{length}: {e}");
+    }
+}
+
+#[test]
+fn a_timeout_too_long_for_the_clock_is_capped_not_a_panic() {
+    let server = Server::start(|_, _| (200, vec![], b"ok".to_vec()));
+    let s = HttpSettings { timeout: Duration::MAX, ..HttpSettings::default() };
+    let r = Http::with_env(&s, &|_| None).expect("http").send(&Request::get(server.url("/"))).expect("answer");
+    assert_eq!(r.body, b"ok");
+    let r = Http::cluster(None, Duration::from_secs(u64::MAX)).expect("cluster").send(&Request::get(server.url("/")));
+    assert_eq!(r.expect("answer").status, 200);
+}
