@@ -82,7 +82,10 @@ pub fn next_page(current: &str, headers: &Headers) -> Option<String> {
     let total: u64 = header(headers, "x-total-count")?.trim().parse().ok()?;
     let size: u64 = query_param(current, "limit").or_else(|| query_param(current, "per_page"))?.parse().ok()?;
     let page: u64 = query_param(current, "page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
-    (size > 0 && page.saturating_mul(size) < total).then(|| set_query(current, "page", &(page + 1).to_string()))
+    // Checked: a total near 2^64 never wraps into a page that exists.
+    let listed = page.checked_mul(size)?;
+    let next = page.checked_add(1)?;
+    (size > 0 && listed < total).then(|| set_query(current, "page", &next.to_string()))
 }
 
 /// Walks a paginated listing safely: a page cap, no page twice, no page on another origin.
@@ -214,5 +217,33 @@ mod tests {
         assert_eq!(set_query("http://h/p?page=1&per_page=100", "page", "2"), "http://h/p?per_page=100&page=2");
         assert_eq!(query_param("http://h/p?limit=50&page=3", "page"), Some("3"));
         assert_eq!(query_param("http://h/p", "page"), None);
+    }
+
+    #[test]
+    fn hostile_pagination_headers_end_the_listing_or_point_to_one_more_page() {
+        let max = u64::MAX.to_string();
+        let cur = format!("https://g/x?limit=50&page={max}");
+        assert_eq!(next_page(&cur, &h(&[("x-total-count", &max)])), None, "no page after the last u64");
+        let cur = format!("https://g/x?limit={max}&page=2");
+        assert_eq!(next_page(&cur, &h(&[("x-total-count", &max)])), None, "page * size overflows");
+        assert_eq!(
+            next_page("https://g/x?limit=50", &h(&[("x-total-count", &max)])).as_deref(),
+            Some("https://g/x?limit=50&page=2")
+        );
+        for v in ["-1", "-9223372036854775808", "18446744073709551616", "", "1e9", &"9".repeat(10_000)] {
+            assert_eq!(next_page("https://g/x?limit=50&page=1", &h(&[("x-total-count", v)])), None, "{v:?}");
+        }
+        // An overlong X-Next-Page is a page number like any other: the pager's cap ends the walk.
+        let long = "9".repeat(10_000);
+        assert!(next_page("https://g/x?page=1", &h(&[("x-next-page", &long)])).is_some_and(|n| n.ends_with(&long)));
+        assert_eq!(next_page("https://g/x", &h(&[("x-next-page", "-1")])), None);
+        // Link: unterminated, empty, nested and very long values.
+        let many = "<https://g/x?page=2>; rel=\"prev\", ".repeat(5_000);
+        assert_eq!(parse_link(&many).len(), 5_000);
+        for v in ["<", ">", "<>", "<<>>; rel=next", "<https://g/x>; rel=\"", ";;;,,,", "<\u{0}>; rel=next"] {
+            let _ = parse_link(v);
+            let _ = next_page("https://g/x", &h(&[("link", v)]));
+        }
+        assert_eq!(next_page("https://g/x", &h(&[("link", "<>; rel=next")])).as_deref(), Some("https://g/"));
     }
 }

@@ -161,6 +161,134 @@ fn a_cluster_client_hands_back_every_status_once() {
     assert!(e.contains("no PEM certificate"), "{e}");
 }
 
+/// A small deterministic xorshift64* generator: the same 20,000 cases on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Values a hostile or broken server might send, and pieces to build more from.
+const EDGES: &[&str] = &[
+    "18446744073709551615",
+    "18446744073709551616",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "-1",
+    "0",
+    "1",
+    "1000000000",
+    "1000000001",
+    "4294967296",
+    "",
+    " ",
+    "Fri, 31 Dec 9999 23:59:59 GMT",
+    "Sat, 01 Jan 0000 00:00:00 GMT",
+    "Thu, 01 Jan 1970 00:00:00 GMT",
+    "Sun, 06 Nov 1994 08:49:37 GMT",
+    "Sun, 06 Nov 99999999999999999999 08:49:37 GMT",
+    "Mon, 29 Feb 2100 25:61:61 GMT",
+    "<https://api.example.com/x?page=3>; rel=\"next\"",
+    "<https://evil.example/x?page=2>; rel=next",
+    "</x?page=18446744073709551615>; rel=next",
+    "<",
+    ">",
+    ";",
+    ",",
+    "\"",
+    "=",
+    "rel=next",
+    "page=",
+    "limit=",
+    "?",
+    "&",
+    "%",
+    "//",
+    "://",
+    "[::1]",
+    ":99999",
+    "é",
+    "\u{0}",
+    "\u{feff}",
+    "GMT",
+    "Nov",
+];
+
+fn hostile_string(rng: &mut Rng) -> String {
+    const CHARS: &[u8] = b"0123456789 :,;<>=\"-+./?&#[]@abcdefGMTNovDecrelnxtpage";
+    let mut s = String::new();
+    for _ in 0..rng.below(8) {
+        if rng.below(3) == 0 {
+            for _ in 0..rng.below(24) {
+                s.push(CHARS[rng.below(CHARS.len())] as char);
+            }
+        } else {
+            s.push_str(EDGES[rng.below(EDGES.len())]);
+        }
+    }
+    if rng.below(500) == 0 {
+        s.push_str(&"9".repeat(20_000));
+    }
+    s
+}
+
+#[test]
+fn hostile_rate_limit_and_pagination_headers_never_panic() {
+    use sentry::forge::page::{Pager, next_page, parse_link};
+    use sentry::http::{is_rate_limited, parse_http_date, server_wait};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let far = UNIX_EPOCH.checked_add(Duration::from_secs(i64::MAX as u64 / 2)).unwrap_or(UNIX_EPOCH);
+    let nows = [SystemTime::now(), UNIX_EPOCH, far];
+    let edges = EDGES.iter().map(|e| e.to_string());
+    let random = std::iter::repeat_with(|| hostile_string(&mut rng));
+    for v in edges.chain(random).take(20_000) {
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let sets = [
+            h(&[("retry-after", &v)]),
+            h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &v)]),
+            h(&[("ratelimit-remaining", "0"), ("ratelimit-reset", &v)]),
+            h(&[("x-ratelimit-remaining", &v), ("retry-after", &v), ("ratelimit-reset", &v)]),
+            h(&[("link", &v)]),
+            h(&[("x-next-page", &v)]),
+            h(&[("x-total-count", &v)]),
+        ];
+        let _ = parse_http_date(&v);
+        let _ = parse_link(&v);
+        let current =
+            ["https://api.example.com/x?per_page=100&page=2".to_string(), format!("https://g/x?limit={v}&page={v}")];
+        for headers in &sets {
+            for now in nows {
+                let _ = server_wait(headers, now);
+            }
+            for status in [403, 429, 503] {
+                let _ = is_rate_limited(status, headers);
+            }
+            for cur in &current {
+                if let Some(next) = next_page(cur, headers) {
+                    assert!(next.contains("://"), "{next:?} from {v:?}");
+                }
+                if let Ok(mut pager) = Pager::new(cur, 10) {
+                    let _ = pager.next(cur, headers);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn server_waits_past_the_deadline_fail_at_once() {
     let max = u64::MAX.to_string();
