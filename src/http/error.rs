@@ -139,7 +139,7 @@ pub(super) fn status_error(req: &Request, redactor: &Redactor, resp: Response) -
 }
 
 /// The useful part of an error body: the forges' `message` field, else the text start, one line.
-pub fn error_snippet(body: &[u8]) -> String {
+fn error_snippet(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         && let Some(m) = v.get("message").or_else(|| v.get("error")).and_then(|m| m.as_str())
     {

@@ -5,6 +5,10 @@
 //! One [`Http`] per run; clones share one connection pool. Every request is synchronous (ureq 3).
 //! Secrets travel only in headers added with [`Request::secret_header`]: they are dropped on a
 //! redirect to another origin and scrubbed from every error text.
+//!
+//! `client`: the agent, TLS roots, redirects and the retry loop ([`Http::cluster`]: the
+//! ConfigMap store's direct client); `retry`: backoff, rate limits and the waits servers ask
+//! for (always checked, capped by the request's budget); `proxy`; `origin`; `error`.
 
 mod client;
 mod error;
@@ -13,9 +17,8 @@ mod proxy;
 mod retry;
 
 pub use client::Http;
-pub use error::{HttpError, HttpErrorKind, error_snippet};
+pub use error::{HttpError, HttpErrorKind};
 pub use origin::{Origin, resolve};
-pub use proxy::no_proxy_matches;
 pub use retry::{backoff, is_rate_limited, parse_http_date, server_wait};
 
 use crate::secret::{Redactor, Secret};

@@ -45,7 +45,7 @@ impl Proxies {
 
 /// `NO_PROXY` matching as curl does it: `*`, exact host, domain suffix (`example.com` and
 /// `.example.com` both cover `a.example.com`), IP address or CIDR block; ports are ignored.
-pub fn no_proxy_matches(entries: &[String], host: &str) -> bool {
+pub(crate) fn no_proxy_matches(entries: &[String], host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
     let ip: Option<IpAddr> = host.parse().ok();
     entries.iter().any(|entry| {
