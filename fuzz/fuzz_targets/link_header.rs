@@ -1,5 +1,5 @@
-//! Pagination headers from a hostile server must never panic, and a next page is always an
-//! absolute URL.
+//! Pagination and wait headers from a hostile server must never panic, and a next page is
+//! always an absolute URL.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,5 +18,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = sentry::http::parse_http_date(text);
+    let now = std::time::SystemTime::now();
+    for (name, value) in [("retry-after", text), ("x-ratelimit-reset", text), ("ratelimit-reset", text)] {
+        let headers =
+            vec![("x-ratelimit-remaining".to_string(), "0".to_string()), (name.to_string(), value.to_string())];
+        let _ = sentry::http::server_wait(&headers, now);
+    }
     let _ = sentry::forge::url::RepoUrl::parse(text);
 });
