@@ -1,5 +1,6 @@
 //! The shared HTTP layer on loopback: extra CA roots, redirects that must not carry secrets
-//! to another origin, redirect loops, and the response body cap.
+//! to another origin, redirect loops, the response body cap, the cluster client, and hostile
+//! wait, pagination and length headers (SPEC §4: never a crash, never a stall).
 
 use crate::support::fake_kube::{FakeKube, tls_for_localhost};
 use crate::support::http1;
