@@ -36,10 +36,17 @@ impl fmt::Display for Secret {
 }
 
 /// Replaces every known secret (and the Basic-auth encodings built from it) with `***`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Redactor {
     // Longest first, so a token that contains another is replaced whole.
     needles: Vec<String>,
+}
+
+// By hand: a derived Debug would print every secret it knows.
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} secrets)", self.needles.len())
+    }
 }
 
 /// Shortest value worth redacting: shorter ones would mangle ordinary text ("a", "ci").
@@ -80,24 +87,20 @@ impl Redactor {
     pub fn is_empty(&self) -> bool {
         self.needles.is_empty()
     }
+
+    /// A redactor that knows the secrets of both.
+    pub fn merged(&self, other: &Redactor) -> Redactor {
+        let mut needles: Vec<String> = self.needles.iter().chain(&other.needles).cloned().collect();
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        Redactor { needles }
+    }
 }
 
 /// Standard base64 with padding (RFC 4648), for Basic auth headers.
 pub fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> shift) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use ::base64::Engine;
+    ::base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 #[cfg(test)]
@@ -135,6 +138,15 @@ mod tests {
         let basic = base64(b"bob:tok-abcdef");
         let text = format!("a tok-abcdef-longer b tok-abcdef c Basic {basic}");
         assert_eq!(r.redact(&text), "a *** b *** c Basic ***");
+        let other = Secret::new("tok-abcdef-longer-still");
+        let both = Redactor::new([(None, &other)]).merged(&r);
+        assert_eq!(both.redact("tok-abcdef-longer-still tok-abcdef"), "*** ***");
+    }
+
+    #[test]
+    fn redactor_debug_prints_no_secret() {
+        let r = Redactor::new([(Some("bob"), &Secret::new("tok-abcdef"))]);
+        assert_eq!(format!("{r:?}"), "Redactor(2 secrets)");
     }
 
     #[test]

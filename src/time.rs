@@ -31,32 +31,46 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     };
     let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
     let (hh, mm, ss) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    if y < 1970 || !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) || hh > 23 || mm > 59 || ss > 59 {
+    if y < 1970 || ss > 59 {
         return None;
     }
-    let days = days_from_civil(i64::from(y), m, d);
-    let secs = days * 86_400 + i64::from(hh * 3600 + mm * 60 + ss);
-    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+    from_civil(i64::from(y), m, d, hh, mm, ss)
 }
 
-fn days_in_month(y: u32, m: u32) -> u32 {
+/// A UTC calendar date and time of day as an instant; `None` when a field is out of range (month
+/// 1-12, a day of that month, 23:59:60 at most) or the instant is beyond what a clock can hold.
+/// Every step is checked: any year, even `i64::MIN`, is an answer, never an overflow.
+pub fn from_civil(y: i64, m: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<SystemTime> {
+    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let secs = days_from_civil(y, m, d)?.checked_mul(86_400)?.checked_add(i64::from(h * 3600 + mi * 60 + s))?;
+    match u64::try_from(secs) {
+        Ok(after) => UNIX_EPOCH.checked_add(Duration::from_secs(after)),
+        Err(_) => UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs())),
+    }
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    let leap = (y.rem_euclid(4) == 0 && y.rem_euclid(100) != 0) || y.rem_euclid(400) == 0;
     match m {
-        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
+        2 if leap => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
 }
 
-/// (year, month, day) to days since 1970-01-01: the inverse of [`civil_from_days`].
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
+/// (year, month 1-12, day) to days since 1970-01-01, Howard Hinnant's `days_from_civil`: the
+/// inverse of [`civil_from_days`]. `None` when the count does not fit an `i64`.
+fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
+    let y = if m <= 2 { y.checked_sub(1)? } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
     let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
     let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    era.checked_mul(146_097)?.checked_add(doe - 719_468)
 }
 
 /// Days since 1970-01-01 to (year, month, day): Howard Hinnant's `civil_from_days`.
@@ -122,5 +136,32 @@ mod tests {
             assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
         }
         assert!(parse_rfc3339("2000-02-29T00:00:00Z").is_some());
+    }
+
+    #[test]
+    fn from_civil_is_checked_at_every_extreme() {
+        assert_eq!(from_civil(1970, 1, 1, 0, 0, 0), Some(UNIX_EPOCH));
+        assert_eq!(from_civil(2000, 2, 29, 0, 0, 0), Some(UNIX_EPOCH + Duration::from_secs(951_782_400)));
+        assert_eq!(from_civil(1969, 12, 31, 23, 59, 59), UNIX_EPOCH.checked_sub(Duration::from_secs(1)));
+        let y9999 = from_civil(9999, 12, 31, 23, 59, 59).expect("year 9999");
+        assert_eq!(rfc3339(y9999), "9999-12-31T23:59:59Z");
+        // Year 0 (1 BC) is a leap year before the epoch; a clock may or may not reach it.
+        let _ = from_civil(0, 2, 29, 0, 0, 0);
+        for y in [i64::MIN, i64::MIN + 1, -1, i64::MAX - 1, i64::MAX, 292_277_026_596, 1 << 40] {
+            for m in [1, 2, 3, 12] {
+                let _ = from_civil(y, m, 1, 23, 59, 60);
+            }
+        }
+        assert_eq!(from_civil(i64::MAX, 12, 31, 23, 59, 59), None);
+        assert_eq!(from_civil(i64::MIN, 1, 1, 0, 0, 0), None);
+        for (m, d, h, mi, s) in [(0, 1, 0, 0, 0), (13, 1, 0, 0, 0), (2, 30, 0, 0, 0), (4, 31, 0, 0, 0), (1, 0, 0, 0, 0)]
+        {
+            assert_eq!(from_civil(2024, m, d, h, mi, s), None, "{m}-{d}");
+        }
+        for (h, mi, s) in [(24, 0, 0), (0, 60, 0), (0, 0, 61), (u32::MAX, u32::MAX, u32::MAX)] {
+            assert_eq!(from_civil(2024, 1, 1, h, mi, s), None, "{h}:{mi}:{s}");
+        }
+        assert_eq!(from_civil(2023, 2, 29, 0, 0, 0), None);
+        assert_eq!(from_civil(1900, 2, 29, 0, 0, 0), None);
     }
 }

@@ -76,11 +76,11 @@ pub fn probe_all(config: &Config) -> anyhow::Result<Vec<Reached>> {
     });
     let mut answers: HashMap<(usize, Probe), Result<String, CheckError>> = probes.into_iter().zip(results).collect();
     let mut out = Vec::new();
-    for i in 0..config.repositories.len() {
+    for (i, first) in reached_by.iter().enumerate() {
         for probe in [Probe::Monitor, Probe::Deploy] {
             let result = match probe {
                 Probe::Monitor => answers.remove(&(i, probe)),
-                Probe::Deploy => answers.get(&(reached_by[i], probe)).cloned(),
+                Probe::Deploy => answers.get(&(*first, probe)).cloned(),
             };
             let Some(result) = result else { continue };
             let result = result.map_err(|e| crate::logging::redact(&e.message));

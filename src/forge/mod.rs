@@ -10,12 +10,14 @@ mod git;
 mod gitea;
 mod github;
 mod gitlab;
+pub mod page;
 pub mod url;
 
 use crate::config::{ForgeKind, Global, Repository};
-use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Pager, Request, Response};
+use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Request, Response};
 use crate::model::{Heads, Sha, Validators};
 use crate::secret::Secret;
+use page::Pager;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -42,11 +44,6 @@ pub struct Listing {
     pub cache_hit: bool,
     /// Requests made (HTTP requests including retries and redirects, or `ls-remote` runs).
     pub requests: u32,
-}
-
-/// The HTTP client settings of a run, from the configuration's `global` section.
-pub fn http_settings(g: &Global) -> HttpSettings {
-    HttpSettings::from_global(g)
 }
 
 /// Why a repository could not be checked.
@@ -166,10 +163,21 @@ enum Walk {
     Mixed { requests: u32 },
 }
 
+/// The HTTP client settings of the configuration's `global` section (`http_timeout`, `ca_file`,
+/// one idle connection per check thread). The redactor is the caller's to add.
+pub fn http_settings(global: &Global) -> HttpSettings {
+    HttpSettings {
+        timeout: global.http_timeout,
+        ca_file: global.ca_file.clone(),
+        max_idle: global.concurrency,
+        ..HttpSettings::default()
+    }
+}
+
 impl Checker {
     /// A checker with `global.concurrency` threads and one HTTP client for the run.
     pub fn new(global: &Global) -> anyhow::Result<Checker> {
-        let http = Http::new(&HttpSettings::from_global(global))?;
+        let http = Http::new(&http_settings(global))?;
         Checker::with_http(http, global)
     }
 
@@ -180,14 +188,16 @@ impl Checker {
             .thread_name(|i| format!("sentry-check-{i}"))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot start {} check threads: {e}", global.concurrency))?;
-        let budget = (global.http_timeout * 2).max(MIN_BUDGET);
-        Ok(Checker { http, pool, http_timeout: global.http_timeout, budget, hosts: Mutex::default() })
+        // Capped, so that no deadline below (`Instant::now() + ...`) can overflow the clock.
+        let http_timeout = global.http_timeout.min(crate::http::MAX_TIMEOUT);
+        let budget = (http_timeout * 2).max(MIN_BUDGET);
+        Ok(Checker { http, pool, http_timeout, budget, hosts: Mutex::default() })
     }
 
     /// Limits the time one repository check may spend (retries and rate-limit waits included):
     /// a longer wait becomes a "rate limited until T" error instead.
     pub fn with_budget(mut self, budget: Duration) -> Checker {
-        self.budget = budget;
+        self.budget = budget.min(crate::http::MAX_TIMEOUT * 2);
         self
     }
 
@@ -412,7 +422,7 @@ impl Checker {
                 // A 304 need not repeat the pagination headers: the cached page count says.
                 None if resp.not_modified() && !has_pagination(&resp) => {
                     let cached = etags.map_or(0, <[String]>::len);
-                    (page + 1 < cached).then(|| crate::http::set_query(&api.first_url, "page", &(page + 2).to_string()))
+                    (page + 1 < cached).then(|| page::set_query(&api.first_url, "page", &(page + 2).to_string()))
                 }
                 None => None,
             };

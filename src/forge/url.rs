@@ -139,17 +139,13 @@ pub fn owner_repo(path: &str) -> Result<(&str, &str), String> {
     }
 }
 
+/// Everything but RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`).
+const NOT_UNRESERVED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// Percent-encodes everything but RFC 3986 unreserved characters (so `/` becomes `%2F`).
 pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 #[cfg(test)]
@@ -222,5 +218,6 @@ mod tests {
         assert!(owner_repo("solo").is_err());
         assert_eq!(encode("group/sub/my.repo"), "group%2Fsub%2Fmy.repo");
         assert_eq!(encode("a b+c"), "a%20b%2Bc");
+        assert_eq!(encode("Az09-._~%é/?#"), "Az09-._~%25%C3%A9%2F%3F%23");
     }
 }

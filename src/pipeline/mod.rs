@@ -195,7 +195,9 @@ struct Clients {
 impl Clients {
     fn new(config: &Config) -> Result<Clients, Error> {
         let setup = |e: anyhow::Error| Error::Setup(format!("{e:#}"));
-        let http = Http::new(&crate::forge::http_settings(&config.global)).map_err(setup)?;
+        let settings =
+            crate::http::HttpSettings { redactor: config.redactor(), ..crate::forge::http_settings(&config.global) };
+        let http = Http::new(&settings).map_err(setup)?;
         Ok(Clients {
             checker: Checker::with_http(http.clone(), &config.global).map_err(setup)?,
             sender: notify::Sender::new(http),

@@ -12,10 +12,11 @@
 //! service account's token and CA.
 
 use super::{Location, LockMode, State, StateError, StateStore, StoreOptions, from_json, merge, to_json};
+use crate::http::{Http, HttpErrorKind, Method, Request};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -483,7 +484,7 @@ impl Endpoint {
 
 /// One ConfigMap on one API server.
 struct Api {
-    agent: ureq::Agent,
+    http: Http,
     base: String,
     token: Option<Secret>,
     namespace: String,
@@ -515,9 +516,10 @@ impl Api {
         // The namespace file goes into a URL path: hold it to the same rules as a written one.
         Location::parse(&format!("configmap:{namespace}/{name}")).map_err(&err)?;
         let ca_path = endpoint.sa_dir.join("ca.crt");
-        let agent = agent(timeout, endpoint.ca_pem.as_deref(), &ca_path).map_err(&err)?;
+        let http = Http::cluster(endpoint.ca_pem.as_deref(), timeout)
+            .map_err(|m| err(format!("the CA file {} {m}", ca_path.display())))?;
         Ok(Api {
-            agent,
+            http,
             base: endpoint.base.clone(),
             token: endpoint.token.clone(),
             location: format!("configmap:{namespace}/{name}"),
@@ -548,7 +550,7 @@ impl Api {
 
     /// The object, or `None` when it does not exist.
     fn get(&self) -> Result<Option<Value>, StateError> {
-        let (code, body) = self.send("GET", &self.object_url(), None)?;
+        let (code, body) = self.send(Method::Get, &self.object_url(), None)?;
         match code {
             200 => self.object_of(&body).map(Some),
             404 => Ok(None),
@@ -560,9 +562,9 @@ impl Api {
     fn write(&self, obj: &Value, exists: bool) -> Result<Written, StateError> {
         let body = serde_json::to_vec(obj).unwrap_or_else(|e| unreachable!("value serializes: {e}"));
         let (code, reply) = if exists {
-            self.send("PUT", &self.object_url(), Some(&body))?
+            self.send(Method::Put, &self.object_url(), Some(body))?
         } else {
-            self.send("POST", &self.collection_url(), Some(&body))?
+            self.send(Method::Post, &self.collection_url(), Some(body))?
         };
         match code {
             200 | 201 => self.object_of(&reply).map(Written::Ok),
@@ -595,34 +597,25 @@ impl Api {
         self.kube(format!("cannot {what} the ConfigMap: HTTP {code}: {}{hint}", status_text(body)))
     }
 
-    /// Sends one request; `(status, body)` for every HTTP answer, an error when none came.
-    fn send(&self, method: &str, url: &str, body: Option<&[u8]>) -> Result<(u16, String), StateError> {
-        let auth = self.token.as_ref().map(|t| format!("Bearer {}", t.expose()));
-        let result = if method == "GET" {
-            let mut req = self.agent.get(url).header("Accept", "application/json");
-            if let Some(a) = &auth {
-                req = req.header("Authorization", a);
-            }
-            req.call()
-        } else {
-            let mut req = if method == "PUT" { self.agent.put(url) } else { self.agent.post(url) };
-            req = req.header("Accept", "application/json").header("Content-Type", "application/json");
-            if let Some(a) = &auth {
-                req = req.header("Authorization", a);
-            }
-            req.send(body.unwrap_or_default())
-        };
-        // ureq's error text names the URL at most; the token lives only in the header.
-        let mut resp =
-            result.map_err(|e| self.kube(format!("cannot reach the Kubernetes API at {}: {e}", self.base)))?;
-        let code = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_string()
-            .map_err(|e| self.kube(format!("cannot read the answer of {method} {url}: {e}")))?;
-        Ok((code, text))
+    /// Sends one request (no retry, no redirect, no proxy: see [`Http::cluster`]); `(status,
+    /// body)` for every HTTP answer, an error when none came.
+    fn send(&self, method: Method, url: &str, body: Option<Vec<u8>>) -> Result<(u16, String), StateError> {
+        let mut req =
+            Request::new(method, url).header("Accept", "application/json").any_status().max_body(MAX_RESPONSE_BYTES);
+        if let Some(body) = body {
+            req = req.body("application/json", body);
+        }
+        if let Some(t) = &self.token {
+            req = req.secret_header("Authorization", Secret::new(format!("Bearer {}", t.expose())));
+        }
+        let unreadable = |why: &str| self.kube(format!("cannot read the answer of {} {url}: {why}", method.as_str()));
+        // Error texts name the URL at most; the token lives only in the header.
+        let resp = self.http.send(&req).map_err(|e| match e.kind {
+            HttpErrorKind::Protocol => unreadable(&e.detail),
+            _ => self.kube(format!("cannot reach the Kubernetes API at {}: {}", self.base, e.detail)),
+        })?;
+        let text = String::from_utf8(resp.body).map_err(|_| unreadable("not UTF-8"))?;
+        Ok((resp.status, text))
     }
 }
 
@@ -643,38 +636,6 @@ fn status_text(body: &str) -> String {
         text.push('…');
     }
     text
-}
-
-/// All of this store's HTTP client setup, in one place so it can move to the shared HTTP layer:
-/// an overall timeout per request, no proxy (the API server is reached directly, whatever
-/// HTTPS_PROXY says), no redirects, statuses returned rather than raised, and — in a pod — the
-/// cluster CA as the only trusted root. (Response bodies are capped where they are read, in `send`.)
-fn agent(timeout: Duration, ca_pem: Option<&[u8]>, ca_path: &Path) -> Result<ureq::Agent, String> {
-    use ureq::tls::{PemItem, RootCerts, TlsConfig};
-    let mut tls = TlsConfig::builder();
-    if let Some(pem) = ca_pem {
-        let mut roots = Vec::new();
-        for item in ureq::tls::parse_pem(pem) {
-            match item {
-                Ok(PemItem::Certificate(c)) => roots.push(c),
-                Ok(_) => {}
-                Err(e) => return Err(format!("cannot parse the CA in {}: {e}", ca_path.display())),
-            }
-        }
-        if roots.is_empty() {
-            return Err(format!("no certificate in the CA file {}", ca_path.display()));
-        }
-        tls = tls.root_certs(RootCerts::new_with_certs(&roots));
-    }
-    Ok(ureq::Agent::config_builder()
-        .proxy(None)
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(timeout))
-        .user_agent(concat!("sentry/", env!("CARGO_PKG_VERSION")))
-        .tls_config(tls.build())
-        .build()
-        .new_agent())
 }
 
 #[cfg(test)]

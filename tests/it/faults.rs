@@ -236,3 +236,104 @@ fn every_forge_fault_is_a_clear_per_repository_error_and_others_go_on() {
         assert_eq!(server(n).requests(), 1, "{n}");
     }
 }
+
+/// SPEC §4 "never a crash": a wait header near 2^64 once overflowed a time addition (exit 101).
+/// Now each is that repository's check error: exit 3, at once, one request each.
+#[test]
+fn wait_headers_near_2_pow_64_are_check_errors_not_a_crash() {
+    use crate::support::{Sandbox, http1};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// (repository, status, headers, what its error must say)
+    type Case<'a> = (&'a str, u16, Vec<(&'a str, String)>, &'a str);
+    let max = u64::MAX.to_string();
+    let cases: Vec<Case> = vec![
+        ("retry-after-503", 503, vec![("Retry-After", max.clone())], "503"),
+        ("retry-after-overflow", 503, vec![("Retry-After", "9".repeat(40))], "503"),
+        (
+            "ratelimit-reset-429",
+            429,
+            vec![("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset", max.clone())],
+            "rate limited",
+        ),
+        (
+            "draft-ratelimit-reset-429",
+            429,
+            vec![("RateLimit-Remaining", "0".into()), ("RateLimit-Reset", max.clone())],
+            "rate limited",
+        ),
+        ("retry-after-year-9999", 403, vec![("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT".into())], "9999-12-31"),
+    ];
+    let answers: BTreeMap<String, (u16, Vec<(String, String)>)> = cases
+        .iter()
+        .map(|(name, status, headers, _)| {
+            let headers = headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            (format!("/api/v3/repos/acme/{name}/branches"), (*status, headers))
+        })
+        .collect();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let server = http1::Server::start(move |req: http1::Request| {
+        let path = req.url.split('?').next().unwrap_or("").to_string();
+        log.lock().expect("lock").push(path.clone());
+        match answers.get(&path) {
+            Some((status, headers)) => {
+                http1::Response { status: *status, headers: headers.clone(), body: b"{}".to_vec() }
+            }
+            None => http1::Response::new(404, "{}"),
+        }
+    });
+
+    let sb = Sandbox::new();
+    let mut yaml = String::from("global:\n  http_timeout: 5\nrepositories:\n");
+    for (name, ..) in &cases {
+        yaml.push_str(&format!(
+            "  - name: {name}
+    monitor:
+      repo_url: http://127.0.0.1:{port}/acme/{name}
+      branches: [main]
+      repo_type: github
+    deploy:
+      qa_repo_url: https://gitlab.com/acme/qa
+      qa_repo_branch: main
+      repo_type: gitlab
+      project_name: {name}
+      commands: [\"true\"]
+",
+            port = server.port()
+        ));
+    }
+    sb.write("sentry.yaml", &yaml);
+
+    let started = Instant::now();
+    let mut child = sb
+        .sentry()
+        .args(["poll", "--once", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sentry");
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("poll --once against hostile wait headers did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = crate::support::Run::from(child.wait_with_output().expect("output"));
+    assert_ne!(r.code, 101, "a panic: {}", r.all());
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let doc = r.json();
+    let checked = doc["checked"].as_array().expect("checked");
+    for (name, _, _, says) in &cases {
+        let c = checked.iter().find(|c| c["repo"] == *name).unwrap_or_else(|| panic!("{name} not in {doc}"));
+        let e = c["error"].as_str().unwrap_or_else(|| panic!("{name}: no error in {c}"));
+        assert!(e.starts_with(&format!("repository {name}: ")), "{e}");
+        assert!(e.replace(name, "<repo>").to_lowercase().contains(says), "{name}: {e:?} should say {says:?}");
+    }
+    // The waits were held against the budget and refused, never slept on or retried.
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), cases.len(), "one request per repository: {seen:?}");
+}

@@ -1,5 +1,6 @@
 //! The shared HTTP layer on loopback: extra CA roots, redirects that must not carry secrets
-//! to another origin, redirect loops, and the response body cap.
+//! to another origin, redirect loops, the response body cap, the cluster client, and hostile
+//! wait, pagination and length headers (SPEC §4: never a crash, never a stall).
 
 use crate::support::fake_kube::{FakeKube, tls_for_localhost};
 use crate::support::http1;
@@ -41,7 +42,7 @@ impl Server {
 }
 
 fn http(ca_file: Option<std::path::PathBuf>) -> Http {
-    let s = HttpSettings { timeout: Duration::from_secs(10), ca_file, max_idle: 2 };
+    let s = HttpSettings { timeout: Duration::from_secs(10), ca_file, max_idle: 2, ..HttpSettings::default() };
     Http::with_env(&s, &|_| None).expect("http")
 }
 
@@ -137,7 +138,230 @@ fn ca_file_adds_a_trusted_root() {
     }
 
     std::fs::write(&ca, "not a certificate").expect("write");
-    let s = HttpSettings { timeout: Duration::from_secs(5), ca_file: Some(ca), max_idle: 1 };
+    let s = HttpSettings { timeout: Duration::from_secs(5), ca_file: Some(ca), max_idle: 1, ..HttpSettings::default() };
     let err = Http::new(&s).expect_err("no certificate").to_string();
-    assert!(err.contains("ca_file") && err.contains("no PEM certificate"), "{err}");
+    assert!(err.contains("CA file") && err.contains("no PEM certificate"), "{err}");
+}
+
+#[test]
+fn a_cluster_client_hands_back_every_status_once() {
+    let server = Server::start(|path, _| match path {
+        "/moved" => redirect("/elsewhere".into()),
+        _ => (503, vec![("Retry-After".into(), "1".into())], br#"{"kind":"Status"}"#.to_vec()),
+    });
+    let h = Http::cluster(None, Duration::from_secs(5)).expect("cluster client");
+    let r = h.send(&Request::get(server.url("/busy")).any_status()).expect("any status is an answer");
+    assert_eq!((r.status, r.body.as_slice()), (503, br#"{"kind":"Status"}"#.as_slice()));
+    let r = h.send(&Request::get(server.url("/moved")).any_status()).expect("a redirect is an answer");
+    assert_eq!(r.status, 302);
+    assert_eq!(server.log().len(), 2, "no retry, no redirect followed: {:?}", server.log());
+    let big = Server::start(|_, _| (200, vec![], vec![b'x'; 2048]));
+    let e = h.send(&Request::get(big.url("/")).max_body(1024)).expect_err("over the request's cap");
+    assert!(e.to_string().contains("larger than 1024"), "{e}");
+    let e = Http::cluster(Some(b"not a certificate"), Duration::from_secs(5)).expect_err("no CA");
+    assert!(e.contains("no PEM certificate"), "{e}");
+}
+
+/// A small deterministic xorshift64* generator: the same 20,000 cases on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Values a hostile or broken server might send, and pieces to build more from.
+const EDGES: &[&str] = &[
+    "18446744073709551615",
+    "18446744073709551616",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "-1",
+    "0",
+    "1",
+    "1000000000",
+    "1000000001",
+    "4294967296",
+    "",
+    " ",
+    "Fri, 31 Dec 9999 23:59:59 GMT",
+    "Sat, 01 Jan 0000 00:00:00 GMT",
+    "Thu, 01 Jan 1970 00:00:00 GMT",
+    "Sun, 06 Nov 1994 08:49:37 GMT",
+    "Sun, 06 Nov 99999999999999999999 08:49:37 GMT",
+    "Mon, 29 Feb 2100 25:61:61 GMT",
+    "<https://api.example.com/x?page=3>; rel=\"next\"",
+    "<https://evil.example/x?page=2>; rel=next",
+    "</x?page=18446744073709551615>; rel=next",
+    "<",
+    ">",
+    ";",
+    ",",
+    "\"",
+    "=",
+    "rel=next",
+    "page=",
+    "limit=",
+    "?",
+    "&",
+    "%",
+    "//",
+    "://",
+    "[::1]",
+    ":99999",
+    "é",
+    "\u{0}",
+    "\u{feff}",
+    "GMT",
+    "Nov",
+];
+
+fn hostile_string(rng: &mut Rng) -> String {
+    const CHARS: &[u8] = b"0123456789 :,;<>=\"-+./?&#[]@abcdefGMTNovDecrelnxtpage";
+    let mut s = String::new();
+    for _ in 0..rng.below(8) {
+        if rng.below(3) == 0 {
+            for _ in 0..rng.below(24) {
+                s.push(CHARS[rng.below(CHARS.len())] as char);
+            }
+        } else {
+            s.push_str(EDGES[rng.below(EDGES.len())]);
+        }
+    }
+    if rng.below(500) == 0 {
+        s.push_str(&"9".repeat(20_000));
+    }
+    s
+}
+
+#[test]
+fn hostile_rate_limit_and_pagination_headers_never_panic() {
+    use sentry::forge::page::{Pager, next_page, parse_link};
+    use sentry::http::{is_rate_limited, parse_http_date, server_wait};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let far = UNIX_EPOCH.checked_add(Duration::from_secs(i64::MAX as u64 / 2)).unwrap_or(UNIX_EPOCH);
+    let nows = [SystemTime::now(), UNIX_EPOCH, far];
+    let edges = EDGES.iter().map(|e| e.to_string());
+    let random = std::iter::repeat_with(|| hostile_string(&mut rng));
+    for v in edges.chain(random).take(20_000) {
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let sets = [
+            h(&[("retry-after", &v)]),
+            h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &v)]),
+            h(&[("ratelimit-remaining", "0"), ("ratelimit-reset", &v)]),
+            h(&[("x-ratelimit-remaining", &v), ("retry-after", &v), ("ratelimit-reset", &v)]),
+            h(&[("link", &v)]),
+            h(&[("x-next-page", &v)]),
+            h(&[("x-total-count", &v)]),
+        ];
+        let _ = parse_http_date(&v);
+        let _ = parse_link(&v);
+        let current =
+            ["https://api.example.com/x?per_page=100&page=2".to_string(), format!("https://g/x?limit={v}&page={v}")];
+        for headers in &sets {
+            for now in nows {
+                let _ = server_wait(headers, now);
+            }
+            for status in [403, 429, 503] {
+                let _ = is_rate_limited(status, headers);
+            }
+            for cur in &current {
+                if let Some(next) = next_page(cur, headers) {
+                    assert!(next.contains("://"), "{next:?} from {v:?}");
+                }
+                if let Ok(mut pager) = Pager::new(cur, 10) {
+                    let _ = pager.next(cur, headers);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn server_waits_past_the_deadline_fail_at_once() {
+    let max = u64::MAX.to_string();
+    let server = Server::start(move |path, _| {
+        let hs = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        match path {
+            "/503" => (503, hs(&[("Retry-After", &max)]), b"busy".to_vec()),
+            "/503-overflow" => (503, hs(&[("Retry-After", "99999999999999999999999999")]), b"busy".to_vec()),
+            "/429" => (429, hs(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &max)]), b"slow".to_vec()),
+            "/429-draft" => (429, hs(&[("RateLimit-Remaining", "0"), ("RateLimit-Reset", &max)]), b"slow".to_vec()),
+            _ => (403, hs(&[("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT")]), b"later".to_vec()),
+        }
+    });
+    let h = http(None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let send = |path: &str| {
+        let started = std::time::Instant::now();
+        let e = h.send(&Request::get(server.url(path)).deadline(deadline)).expect_err(path);
+        assert!(started.elapsed() < Duration::from_secs(10), "{path}: waited {:?}", started.elapsed());
+        e
+    };
+    for path in ["/503", "/503-overflow"] {
+        let e = send(path);
+        assert_eq!((e.kind.clone(), e.status), (HttpErrorKind::Status, Some(503)), "{path}");
+        assert!(e.to_string().contains("no time left to retry"), "{e}");
+    }
+    for path in ["/429", "/429-draft"] {
+        let e = send(path);
+        assert_eq!(e.kind, HttpErrorKind::RateLimited { until: None }, "{path}: {e}");
+        assert!(e.to_string().contains("rate limited for longer"), "{e}");
+    }
+    let e = send("/403-date");
+    match &e.kind {
+        HttpErrorKind::RateLimited { until: Some(t) } => {
+            assert!(sentry::time::rfc3339(*t).starts_with("9999-12-31"), "{e}")
+        }
+        other => panic!("{other:?}: {e}"),
+    }
+    assert_eq!(server.log().len(), 5, "one request each, no retry: {:?}", server.log());
+}
+
+#[test]
+fn hostile_content_lengths_are_errors() {
+    use std::io::{BufRead, BufReader, Write};
+    for length in ["18446744073709551615", "18446744073709551616", "99999999999999999999999", "-1", "1e3"] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\nshort");
+        // Detached: one connection (no retry), then it ends.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(1).flatten() {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let mut w = stream;
+                let _ = w.write_all(head.as_bytes());
+            }
+        });
+        let req = Request::get(format!("http://127.0.0.1:{port}/x")).attempts(1);
+        let e = http(None).send(&req).expect_err(length);
+        assert!(matches!(e.kind, HttpErrorKind::Network | HttpErrorKind::Protocol), "{length}: {e}");
+    }
+}
+
+#[test]
+fn a_timeout_too_long_for_the_clock_is_capped_not_a_panic() {
+    let server = Server::start(|_, _| (200, vec![], b"ok".to_vec()));
+    let s = HttpSettings { timeout: Duration::MAX, ..HttpSettings::default() };
+    let r = Http::with_env(&s, &|_| None).expect("http").send(&Request::get(server.url("/"))).expect("answer");
+    assert_eq!(r.body, b"ok");
+    let r = Http::cluster(None, Duration::from_secs(u64::MAX)).expect("cluster").send(&Request::get(server.url("/")));
+    assert_eq!(r.expect("answer").status, 200);
 }
