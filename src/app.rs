@@ -10,11 +10,11 @@ use std::process::ExitCode;
 /// Runs the command line of this process and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    ExitCode::from(execute(cli).code())
+    ExitCode::from(run(cli).code())
 }
 
 /// Runs a parsed command line.
-pub(crate) fn execute(cli: Cli) -> Exit {
+pub(crate) fn run(cli: Cli) -> Exit {
     let explicit = cli.log_level.or_else(debug_level);
     crate::logging::init(explicit.unwrap_or(log::LevelFilter::Info), cli.log_format == crate::cli::LogFormat::Json);
     // A panic is a bug, never a crash with exit 101: report it as one and exit 2 (SPEC §5).

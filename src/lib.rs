@@ -15,7 +15,7 @@ pub mod deploy;
 pub mod error;
 pub mod forge;
 mod fsutil;
-mod git;
+mod gitcmd;
 pub mod http;
 pub mod logging;
 mod metrics;

@@ -137,10 +137,7 @@ pub fn describe(e: &HttpError) -> String {
 
 /// `scheme://host[:port]` of a URL, for messages.
 fn host_of(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or("")),
-        None => "(invalid URL)".into(),
-    }
+    crate::model::url::split(url).map(|p| p.origin_text()).unwrap_or_else(|_| "(invalid URL)".into())
 }
 
 /// This machine's name (the pod name in Kubernetes), for notifications and metrics.

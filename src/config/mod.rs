@@ -1,7 +1,7 @@
 //! Configuration: YAML schema, `${VAR}` expansion, validation into typed values (SPEC §2).
 //!
 //! Parsing happens in two steps: serde reads the document into [`raw`] types whose leaves carry
-//! their line; [`Checker`] then expands variables and validates every field, collecting all
+//! their line; [`Validator`] then expands variables and validates every field, collecting all
 //! problems instead of stopping at the first.
 
 mod expand;
@@ -379,7 +379,7 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
 /// Parses and validates configuration text (the file name is for messages only).
 pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let raw = read_yaml(text).map_err(|p| ConfigError { file: file.to_path_buf(), problems: vec![p] })?;
-    let mut checker = Checker { env, problems: Vec::new() };
+    let mut checker = Validator { env, problems: Vec::new() };
     let config = checker.config(file, raw);
     if checker.problems.is_empty()
         && let Some(config) = config
@@ -440,7 +440,7 @@ fn read_yaml(text: &str) -> Result<raw::Config, Problem> {
 }
 
 /// Validates raw values into typed ones, collecting every problem.
-struct Checker<'e> {
+struct Validator<'e> {
     env: &'e dyn Fn(&str) -> Option<String>,
     problems: Vec<Problem>,
 }
@@ -449,7 +449,7 @@ fn line<T>(s: &S<T>) -> Option<u64> {
     Some(s.referenced.line())
 }
 
-impl Checker<'_> {
+impl Validator<'_> {
     fn problem(&mut self, path: impl Into<String>, line: Option<u64>, message: impl Into<String>) {
         self.problems.push(Problem { path: path.into(), line, message: message.into() });
     }
@@ -852,8 +852,7 @@ fn is_env_name(s: &str) -> bool {
 
 /// github.com and gitlab.com are known; any other host is watched with `git ls-remote`.
 fn infer_kind(url: &str) -> ForgeKind {
-    let host = url.split("://").nth(1).and_then(|r| r.split(['/', ':']).next()).unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or(host).to_ascii_lowercase();
+    let host = crate::model::url::split(url).map(|p| p.host.to_ascii_lowercase()).unwrap_or_default();
     match host.as_str() {
         "github.com" | "www.github.com" => ForgeKind::Github,
         "gitlab.com" => ForgeKind::Gitlab,
@@ -874,28 +873,27 @@ pub fn check_url(url: &str, schemes: &[&str], scp: bool) -> Result<(), String> {
         return Err(format!("{url:?} contains whitespace or control characters"));
     }
     match url.split_once("://") {
-        Some((scheme, rest)) => {
+        Some((scheme, _)) => {
             let scheme_l = scheme.to_ascii_lowercase();
             if !schemes.contains(&scheme_l.as_str()) {
                 return Err(format!("scheme {scheme:?} is not allowed here (use {})", schemes.join(", ")));
             }
-            let authority = rest.split('/').next().unwrap_or("");
-            let host = authority.rsplit('@').next().unwrap_or("");
-            if scheme_l != "file" && host.is_empty() {
+            let p = crate::model::url::split(url)?;
+            if scheme_l != "file" && p.host.is_empty() {
                 return Err(format!("{url:?} has no host"));
             }
-            if scheme_l != "file"
-                && authority.contains('@')
-                && authority.split('@').next().is_some_and(|u| u.contains(':'))
-            {
-                return Err("credentials in the URL are not allowed: use the auth section".into());
+            // SPEC §4: no user information on http(s) at all (`https://TOKEN@host` is a token
+            // too); ssh and git may name a user, never a password.
+            match p.userinfo {
+                Some(_) if matches!(scheme_l.as_str(), "http" | "https") => {
+                    return Err("user information in the URL is not allowed: use the auth section".into());
+                }
+                Some(u) if u.contains(':') => {
+                    return Err("credentials in the URL are not allowed: use the auth section".into());
+                }
+                _ => {}
             }
-            if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']'))
-                && port.parse::<u16>().is_err()
-            {
-                return Err(format!("{url:?} has an invalid port {port:?}"));
-            }
-            if scheme_l == "file" && !rest.starts_with('/') {
+            if scheme_l == "file" && !p.rest.starts_with('/') {
                 return Err(format!("{url:?}: file URLs need an absolute path (file:///path)"));
             }
             Ok(())

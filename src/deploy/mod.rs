@@ -129,7 +129,7 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
 
     let (status, failed_command, error, dir) = match make_dir(ctx, job) {
         Ok(dir) => {
-            let (status, failed, error) = execute(ctx, repo, job, &dir, &limit, &mut tail);
+            let (status, failed, error) = clone_and_run(ctx, repo, job, &dir, &limit, &mut tail);
             (status, failed, error, Some(dir))
         }
         Err(e) => {
@@ -225,7 +225,7 @@ fn human_secs(d: Duration) -> String {
 }
 
 /// The clone and the commands; returns status, failed command and error.
-fn execute(
+fn clone_and_run(
     ctx: &Context,
     repo: &Repository,
     job: &Job,
@@ -241,7 +241,7 @@ fn execute(
 
     // Clone.
     let d = &repo.deploy;
-    let mut clone = crate::git::command(&d.auth, d.kind);
+    let mut clone = crate::gitcmd::command(&d.auth, d.kind);
     clone
         .args(["clone", "--depth", "1", "--single-branch", "--no-tags", "--branch", &d.qa_repo_branch, "--"])
         .arg(&d.qa_repo_url)

@@ -1,4 +1,4 @@
-//! Any Git host: `git ls-remote --heads` through the hardened [`crate::git::command`]
+//! Any Git host: `git ls-remote --heads` through the hardened [`crate::gitcmd::command`]
 //! (credentials in the environment only, no prompts), bounded in time and output.
 
 use super::CheckErrorKind;
@@ -31,7 +31,7 @@ pub(super) fn ls_remote(
     patterns: &[String],
     timeout: Duration,
 ) -> Result<Vec<(String, Sha)>, GitFailure> {
-    let mut cmd = crate::git::command(auth, kind);
+    let mut cmd = crate::gitcmd::command(auth, kind);
     cmd.args(["ls-remote", "--heads", "--", url]).args(patterns);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // Its own process group, so a timeout also ends git-remote-https and ssh.
@@ -47,8 +47,10 @@ pub(super) fn ls_remote(
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
             Ok(None) if Instant::now() >= deadline => {
-                // SAFETY: kill(2) on the process group we created; no memory is involved.
-                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                // git runs in a group of its own: its helpers (ssh, remote-https) die with it.
+                if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
+                    crate::sys::signal_group(pgid, libc::SIGKILL);
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;

@@ -24,28 +24,12 @@ impl RepoUrl {
     /// Parses any URL form listed in the module documentation.
     pub fn parse(url: &str) -> Result<RepoUrl, String> {
         let url = url.trim();
-        let (scheme, host_port, path) = match url.split_once("://") {
-            Some((scheme, rest)) => {
-                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                let host_port = authority.rsplit('@').next().unwrap_or(authority);
-                (scheme.to_ascii_lowercase(), host_port, path)
-            }
-            None => {
-                // scp-like: [user@]host:path, where host has no '/'.
-                let (user_host, path) =
-                    url.split_once(':').ok_or_else(|| format!("{url:?} is not a URL (https://host/owner/repo)"))?;
-                if user_host.contains('/') || user_host.is_empty() {
-                    return Err(format!("{url:?} is not a URL (https://host/owner/repo)"));
-                }
-                let host = user_host.rsplit('@').next().unwrap_or(user_host);
-                ("ssh".to_string(), host, path)
-            }
-        };
-        let path = path.split(['?', '#']).next().unwrap_or("");
-        let (host, port) = split_host_port(host_port).map_err(|m| format!("{url:?}: {m}"))?;
-        if host.is_empty() && scheme != "file" {
+        let p = crate::model::url::split(url)?;
+        let scheme = p.scheme.unwrap_or("ssh").to_ascii_lowercase();
+        if p.host.is_empty() && scheme != "file" {
             return Err(format!("{url:?} has no host"));
         }
+        let path = p.rest.split(['?', '#']).next().unwrap_or("");
         // A GitLab browser URL: everything from `/-/` on names a page, not the project.
         let path = match path.find("/-/") {
             Some(i) => &path[..i],
@@ -54,7 +38,7 @@ impl RepoUrl {
         let path = path.trim_matches('/');
         let path = path.strip_suffix(".git").unwrap_or(path).trim_end_matches('/');
         let path = path.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/");
-        Ok(RepoUrl { scheme, host: host.to_ascii_lowercase(), port, path })
+        Ok(RepoUrl { scheme, host: p.host_for_url(), port: p.port, path })
     }
 
     /// The path's segments.
@@ -71,24 +55,6 @@ impl RepoUrl {
             },
             _ => format!("https://{}", self.host),
         }
-    }
-}
-
-fn split_host_port(s: &str) -> Result<(&str, Option<u16>), String> {
-    let (host, port) = if s.starts_with('[') {
-        match s.find(']') {
-            Some(i) => (&s[..=i], s[i + 1..].strip_prefix(':')),
-            None => return Err("unterminated IPv6 address".into()),
-        }
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        }
-    };
-    match port.filter(|p| !p.is_empty()) {
-        Some(p) => p.parse::<u16>().map(|p| (host, Some(p))).map_err(|_| format!("invalid port {p:?}")),
-        None => Ok((host, None)),
     }
 }
 

@@ -14,32 +14,17 @@ pub struct Origin {
 impl Origin {
     /// Parses the origin of an absolute http(s) URL.
     pub fn parse(url: &str) -> Result<Origin, String> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("{url:?} is not an absolute URL"))?;
-        let scheme = scheme.to_ascii_lowercase();
+        let p = crate::model::url::split(url)?;
+        let scheme = p.scheme.ok_or_else(|| format!("{url:?} is not an absolute URL"))?.to_ascii_lowercase();
         let default_port = match scheme.as_str() {
             "http" => 80,
             "https" => 443,
             _ => return Err(format!("{url:?}: only http and https are supported")),
         };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let hostport = authority.rsplit('@').next().unwrap_or(authority);
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or_else(|| format!("{url:?}: bad IPv6 host"))?;
-            (h, after.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
-        };
-        if host.is_empty() {
+        if p.host.is_empty() {
             return Err(format!("{url:?} has no host"));
         }
-        let port = match port.filter(|p| !p.is_empty()) {
-            Some(p) => p.parse::<u16>().map_err(|_| format!("{url:?} has an invalid port"))?,
-            None => default_port,
-        };
-        Ok(Origin { scheme, host: host.to_ascii_lowercase(), port })
+        Ok(Origin { scheme, host: p.host.to_ascii_lowercase(), port: p.port.unwrap_or(default_port) })
     }
 
     /// Credentials meant for `self` may be sent to `other`: same host and port, and no

@@ -3,6 +3,7 @@
 
 pub mod location;
 mod record;
+pub mod url;
 
 pub use location::Location;
 pub use record::{DeploymentRecord, JobStatus, Notification};

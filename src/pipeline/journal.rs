@@ -10,13 +10,13 @@ use std::sync::Mutex;
 /// the next one, so five jobs ending together cost two fsync'd writes instead of five, and
 /// their slots start the next jobs sooner (BENCHMARKS.md, P4).
 pub(crate) struct Journal {
-    shared: Mutex<Shared>,
+    shared: Mutex<Tally>,
     /// Held while writing; taken before `shared`, never the other way round.
     store: Mutex<Saved>,
 }
 
 /// What the job threads change: the state and what went wrong.
-pub(crate) struct Shared {
+pub(crate) struct Tally {
     pub(crate) state: State,
     /// Count of changes recorded so far.
     recorded: u64,
@@ -33,7 +33,7 @@ struct Saved {
 impl Journal {
     pub(crate) fn new(store: Box<dyn StateStore>, state: State) -> Journal {
         Journal {
-            shared: Mutex::new(Shared { state, recorded: 0, save_errors: Vec::new(), notify_errors: Vec::new() }),
+            shared: Mutex::new(Tally { state, recorded: 0, save_errors: Vec::new(), notify_errors: Vec::new() }),
             store: Mutex::new(Saved { store, saved: 0 }),
         }
     }
@@ -81,7 +81,7 @@ impl Journal {
         }
     }
 
-    pub(crate) fn into_shared(self) -> Shared {
+    pub(crate) fn into_shared(self) -> Tally {
         match self.shared.into_inner() {
             Ok(sh) => sh,
             // A panic while recording: the stored state is whatever the last good save wrote.

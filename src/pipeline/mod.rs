@@ -56,6 +56,11 @@ impl Run {
         }
     }
 
+    /// The summary of a pass that did nothing, and why.
+    fn skipped(&self, dry_run: bool, why: String) -> Summary {
+        Summary { skipped: Some(why), duration_ms: self.elapsed_ms(), ..self.summary(dry_run) }
+    }
+
     /// Milliseconds since the start.
     pub fn elapsed_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -81,6 +86,29 @@ fn store_options(run_id: &str, config: &Config) -> StoreOptions {
     }
 }
 
+/// Opens the store with the lock `mode` asks for, or says why this pass does nothing: another
+/// run holds the lock (`poll`), or a stop was requested while waiting for it (`deploy`: exit 0,
+/// nothing deployed, the state untouched, SPEC §3).
+fn open_store(
+    run: &Run,
+    location: &Location,
+    mode: LockMode,
+    config: &Config,
+) -> Result<Result<Box<dyn StateStore>, String>, Error> {
+    match state::open(location, mode, &store_options(&run.id, config)) {
+        Ok(store) => Ok(Ok(store)),
+        Err(StateError::Busy { holder, .. }) if mode == LockMode::Try => {
+            log::info!(state = location.to_string(), holder = holder.as_str(); "another run is in progress: nothing to do");
+            Ok(Err(format!("another run holds the lock ({holder})")))
+        }
+        Err(e @ StateError::Stopped { .. }) => {
+            log::info!("{e}");
+            Ok(Err(e.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Opens the state without a lock and reads it (`status`).
 pub fn read_state(config: &Config, location: &Location) -> Result<(State, String), StateError> {
     let mut store = state::open(location, LockMode::None, &store_options("status", config))?;
@@ -93,16 +121,9 @@ pub fn read_state(config: &Config, location: &Location) -> Result<(State, String
 pub fn poll(config: &Config, location: &Location, repos: &[&Repository], dry_run: bool) -> Result<Summary, Error> {
     let run = Run::start();
     let mode = if dry_run { LockMode::None } else { LockMode::Try };
-    let mut store = match state::open(location, mode, &store_options(&run.id, config)) {
-        Ok(s) => s,
-        Err(StateError::Busy { holder, .. }) => {
-            log::info!(state = location.to_string(), holder = holder.as_str(); "another run is in progress: nothing to do");
-            let mut summary = run.summary(dry_run);
-            summary.skipped = Some(format!("another run holds the lock ({holder})"));
-            summary.duration_ms = run.elapsed_ms();
-            return Ok(summary);
-        }
-        Err(e) => return Err(e.into()),
+    let mut store = match open_store(&run, location, mode, config)? {
+        Ok(store) => store,
+        Err(why) => return Ok(run.skipped(dry_run, why)),
     };
     let state = store.load()?;
     let mut summary = run.summary(dry_run);
@@ -118,17 +139,9 @@ pub fn poll(config: &Config, location: &Location, repos: &[&Repository], dry_run
 pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run: bool) -> Result<Summary, Error> {
     let run = Run::start();
     let mode = if dry_run { LockMode::None } else { LockMode::Wait(config.global.timeout) };
-    let mut store = match state::open(location, mode, &store_options(&run.id, config)) {
-        Ok(s) => s,
-        // SIGTERM while waiting for the lock: exit 0, nothing deployed, state untouched (SPEC §3).
-        Err(e @ StateError::Stopped { .. }) => {
-            log::info!("{e}");
-            let mut summary = run.summary(dry_run);
-            summary.skipped = Some(e.to_string());
-            summary.duration_ms = run.elapsed_ms();
-            return Ok(summary);
-        }
-        Err(e) => return Err(e.into()),
+    let mut store = match open_store(&run, location, mode, config)? {
+        Ok(store) => store,
+        Err(why) => return Ok(run.skipped(dry_run, why)),
     };
     let state = store.load()?;
     let mut summary = run.summary(dry_run);
@@ -168,7 +181,7 @@ fn proceed(
     next.last_run = Some(LastRun { run_id: run.id.clone(), at: now.to_string() });
     count_http(config, &mut next, &checks);
     store.save(&next)?;
-    let last = execute(config, &clients.sender, run, store, next, jobs, &mut summary);
+    let last = deploy_and_record(config, &clients.sender, run, store, next, jobs, &mut summary);
     write_metrics(config, clients, &last, run, &mut summary, &checks);
     summary.duration_ms = run.elapsed_ms();
     Ok(summary)
@@ -329,7 +342,7 @@ fn write_metrics(config: &Config, clients: &Clients, state: &State, run: &Run, s
 /// Runs the jobs in batches and records each result in the state as it finishes; delivers the
 /// notifications (this run's and those earlier runs left) beside them, in parallel, and waits
 /// for the deliveries at most `notify_timeout` after the last job.
-fn execute(
+fn deploy_and_record(
     config: &Config,
     sender: &notify::Sender,
     run: &Run,

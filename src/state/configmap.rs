@@ -59,14 +59,14 @@ struct Lease {
 
 /// A state kept in a ConfigMap.
 pub struct ConfigMapStore {
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Mutex<Session>>,
     renewer: Option<Renewer>,
     location: String,
 }
 
 /// What the store and its lease-renewing thread share; one request at a time.
-struct Shared {
-    api: Api,
+struct Session {
+    api: KubeApi,
     run_id: String,
     /// Lease term.
     term: Duration,
@@ -119,10 +119,10 @@ impl ConfigMapStore {
         mode: LockMode,
         opts: &StoreOptions,
     ) -> Result<ConfigMapStore, StateError> {
-        let api = Api::new(endpoint, namespace, name, opts.http_timeout)?;
+        let api = KubeApi::new(endpoint, namespace, name, opts.http_timeout)?;
         let location = api.location.clone();
         let term = lease_term(opts.lock_timeout);
-        let mut shared = Shared {
+        let mut shared = Session {
             api,
             run_id: opts.run_id.clone(),
             term,
@@ -145,7 +145,7 @@ impl ConfigMapStore {
         Ok(ConfigMapStore { shared, renewer, location })
     }
 
-    fn shared(&self) -> MutexGuard<'_, Shared> {
+    fn shared(&self) -> MutexGuard<'_, Session> {
         // A panic elsewhere while holding it leaves plain data behind; carry on with it.
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -218,7 +218,7 @@ impl Drop for ConfigMapStore {
 }
 
 impl Renewer {
-    fn start(shared: Arc<Mutex<Shared>>, every: Duration) -> Renewer {
+    fn start(shared: Arc<Mutex<Session>>, every: Duration) -> Renewer {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             // Wakes every `every`, or at once when the store drops the sender.
@@ -242,7 +242,7 @@ impl Renewer {
     }
 }
 
-impl Shared {
+impl Session {
     /// Takes the lease, waiting up to `wait` while another run holds an unexpired one.
     fn acquire(&mut self, wait: Duration) -> Result<(), StateError> {
         let deadline = Instant::now().checked_add(wait);
@@ -483,7 +483,7 @@ impl Endpoint {
 }
 
 /// One ConfigMap on one API server.
-struct Api {
+struct KubeApi {
     http: Http,
     base: String,
     token: Option<Secret>,
@@ -492,9 +492,9 @@ struct Api {
     location: String,
 }
 
-impl Api {
+impl KubeApi {
     /// The API for ConfigMap `name` in `namespace` (else the pod's own, from the service-account directory).
-    fn new(endpoint: &Endpoint, namespace: Option<&str>, name: &str, timeout: Duration) -> Result<Api, StateError> {
+    fn new(endpoint: &Endpoint, namespace: Option<&str>, name: &str, timeout: Duration) -> Result<KubeApi, StateError> {
         let given = match namespace {
             Some(ns) => format!("configmap:{ns}/{name}"),
             None => format!("configmap:{name}"),
@@ -518,7 +518,7 @@ impl Api {
         let ca_path = endpoint.sa_dir.join("ca.crt");
         let http = Http::cluster(endpoint.ca_pem.as_deref(), timeout)
             .map_err(|m| err(format!("the CA file {} {m}", ca_path.display())))?;
-        Ok(Api {
+        Ok(KubeApi {
             http,
             base: endpoint.base.clone(),
             token: endpoint.token.clone(),
