@@ -68,6 +68,12 @@ pub struct BranchStatus {
     pub failure: Option<FailureStatus>,
     /// The failure used up `max_attempts` and waits for the branch to move or a manual deploy.
     pub parked: bool,
+    /// When the branch stopped being listed; its record is kept 30 days (SPEC §3).
+    pub gone_since: Option<String>,
+    /// Set after `rollback`: the head it is pinned at.
+    pub pinned_at: Option<String>,
+    /// `deployed` is the baseline recorded at first sight, not a deployment.
+    pub baseline: bool,
 }
 
 /// A failure in the report.
@@ -113,6 +119,9 @@ pub fn report(config: &Config, state: &State, location: &str) -> Report {
                                 deployed_at: b.deployed_at.clone(),
                                 failure,
                                 parked,
+                                gone_since: b.gone_since.clone(),
+                                pinned_at: b.pinned_at.as_ref().map(ToString::to_string),
+                                baseline: b.baseline,
                             };
                             (branch.clone(), status)
                         })
@@ -180,7 +189,10 @@ pub fn human(report: &Report) -> String {
                     ));
                     format!("{word} {} ({}/{})", short(&Some(f.commit.clone())), f.attempts, f.max_attempts)
                 }
+                None if b.gone_since.is_some() => format!("gone since {}", b.gone_since.as_deref().unwrap_or("?")),
+                None if b.pinned_at.is_some() => "pinned (rollback)".into(),
                 None if b.seen.is_some() && b.seen != b.deployed => "not deployed yet".into(),
+                None if b.baseline => "baseline".into(),
                 None => "up to date".into(),
             };
             let (repo_cell, checked_cell) =
@@ -214,7 +226,7 @@ pub fn human(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::model::Sha;
-    use crate::state::{BranchState, Failure, RepoState};
+    use crate::state::{Failure, RefState, RepoState};
 
     fn config(names: &[&str]) -> Config {
         let mut yaml = String::from("global:\n  max_attempts: 3\nrepositories:\n");
@@ -237,29 +249,32 @@ mod tests {
         let mut r = RepoState { last_checked: Some("2026-11-22T12:00:00Z".into()), ..Default::default() };
         r.branches.insert(
             "main".into(),
-            BranchState {
+            RefState {
                 seen: Some(sha('a')),
                 deployed: Some(sha('a')),
                 deployed_at: Some("t1".into()),
                 failure: None,
+                ..Default::default()
             },
         );
         r.branches.insert(
             "dev".into(),
-            BranchState {
+            RefState {
                 seen: Some(sha('c')),
                 deployed: Some(sha('b')),
                 deployed_at: None,
                 failure: Some(Failure { commit: sha('c'), attempts: 1, error: "exit 1\nmore".into(), at: "t2".into() }),
+                ..Default::default()
             },
         );
         r.branches.insert(
             "rel".into(),
-            BranchState {
+            RefState {
                 seen: Some(sha('d')),
                 deployed: None,
                 deployed_at: None,
                 failure: Some(Failure { commit: sha('d'), attempts: 3, error: "no space".into(), at: "t3".into() }),
+                ..Default::default()
             },
         );
         s.repos.insert("one".into(), r);

@@ -37,6 +37,9 @@ const MAX_HTTP_TIMEOUT_S: u64 = 3600;
 /// Most checks or jobs in flight at once.
 const MAX_CONCURRENCY: u64 = 256;
 
+/// Most history entries per ref: each costs ~100 bytes of state.
+const MAX_HISTORY: u64 = 1000;
+
 /// Most attempts at one commit.
 const MAX_ATTEMPTS: u64 = 1000;
 
@@ -88,6 +91,8 @@ pub struct Global {
     pub pushgateway_url: Option<String>,
     /// How long the deliveries of one run may take after its deployments (SPEC §4).
     pub notify_timeout: Duration,
+    /// Finished deployments kept per branch or tag (SPEC §3).
+    pub history: usize,
 }
 
 /// A notification endpoint.
@@ -607,6 +612,7 @@ impl Validator<'_> {
             concurrency: self.bounded("global.concurrency", &g.concurrency, 16, 1, MAX_CONCURRENCY) as usize,
             http_timeout: self.seconds("global.http_timeout", &g.http_timeout, 30, 1, MAX_HTTP_TIMEOUT_S),
             notify_timeout: self.seconds("global.notify_timeout", &g.notify_timeout, 30, 1, MAX_DURATION_S),
+            history: self.bounded("global.history", &g.history, 20, 0, MAX_HISTORY) as usize,
             on_first_seen: self.choice(
                 "global.on_first_seen",
                 &g.on_first_seen,
@@ -886,7 +892,9 @@ pub fn check_url(url: &str, schemes: &[&str], scp: bool) -> Result<(), String> {
             // too); ssh and git may name a user, never a password.
             match p.userinfo {
                 Some(_) if matches!(scheme_l.as_str(), "http" | "https") => {
-                    return Err("credentials (user information) in the URL are not allowed: use the auth section".into());
+                    return Err(
+                        "credentials (user information) in the URL are not allowed: use the auth section".into()
+                    );
                 }
                 Some(u) if u.contains(':') => {
                     return Err("credentials in the URL are not allowed: use the auth section".into());

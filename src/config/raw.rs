@@ -36,6 +36,7 @@ pub struct Global {
     pub metrics_file: Option<S<String>>,
     pub pushgateway_url: Option<S<String>>,
     pub notify_timeout: Option<S<u64>>,
+    pub history: Option<S<u64>>,
 }
 
 #[derive(Deserialize)]

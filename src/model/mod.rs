@@ -113,6 +113,8 @@ pub enum Reason {
     GroupTrigger,
     /// `sentry deploy`.
     Manual,
+    /// `sentry rollback`.
+    Rollback,
 }
 
 impl Reason {
@@ -125,6 +127,7 @@ impl Reason {
             Reason::Retry => "retry",
             Reason::GroupTrigger => "group trigger",
             Reason::Manual => "manual",
+            Reason::Rollback => "rollback",
         }
     }
 }

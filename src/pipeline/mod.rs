@@ -220,8 +220,10 @@ impl Clients {
 
 /// Checks `repos` concurrently and records each outcome in the summary.
 fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut Summary) -> Checks {
+    let cached: Vec<Option<Validators>> =
+        repos.iter().map(|r| state.repos.get(&r.name).and_then(|s| s.validators())).collect();
     let inputs: Vec<(&Repository, Option<&Validators>)> =
-        repos.iter().map(|r| (*r, state.repos.get(&r.name).and_then(|s| s.validators.as_ref()))).collect();
+        repos.iter().zip(&cached).map(|(r, v)| (*r, v.as_ref())).collect();
     let results = checker.check_all(&inputs);
     let mut heads = BTreeMap::new();
     let mut listings = BTreeMap::new();
@@ -256,7 +258,7 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
 /// Applies what the checks learned that planning does not decide: cache validators, check errors.
 fn absorb_checks(next: &mut State, checks: &Checks) {
     for (name, listing) in &checks.listings {
-        next.repos.entry(name.clone()).or_default().validators = listing.validators.clone();
+        next.repos.entry(name.clone()).or_default().set_validators(listing.validators.as_ref());
     }
     for (name, msg) in &checks.errors {
         next.repos.entry(name.clone()).or_default().last_error = Some(msg.clone());
@@ -267,14 +269,30 @@ fn log_notes(notes: &[Note]) {
     for note in notes {
         match note {
             Note::Baseline { repo, branch, head } => {
-                log::info!(repo = repo.as_str(), branch = branch.as_str(), head = head.short(); "first seen: recorded as baseline")
+                log::info!(repo = repo.as_str(), branch = branch.as_str(), head = head.as_str(); "first seen: recorded as baseline")
             }
+            Note::Gone { repo, branch } => log::info!(
+                repo = repo.as_str(), branch = branch.as_str();
+                "branch no longer listed or matching: its record is kept for 30 days"
+            ),
             Note::Dropped { repo, branch } => {
-                log::info!(repo = repo.as_str(), branch = branch.as_str(); "branch is gone: dropped from state")
+                log::info!(repo = repo.as_str(), branch = branch.as_str(); "branch gone for 30 days: dropped from state")
             }
+            Note::EmptyListing { repo } => log::warn!(
+                repo = repo.as_str();
+                "no branch listed or matching, though there were before: a forge hiccup or a pattern that matches nothing? records are kept"
+            ),
+            Note::NameTooLong { repo, bytes } => log::warn!(
+                repo = repo.as_str(), bytes = *bytes;
+                "ignoring a branch whose name is longer than {} bytes", crate::state::MAX_REF_BYTES
+            ),
             Note::Parked { repo, branch, commit, attempts } => log::warn!(
-                repo = repo.as_str(), branch = branch.as_str(), commit = commit.short(), attempts = *attempts;
+                repo = repo.as_str(), branch = branch.as_str(), commit = commit.as_str(), attempts = *attempts;
                 "deployment parked after repeated failures: push a new commit or run `sentry deploy` by hand"
+            ),
+            Note::Pinned { repo, branch, head } => log::info!(
+                repo = repo.as_str(), branch = branch.as_str(), head = head.as_str();
+                "pinned by a rollback: not deployed until the head moves or `sentry deploy` is run"
             ),
         }
     }
@@ -409,11 +427,15 @@ fn deploy_and_record(
             if !done.status.is_verdict() {
                 return;
             }
-            let now = crate::time::now_rfc3339();
+            let finished = std::time::SystemTime::now();
+            let now = crate::time::rfc3339(finished);
+            let started_at = crate::time::rfc3339(finished.checked_sub(result.duration).unwrap_or(finished));
+            let stamp =
+                plan::Stamp { now: &now, started_at: &started_at, run_id: &run.id, history: config.global.history };
             let pending = notify::pending(&done, &run.id, &host, &now)
                 .filter(|_| !notify::targets(config, &done.repo).is_empty());
             let recorded = journal.record(|state| {
-                plan::record(state, &done, &now);
+                plan::record(state, &done, &stamp);
                 // Recorded in the same save as the outcome: an interruption cannot lose it.
                 if let Some(p) = &pending {
                     state.outbox.push(p.clone());

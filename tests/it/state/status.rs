@@ -5,7 +5,7 @@ use crate::support::Sandbox;
 use crate::support::config::{Conf, Repo};
 use crate::support::fake_kube::{self, FakeKube};
 use sentry::state::file::FileStore;
-use sentry::state::{BranchState, Failure, LastRun, LockMode, RepoState, State, StateStore, to_json};
+use sentry::state::{Failure, LastRun, LockMode, RefState, RepoState, State, StateStore, to_json};
 
 /// Two repositories, `one` and `two`, parked after three attempts.
 fn config() -> Conf {
@@ -23,20 +23,22 @@ fn state() -> State {
     let mut repo = RepoState { last_checked: Some("2026-11-22T12:00:00Z".into()), ..Default::default() };
     repo.branches.insert(
         "main".into(),
-        BranchState {
+        RefState {
             seen: Some(sha('a')),
             deployed: Some(sha('a')),
             deployed_at: Some("2026-11-22T11:00:00Z".into()),
             failure: None,
+            ..Default::default()
         },
     );
     repo.branches.insert(
         "dev".into(),
-        BranchState {
+        RefState {
             seen: Some(sha('c')),
             deployed: Some(sha('b')),
             deployed_at: None,
             failure: Some(Failure { commit: sha('c'), attempts: 3, error: "command 2 failed".into(), at: "t".into() }),
+            ..Default::default()
         },
     );
     let mut s = State {
@@ -131,15 +133,15 @@ fn a_corrupt_state_file_exits_4_and_stays_byte_for_byte() {
 #[test]
 fn a_newer_state_version_exits_4_and_says_upgrade() {
     let sb = sandbox_with(config());
-    let newer = "{\"version\": 2, \"repos\": {}, \"something_new\": true}\n";
+    let newer = "{\"version\": 3, \"repos\": {}, \"something_new\": true}\n";
     let path = sb.write("sentry-state.json", newer);
     let r = sb.run(&["--output", "json", "status"]);
     assert_eq!(r.code, 4, "{}", r.all());
-    assert!(r.stderr.contains("format version 2") && r.stderr.contains("upgrade"), "{}", r.stderr);
+    assert!(r.stderr.contains("format version 3") && r.stderr.contains("upgrade"), "{}", r.stderr);
     // SPEC §5 (v2): a failure before any summary is one JSON object on stdout.
     let doc = r.json();
     assert_eq!(doc["exit_code"], 4, "{doc}");
-    assert!(doc["error"].as_str().is_some_and(|e| e.contains("format version 2")), "{doc}");
+    assert!(doc["error"].as_str().is_some_and(|e| e.contains("format version 3")), "{doc}");
     assert_eq!(std::fs::read_to_string(&path).expect("read"), newer);
 }
 
