@@ -62,5 +62,7 @@ fn dispatch(cli: &Cli, explicit: Option<log::LevelFilter>) -> Result<Exit, Error
         Command::Status => commands::status(&load_config(cli, explicit)?, state, output),
         Command::Poll(args) => commands::poll(&load_config(cli, explicit)?, state, output, args),
         Command::Deploy(args) => commands::deploy(&load_config(cli, explicit)?, state, output, args),
+        Command::Rollback(args) => commands::rollback(&load_config(cli, explicit)?, state, output, args),
+        Command::History(args) => commands::history(&load_config(cli, explicit)?, state, output, args),
     }
 }

@@ -64,6 +64,41 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the state: last seen / deployed commit per branch, pending retries, last error.
     Status,
+    /// Redeploy the newest earlier commit that deployed successfully, then pin the branch.
+    Rollback(RollbackArgs),
+    /// The recorded deployments, newest first.
+    History(HistoryArgs),
+}
+
+/// `sentry rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The repository to roll back.
+    #[arg(long, value_name = "NAME")]
+    pub repo: String,
+    /// Which monitored branch [default: the first configured branch in the state].
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+    /// Roll back to this commit of the history [default: the newest earlier successful one].
+    #[arg(long, value_name = "SHA")]
+    pub to: Option<String>,
+    /// Print what would be deployed; deploy nothing, write no state.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `sentry history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this repository.
+    #[arg(long, value_name = "NAME")]
+    pub repo: Option<String>,
+    /// Only this branch.
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+    /// At most this many entries.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
 }
 
 /// `sentry poll`.

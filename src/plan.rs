@@ -207,6 +207,77 @@ pub fn first_matching<'h>(repo: &Repository, heads: &'h Heads) -> Option<(&'h St
     repo.monitor.branches.iter().find_map(|p| heads.iter().find(|(b, _)| p.is_match(b)))
 }
 
+/// A rollback (`sentry rollback`): the given branch, or the first one in pattern order with a
+/// history, back to `to` (a full id or an unambiguous prefix of at least 7 digits of a commit
+/// in its history) or to the newest commit of its history that deployed successfully and is
+/// not the one deployed now.
+pub fn rollback(repo: &Repository, state: &State, branch: Option<&str>, to: Option<&str>) -> Result<Job, String> {
+    let none = || format!("nothing to roll back to: {} has no recorded deployment", repo.name);
+    let rs = state.repos.get(&repo.name).ok_or_else(none)?;
+    let (branch, bs) = match branch {
+        Some(b) => {
+            if !repo.monitor.matches(b) {
+                return Err(format!("branch {b:?} is not monitored for {}", repo.name));
+            }
+            let bs =
+                rs.branches.get(b).ok_or_else(|| format!("nothing to roll back to: no record of {}/{b}", repo.name))?;
+            (b.to_string(), bs)
+        }
+        None => repo
+            .monitor
+            .branches
+            .iter()
+            .find_map(|p| rs.branches.iter().find(|(b, r)| p.is_match(b) && !r.history.is_empty()))
+            .map(|(b, r)| (b.clone(), r))
+            .ok_or_else(none)?,
+    };
+    let good = |e: &&HistoryEntry| e.status == JobStatus::Succeeded;
+    let target = match to {
+        Some(prefix) => {
+            let prefix = prefix.trim().to_ascii_lowercase();
+            if prefix.len() < 7 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("--to {prefix:?}: give a commit id of at least 7 hex digits"));
+            }
+            let mut found: Vec<&Sha> =
+                bs.history.iter().filter(good).map(|e| &e.commit).filter(|c| c.as_str().starts_with(&prefix)).collect();
+            found.dedup();
+            match found.as_slice() {
+                [one] => (*one).clone(),
+                [] => {
+                    return Err(format!(
+                        "nothing to roll back to: {prefix} is not a successful deployment in the history of {}/{branch}",
+                        repo.name
+                    ));
+                }
+                _ => return Err(format!("--to {prefix} matches several commits of the history: give more digits")),
+            }
+        }
+        None => bs
+            .history
+            .iter()
+            .filter(good)
+            .map(|e| &e.commit)
+            .find(|c| bs.deployed.as_ref() != Some(*c))
+            .cloned()
+            .ok_or_else(|| {
+            format!("nothing to roll back to: no earlier successful deployment of {}/{branch}", repo.name)
+        })?,
+    };
+    let attempt = match &bs.failure {
+        Some(f) if f.commit == target => f.attempts.saturating_add(1),
+        _ => 1,
+    };
+    Ok(Job {
+        repo: repo.name.clone(),
+        group: repo.group.clone(),
+        branch,
+        commit: target,
+        previous: bs.deployed.clone(),
+        reason: Reason::Rollback,
+        attempt,
+    })
+}
+
 /// A manual deployment (`sentry deploy`): the given or first existing branch, at the given or current head.
 pub fn manual(
     repo: &Repository,

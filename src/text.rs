@@ -24,6 +24,15 @@ pub fn first_line(s: &str, max: usize) -> String {
     line
 }
 
+/// `s` safe for a terminal: control characters (ESC sequences from a branch name a forge
+/// returned, say) shown as `\u{..}` escapes instead of acting on the screen.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}
+
 /// The message of a caught panic.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic

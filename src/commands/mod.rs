@@ -3,12 +3,16 @@
 //! them (human or JSON) and returns the SPEC §5 exit code.
 
 mod deploy;
+mod history;
 mod poll;
+mod rollback;
 mod status;
 mod validate;
 
 pub use deploy::deploy;
+pub use history::history;
 pub use poll::poll;
+pub use rollback::rollback;
 pub use status::status;
 pub use validate::{connectivity, invalid, valid};
 

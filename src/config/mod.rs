@@ -280,6 +280,8 @@ pub struct Deploy {
     pub project_name: String,
     /// Shell commands, run in one `sh` session.
     pub commands: Vec<String>,
+    /// Shell commands run after a failed or timed-out deployment, in the same job directory.
+    pub on_failure: Vec<String>,
     /// Extra environment for the commands.
     pub env: BTreeMap<String, String>,
     /// Credentials for the clone.
@@ -822,6 +824,17 @@ impl Validator<'_> {
             }
             commands.push(cmd);
         }
+        // Shell code, passed to sh as written (SPEC §2 v2): the shell expands its variables.
+        let mut on_failure = Vec::new();
+        for (i, c) in d.on_failure.iter().flat_map(|l| l.value.iter()).enumerate() {
+            let cpath = format!("{path}.on_failure[{i}]");
+            if c.value.trim().is_empty() {
+                self.problem(&cpath, line(c), "command is empty");
+            } else if c.value.contains('\0') {
+                self.problem(&cpath, line(c), "command contains a NUL byte");
+            }
+            on_failure.push(c.value.clone());
+        }
         let mut env = BTreeMap::new();
         for (k, v) in &d.env {
             let epath = format!("{path}.env.{k}");
@@ -839,7 +852,7 @@ impl Validator<'_> {
             }
         }
         let auth = self.auth(&format!("{path}.auth"), &d.auth)?;
-        Some(Deploy { qa_repo_url, qa_repo_branch: branch, kind, project_name, commands, env, auth })
+        Some(Deploy { qa_repo_url, qa_repo_branch: branch, kind, project_name, commands, on_failure, env, auth })
     }
 }
 

@@ -85,6 +85,7 @@ pub struct Deploy {
     pub repo_type: Option<S<String>>,
     pub project_name: Option<S<String>>,
     pub commands: S<Vec<S<String>>>,
+    pub on_failure: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     pub env: BTreeMap<String, S<String>>,
     pub auth: Option<Auth>,

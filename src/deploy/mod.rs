@@ -17,6 +17,7 @@
 //! not yet started as `skipped`.
 
 mod batch;
+mod on_failure;
 mod output;
 mod process;
 mod script;
@@ -24,7 +25,7 @@ mod script;
 pub use batch::{Batch, run_batches};
 
 use crate::config::Repository;
-use crate::model::{DeploymentRecord, FailedCommand, Job, JobStatus};
+use crate::model::{DeploymentRecord, FailedCommand, Job, JobStatus, OnFailureOutcome};
 use crate::secret::{Redactor, Secret};
 use output::Tail;
 use process::{Ended, Stop};
@@ -74,6 +75,8 @@ pub struct JobResult {
     pub output_tail: String,
     /// The job directory, when kept (`cleanup: false`).
     pub kept_dir: Option<PathBuf>,
+    /// How `deploy.on_failure` ended, if it ran.
+    pub on_failure: Option<OnFailureOutcome>,
 }
 
 impl JobResult {
@@ -83,6 +86,7 @@ impl JobResult {
             duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
             failed_command: self.failed_command.clone(),
             output_tail: self.output_tail.clone(),
+            on_failure: self.on_failure,
             ..DeploymentRecord::planned(&self.job, self.status, self.error.clone())
         }
     }
@@ -97,6 +101,7 @@ impl JobResult {
             duration: Duration::ZERO,
             output_tail: String::new(),
             kept_dir: None,
+            on_failure: None,
         }
     }
 }
@@ -127,9 +132,14 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
     let limit = Limit::new(ctx, job, started, deadline);
     let mut tail = Tail::new(ctx.redactor.clone(), format!("{}/{}", job.repo, job.branch));
 
+    let mut on_failure = None;
     let (status, failed_command, error, dir) = match make_dir(ctx, job) {
         Ok(dir) => {
             let (status, failed, error) = clone_and_run(ctx, repo, job, &dir, &limit, &mut tail);
+            if matches!(status, JobStatus::Failed | JobStatus::TimedOut) && !repo.deploy.on_failure.is_empty() {
+                let failed = failed.as_ref().filter(|_| status == JobStatus::Failed);
+                on_failure = Some(on_failure::run(ctx, repo, job, &dir, failed, &mut tail));
+            }
             (status, failed, error, Some(dir))
         }
         Err(e) => {
@@ -177,7 +187,7 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
             "deployment finished"
         );
     }
-    JobResult { job: job.clone(), status, failed_command, error, duration, output_tail, kept_dir }
+    JobResult { job: job.clone(), status, failed_command, error, duration, output_tail, kept_dir, on_failure }
 }
 
 /// Why a job must not start now, if it must not.
@@ -337,7 +347,7 @@ fn make_dir(ctx: &Context, job: &Job) -> io::Result<PathBuf> {
 }
 
 /// Writes a file only its owner can read (the script may hold expanded values).
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     f.write_all(bytes)

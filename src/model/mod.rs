@@ -6,7 +6,7 @@ mod record;
 pub mod url;
 
 pub use location::Location;
-pub use record::{DeploymentRecord, JobStatus, Notification};
+pub use record::{DeploymentRecord, JobStatus, Notification, OnFailureOutcome};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -158,6 +158,36 @@ pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run
     proceed(config, &run, &clients, store, planned.state, jobs, checks, summary, &now)
 }
 
+/// `sentry rollback`: like `deploy` (lock, state, notifications, exit codes) with a job the
+/// history decides; no forge is contacted.
+pub fn rollback(
+    config: &Config,
+    location: &Location,
+    repo: &Repository,
+    branch: Option<&str>,
+    to: Option<&str>,
+    dry_run: bool,
+) -> Result<Summary, Error> {
+    let run = Run::start();
+    let mode = if dry_run { LockMode::None } else { LockMode::Wait(config.global.timeout) };
+    let mut store = match open_store(&run, location, mode, config)? {
+        Ok(store) => store,
+        Err(why) => return Ok(run.skipped(dry_run, why)),
+    };
+    let state = store.load()?;
+    let job = plan::rollback(repo, &state, branch, to).map_err(Error::Usage)?;
+    let summary = run.summary(dry_run);
+    let clients = Clients::new(config)?;
+    let checks = Checks {
+        heads: BTreeMap::new(),
+        listings: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        stats: ForgeStats::default(),
+    };
+    let now = crate::time::now_rfc3339();
+    proceed(config, &run, &clients, store, state, vec![job], checks, summary, &now)
+}
+
 /// The common tail of a pass once the jobs are known: save, deploy, notify, metrics.
 #[allow(clippy::too_many_arguments)] // One private step of two callers; a struct would only rename them.
 fn proceed(

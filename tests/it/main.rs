@@ -11,6 +11,7 @@ mod forge;
 mod hostile;
 mod http;
 mod reliability;
+mod rollback;
 mod run;
 mod state;
 mod support_selftest;

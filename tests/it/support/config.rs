@@ -188,6 +188,7 @@ pub struct Repo {
     qa_kind: Option<String>,
     project: Option<String>,
     commands: Vec<String>,
+    on_failure: Vec<String>,
     env: Vec<(String, String)>,
     deploy_auth: Option<Auth>,
     webhook: Option<String>,
@@ -216,6 +217,7 @@ impl Repo {
             qa_kind: None,
             project: None,
             commands: vec!["echo deploying".into()],
+            on_failure: Vec::new(),
             env: Vec::new(),
             deploy_auth: None,
             webhook: None,
@@ -269,6 +271,12 @@ impl Repo {
         self
     }
 
+    /// `deploy.on_failure`: shell commands run after a failed or timed-out deployment.
+    pub fn on_failure<I: IntoIterator<Item: AsRef<str>>>(mut self, commands: I) -> Repo {
+        self.on_failure = commands.into_iter().map(|c| c.as_ref().to_string()).collect();
+        self
+    }
+
     /// Shell commands, written as given: `$$` stays `$$` for sentry to unescape.
     pub fn commands<I: IntoIterator<Item: AsRef<str>>>(mut self, commands: I) -> Repo {
         self.commands = commands.into_iter().map(|c| c.as_ref().to_string()).collect();
@@ -318,6 +326,12 @@ impl Repo {
         *y += "      commands:\n";
         for c in &self.commands {
             *y += &format!("        - {}\n", quote(c));
+        }
+        if !self.on_failure.is_empty() {
+            *y += "      on_failure:\n";
+            for c in &self.on_failure {
+                *y += &format!("        - {}\n", quote(c));
+            }
         }
         if !self.env.is_empty() {
             *y += "      env:\n";
