@@ -145,3 +145,52 @@ fn branch_patterns_match_whole_names_whether_plain_or_regex() {
     }
     assert!(BranchPattern::new("(").is_err());
 }
+
+/// Issue 15: every duration and count of the config, driven with arbitrary values, is either
+/// accepted within its SPEC §2 bound or refused with a problem naming it; never a panic, and
+/// every accepted duration can be added to the clock.
+#[test]
+fn every_duration_and_count_field_is_bounded_for_arbitrary_values() {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut values =
+        vec![0, 1, 59, 60, 3600, 3601, 604_800, 604_801, u64::from(u32::MAX), 1 << 53, i64::MAX as u64, u64::MAX];
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        values.push(x >> (x % 64));
+    }
+    let fields = [
+        ("polling_interval", ""),
+        ("timeout", "global"),
+        ("http_timeout", "global"),
+        ("notify_timeout", "global"),
+        ("concurrency", "global"),
+        ("max_attempts", "global"),
+        ("history", "global"),
+        ("global_timeout", "group"),
+        ("max_parallel", "group"),
+    ];
+    let base = MINIMAL.replace("  - name: app\n", "  - name: app\n    group: g\n");
+    for (field, section) in fields {
+        for v in &values {
+            let group = "groups:\n  g:\n    execution_strategy: parallel\n";
+            let text = match section {
+                "" => format!("{field}: {v}\n{group}{base}"),
+                "global" => format!("global:\n  {field}: {v}\n{group}{base}"),
+                _ => format!("{group}    {field}: {v}\n{base}"),
+            };
+            match parse_str(&text) {
+                Ok(c) => {
+                    let now = std::time::Instant::now();
+                    for d in [c.polling_interval, c.global.timeout, c.global.http_timeout, c.global.notify_timeout] {
+                        assert!(now.checked_add(d).is_some(), "{field}: {v}");
+                        assert!(d <= Duration::from_secs(MAX_DURATION_S), "{field}: {v}");
+                    }
+                    assert!(c.global.concurrency <= MAX_CONCURRENCY as usize);
+                }
+                Err(e) => assert!(e.problems.iter().any(|p| p.path.ends_with(field)), "{field}: {v}: {e}"),
+            }
+        }
+    }
+}
