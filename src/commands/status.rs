@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::{Error, Exit};
 use crate::model::Location;
 use crate::report::table;
-use crate::state::{LastRun, State};
+use crate::state::{HistoryEntry, LastRun, State};
 use crate::text::first_line;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -74,6 +74,8 @@ pub struct BranchStatus {
     pub pinned_at: Option<String>,
     /// `deployed` is the baseline recorded at first sight, not a deployment.
     pub baseline: bool,
+    /// The newest finished deployment of the history (`sentry history` has them all).
+    pub last_deployment: Option<HistoryEntry>,
 }
 
 /// A failure in the report.
@@ -122,6 +124,7 @@ pub fn report(config: &Config, state: &State, location: &str) -> Report {
                                 gone_since: b.gone_since.clone(),
                                 pinned_at: b.pinned_at.as_ref().map(ToString::to_string),
                                 baseline: b.baseline,
+                                last_deployment: b.history.first().cloned(),
                             };
                             (branch.clone(), status)
                         })
