@@ -106,9 +106,6 @@ impl JobResult {
     }
 }
 
-/// Lines of output repeated in the log when a job fails.
-const LOGGED_LINES: usize = 10;
-
 /// Longest branch part of a job directory's name.
 const DIR_BRANCH_MAX: usize = 40;
 
@@ -126,11 +123,11 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
     let started = Instant::now();
     log::info!(
         repo = job.repo.as_str(), group = job.group.as_deref().unwrap_or(""), branch = job.branch.as_str(),
-        commit = job.commit.short(), attempt = job.attempt, reason = job.reason.as_str();
+        commit = job.commit.as_str(), attempt = job.attempt, reason = job.reason.as_str();
         "deployment started"
     );
     let limit = Limit::new(ctx, job, started, deadline);
-    let mut tail = Tail::new(ctx.redactor.clone(), format!("{}/{}", job.repo, job.branch));
+    let mut tail = Tail::new(ctx.redactor.clone(), (job.repo.clone(), job.branch.clone()));
 
     let mut on_failure = None;
     let (status, failed_command, error, dir) = match make_dir(ctx, job) {
@@ -151,7 +148,6 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
     if let Some(e) = &error {
         tail.note(e);
     }
-    let lines = tail.last_lines(LOGGED_LINES);
     let output_tail = tail.finish();
 
     let kept_dir = dir.and_then(|dir| {
@@ -170,22 +166,30 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
     let duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     if status == JobStatus::Succeeded {
         log::info!(
-            repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.short(),
+            repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.as_str(),
             status = status.as_str(), duration_ms = duration_ms;
             "deployment finished"
         );
     } else {
-        for line in &lines {
-            log::warn!(repo = job.repo.as_str(), branch = job.branch.as_str(); "| {line}");
+        // Numbers stay numbers in JSON logs: fields that do not apply are left out, not "".
+        let error = error.as_deref().unwrap_or("");
+        match failed_command.as_ref().map(|f| (f.index, f.exit_code)) {
+            Some((index, Some(code))) => log::warn!(
+                repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.as_str(),
+                status = status.as_str(), duration_ms = duration_ms, command = index, exit_code = code, error = error;
+                "deployment finished"
+            ),
+            Some((index, None)) => log::warn!(
+                repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.as_str(),
+                status = status.as_str(), duration_ms = duration_ms, command = index, error = error;
+                "deployment finished"
+            ),
+            None => log::warn!(
+                repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.as_str(),
+                status = status.as_str(), duration_ms = duration_ms, error = error;
+                "deployment finished"
+            ),
         }
-        log::warn!(
-            repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.short(),
-            status = status.as_str(), duration_ms = duration_ms,
-            command = failed_command.as_ref().map(|f| f.index.to_string()).unwrap_or_default(),
-            exit_code = failed_command.as_ref().and_then(|f| f.exit_code).map(|c| c.to_string()).unwrap_or_default(),
-            error = error.as_deref().unwrap_or("");
-            "deployment finished"
-        );
     }
     JobResult { job: job.clone(), status, failed_command, error, duration, output_tail, kept_dir, on_failure }
 }
@@ -204,7 +208,7 @@ pub(crate) fn skip_reason(job: &Job, deadline: Option<Instant>) -> Option<String
 
 /// Logs a job that was not started.
 pub(crate) fn log_skipped(job: &Job, why: &str) {
-    log::info!(repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.short(), why = why; "deployment skipped");
+    log::info!(repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.as_str(), why = why; "deployment skipped");
 }
 
 /// A job's deadline and which limit it comes from, for the message.
@@ -253,7 +257,7 @@ fn clone_and_run(
     let d = &repo.deploy;
     let mut clone = crate::gitcmd::command(&d.auth, d.kind);
     clone
-        .args(["clone", "--depth", "1", "--single-branch", "--no-tags", "--branch", &d.qa_repo_branch, "--"])
+        .args(["clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags", "--branch", &d.qa_repo_branch, "--"])
         .arg(&d.qa_repo_url)
         .arg(&qa_dir)
         .current_dir(dir)

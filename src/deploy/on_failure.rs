@@ -56,11 +56,16 @@ pub(super) fn run(
         Ok(Ended::Stopped(Stop::Signal)) => OnFailureOutcome { status: JobStatus::Interrupted, exit_code: None },
         Err(e) => return failure(tail, format!("cannot run sh for on_failure: {e}")),
     };
-    log::info!(
-        repo = job.repo.as_str(), branch = job.branch.as_str(), status = outcome.status.as_str(),
-        exit_code = outcome.exit_code;
-        "on_failure finished"
-    );
+    match outcome.exit_code {
+        Some(code) => log::info!(
+            repo = job.repo.as_str(), branch = job.branch.as_str(), status = outcome.status.as_str(), exit_code = code;
+            "on_failure finished"
+        ),
+        None => log::info!(
+            repo = job.repo.as_str(), branch = job.branch.as_str(), status = outcome.status.as_str();
+            "on_failure finished"
+        ),
+    }
     outcome
 }
 

@@ -10,7 +10,7 @@ use crate::deploy::{self, Batch, JobResult};
 use crate::error::Error;
 use crate::forge::{Checker, ForgeStats, Listing};
 use crate::http::{Http, Method, Request};
-use crate::model::{DeploymentRecord, Heads, Job, JobStatus, Location, Sha, Validators};
+use crate::model::{DeploymentRecord, Heads, Job, JobStatus, Location, Reason, Sha, Validators};
 use crate::notify;
 use crate::plan::{self, Note};
 use crate::report::{Checked, Summary};
@@ -37,7 +37,10 @@ impl Run {
         let now = std::time::SystemTime::now();
         let nanos = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         // Time-ordered and unique enough across concurrent processes: seconds, pid, sub-second noise.
-        let id = format!("{:x}-{:x}-{:x}", nanos / 1_000_000_000, std::process::id(), (nanos % 1_000_000_000) as u32);
+        // Fixed width, so ids line up and sort as text: seconds, pid, sub-second noise.
+        let id =
+            format!("{:08x}-{:08x}-{:08x}", nanos / 1_000_000_000, std::process::id(), (nanos % 1_000_000_000) as u32);
+        crate::logging::set_run_id(&id);
         Run { id, started: Instant::now(), started_at: crate::time::rfc3339(now) }
     }
 
@@ -330,12 +333,20 @@ fn log_notes(notes: &[Note]) {
 
 fn log_jobs(jobs: &[Job]) {
     for j in jobs {
-        log::info!(
-            repo = j.repo.as_str(), branch = j.branch.as_str(),
-            from = j.previous.as_ref().map_or("none", Sha::short), to = j.commit.short(),
-            reason = j.reason.as_str(), attempt = j.attempt;
-            "change detected"
-        );
+        let from = j.previous.as_ref().map_or("none", Sha::as_str);
+        match j.reason {
+            // Asked for by hand: nothing was detected.
+            Reason::Manual | Reason::Rollback => log::info!(
+                repo = j.repo.as_str(), branch = j.branch.as_str(), from = from, to = j.commit.as_str(),
+                reason = j.reason.as_str(), attempt = j.attempt;
+                "deployment requested"
+            ),
+            _ => log::info!(
+                repo = j.repo.as_str(), branch = j.branch.as_str(), from = from, to = j.commit.as_str(),
+                reason = j.reason.as_str(), attempt = j.attempt;
+                "change detected"
+            ),
+        }
     }
 }
 
