@@ -14,3 +14,4 @@ mod reliability;
 mod run;
 mod state;
 mod support_selftest;
+mod ux;
