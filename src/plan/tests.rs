@@ -58,6 +58,25 @@ fn job(repo: &str, branch: &str, c: char, reason: Reason, attempt: u32) -> (Stri
     (repo.into(), branch.into(), c, reason, attempt)
 }
 
+/// The notes about decisions (`simple()`'s `dev.*` matching nothing is a note of its own).
+fn decisions(p: &Plan) -> Vec<Note> {
+    p.notes.iter().filter(|n| !matches!(n, Note::Unmatched { .. })).cloned().collect()
+}
+
+#[test]
+fn a_pattern_that_matches_nothing_is_a_note_on_every_pass() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    deployed(&mut s, "b", &[("main", '1')]);
+    let h = checked(&[("a", heads(&[("main", '1')])), ("b", heads(&[("main", '1')]))]);
+    for _ in 0..2 {
+        let p = plan(&c, &h, &s, NOW);
+        assert_eq!(p.notes, [Note::Unmatched { repo: "a".into(), pattern: "dev.*".into() }]);
+        s = p.state;
+    }
+}
+
 #[test]
 fn first_sight_records_a_baseline_and_deploys_nothing() {
     let c = simple();
@@ -96,7 +115,7 @@ fn unchanged_heads_plan_nothing() {
     deployed(&mut s, "a", &[("main", '1')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
     assert!(p.jobs.is_empty());
-    assert!(p.notes.is_empty());
+    assert!(decisions(&p).is_empty());
 }
 
 #[test]
@@ -138,7 +157,7 @@ fn vanished_branch_is_dropped_with_a_note() {
     let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
     assert!(p.jobs.is_empty());
     assert!(!p.state.repos["a"].branches.contains_key("dev-old"));
-    assert_eq!(p.notes, [Note::Dropped { repo: "a".into(), branch: "dev-old".into() }]);
+    assert_eq!(decisions(&p), [Note::Dropped { repo: "a".into(), branch: "dev-old".into() }]);
 }
 
 #[test]
@@ -157,7 +176,7 @@ fn failed_commit_is_retried_then_parked() {
     }
     let p = plan(&c, &h, &s, NOW);
     assert!(p.jobs.is_empty(), "parked after max_attempts");
-    assert!(matches!(&p.notes[..], [Note::Parked { attempts: 3, .. }]));
+    assert!(matches!(&decisions(&p)[..], [Note::Parked { attempts: 3, .. }]));
     // The branch moves: deployed again from attempt 1.
     let p = plan(&c, &checked(&[("a", heads(&[("main", '3')]))]), &p.state, NOW);
     assert_eq!(summary(&p), [job("a", "main", '3', Reason::Changed, 1)]);
