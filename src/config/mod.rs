@@ -927,8 +927,10 @@ impl Validator<'_> {
 
     fn auth(&mut self, path: &str, a: &Option<raw::Auth>) -> Option<Auth> {
         let Some(a) = a else { return Some(Auth::default()) };
-        let username = self.opt_credential(&format!("{path}.username"), &a.username)?;
-        let token = self.opt_credential(&format!("{path}.token"), &a.token)?;
+        // Both checked before giving up on either: every problem in one run.
+        let username = self.opt_credential(&format!("{path}.username"), &a.username);
+        let token = self.opt_credential(&format!("{path}.token"), &a.token);
+        let (username, token) = (username?, token?);
         if username.is_some() && token.is_none() {
             let l = a.username.as_ref().and_then(line);
             self.problem(format!("{path}.token"), l, "a username is set but the token is missing or empty");
