@@ -446,7 +446,12 @@ impl Walker<'_> {
                 }
             }
             Shape::Seconds | Shape::Count => {
-                let ok = matches!(&n.value, Value::Number(text, NumberKind::Unsigned) if !text.contains('.'));
+                // serde takes a quoted "300" too: so does this pass, or it would invent a problem.
+                let ok = match &n.value {
+                    Value::Number(text, NumberKind::Unsigned) => !text.contains('.'),
+                    Value::Str(text) => text.parse::<u64>().is_ok(),
+                    _ => false,
+                };
                 if !ok {
                     let got = n
                         .value
@@ -461,7 +466,8 @@ impl Walker<'_> {
                 }
             }
             Shape::Bool => {
-                if !matches!(n.value, Value::Bool(_)) {
+                let quoted_bool = matches!(&n.value, Value::Str(t) if t == "true" || t == "false");
+                if !matches!(n.value, Value::Bool(_)) && !quoted_bool {
                     let got = n.value.scalar_text().unwrap_or_else(|| n.value.describe().to_string());
                     self.problem(path, n.line, format!("must be true or false (got {got:?})"));
                 }
