@@ -27,6 +27,9 @@ pub enum Note {
     Parked { repo: String, branch: String, commit: Sha, attempts: u32 },
     /// A rolled-back branch stays at its rollback until its head moves or `deploy` is run.
     Pinned { repo: String, branch: String, head: Sha },
+    /// A `branches` pattern that matches no branch of a repository checked this pass: probably a
+    /// typo, and silent otherwise (said on every pass while it lasts).
+    Unmatched { repo: String, pattern: String },
 }
 
 /// The outcome of planning one pass.
@@ -51,6 +54,11 @@ pub fn plan(config: &Config, checked: &BTreeMap<String, Heads>, state: &State, n
         let Some(heads) = checked.get(&repo.name) else { continue };
         let previous = state.repos.get(&repo.name);
         let has_baseline = previous.is_some_and(|r| r.last_checked.is_some() || !r.branches.is_empty());
+        for (text, pattern) in repo.monitor.patterns.iter().zip(&repo.monitor.branches) {
+            if !heads.keys().any(|b| pattern.is_match(b)) {
+                notes.push(Note::Unmatched { repo: repo.name.clone(), pattern: text.clone() });
+            }
+        }
         let rs = next.repos.entry(repo.name.clone()).or_default();
         rs.last_checked = Some(now.to_string());
         rs.last_error = None;

@@ -32,7 +32,7 @@ pub fn history(
     args: &HistoryArgs,
 ) -> Result<Exit, Error> {
     let location = location(state, config)?;
-    let (state, _) = crate::pipeline::read_state(config, &location)?;
+    let (state, _) = crate::pipeline::read_state(&location, config.global.http_timeout)?;
     let rows = rows(&state, args);
     let text = match output {
         OutputFormat::Json => json_text(&rows, false) + "\n",

@@ -20,5 +20,5 @@ pub fn rollback(
     crate::signals::install();
     let summary =
         crate::pipeline::rollback(config, &location, repo, args.branch.as_deref(), args.to.as_deref(), args.dry_run)?;
-    Ok(finish(&summary, output))
+    Ok(finish(&summary, output, false))
 }

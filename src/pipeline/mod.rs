@@ -112,9 +112,11 @@ fn open_store(
     }
 }
 
-/// Opens the state without a lock and reads it (`status`).
-pub fn read_state(config: &Config, location: &Location) -> Result<(State, String), StateError> {
-    let mut store = state::open(location, LockMode::None, &store_options("status", config))?;
+/// Opens the state without a lock and reads it (`status`). Needs no configuration (SPEC §1 v2):
+/// `http_timeout` is `global.http_timeout` when one loaded, else its default.
+pub fn read_state(location: &Location, http_timeout: std::time::Duration) -> Result<(State, String), StateError> {
+    let options = StoreOptions { run_id: "status".into(), lock_timeout: http_timeout, http_timeout };
+    let mut store = state::open(location, LockMode::None, &options)?;
     let state = store.load()?;
     Ok((state, store.location()))
 }
@@ -149,13 +151,24 @@ pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run
     let state = store.load()?;
     let mut summary = run.summary(dry_run);
     let clients = Clients::new(config)?;
+    let now = crate::time::now_rfc3339();
+    // Both --branch and --commit: everything the job needs is known, no forge is contacted
+    // (SPEC §1 v2); the branch must still be a monitored one. The state keeps what it knew.
+    if let (Some(branch), Some(commit)) = (manual.branch, manual.commit) {
+        let heads: Heads = [(branch.to_string(), commit.clone())].into_iter().collect();
+        let mut jobs = Vec::new();
+        for repo in &manual.targets {
+            jobs.push(plan::manual(repo, &heads, Some(branch), Some(commit), &state).map_err(Error::Usage)?);
+        }
+        let checks = Checks::none();
+        return proceed(config, &run, &clients, store, state, jobs, checks, summary, &now);
+    }
     let checks = check(&clients.checker, &manual.targets, &state, &mut summary);
     let mut jobs = Vec::new();
     for repo in &manual.targets {
         let Some(h) = checks.heads.get(&repo.name) else { continue };
         jobs.push(plan::manual(repo, h, manual.branch, manual.commit, &state).map_err(Error::Usage)?);
     }
-    let now = crate::time::now_rfc3339();
     // Keep the bookkeeping a poll would do (seen heads, baselines, dropped branches), without its jobs.
     let planned = plan::plan(config, &checks.heads, &state, &now);
     proceed(config, &run, &clients, store, planned.state, jobs, checks, summary, &now)
@@ -230,6 +243,18 @@ struct Checks {
     errors: BTreeMap<String, String>,
     /// HTTP answers and rate-limit headroom per forge.
     stats: ForgeStats,
+}
+
+impl Checks {
+    /// Nothing checked (a manual deployment that names its commit).
+    fn none() -> Checks {
+        Checks {
+            heads: BTreeMap::new(),
+            listings: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            stats: ForgeStats::default(),
+        }
+    }
 }
 
 /// The clients of one run: one HTTP agent (connection reuse, TLS roots) shared by all.
@@ -326,6 +351,10 @@ fn log_notes(notes: &[Note]) {
             Note::Pinned { repo, branch, head } => log::info!(
                 repo = repo.as_str(), branch = branch.as_str(), head = head.as_str();
                 "pinned by a rollback: not deployed until the head moves or `sentry deploy` is run"
+            ),
+            Note::Unmatched { repo, pattern } => log::warn!(
+                repo = repo.as_str(), pattern = pattern.as_str();
+                "branch pattern matches no branch (patterns match the whole name; check monitor.branches)"
             ),
         }
     }

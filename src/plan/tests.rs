@@ -62,6 +62,25 @@ fn job(repo: &str, branch: &str, c: char, reason: Reason, attempt: u32) -> (Stri
     (repo.into(), branch.into(), c, reason, attempt)
 }
 
+/// The notes about decisions (`simple()`'s `dev.*` matching nothing is a note of its own).
+fn decisions(p: &Plan) -> Vec<Note> {
+    p.notes.iter().filter(|n| !matches!(n, Note::Unmatched { .. })).cloned().collect()
+}
+
+#[test]
+fn a_pattern_that_matches_nothing_is_a_note_on_every_pass() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    deployed(&mut s, "b", &[("main", '1')]);
+    let h = checked(&[("a", heads(&[("main", '1')])), ("b", heads(&[("main", '1')]))]);
+    for _ in 0..2 {
+        let p = plan(&c, &h, &s, NOW);
+        assert_eq!(p.notes, [Note::Unmatched { repo: "a".into(), pattern: "dev.*".into() }]);
+        s = p.state;
+    }
+}
+
 #[test]
 fn first_sight_records_a_baseline_and_deploys_nothing() {
     let c = simple();
@@ -100,7 +119,7 @@ fn unchanged_heads_plan_nothing() {
     deployed(&mut s, "a", &[("main", '1')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
     assert!(p.jobs.is_empty());
-    assert!(p.notes.is_empty());
+    assert!(decisions(&p).is_empty());
 }
 
 #[test]
@@ -143,14 +162,14 @@ fn vanished_branch_is_kept_for_30_days_then_dropped() {
     assert!(p.jobs.is_empty());
     let kept = &p.state.repos["a"].branches["dev-old"];
     assert_eq!(kept.gone_since.as_deref(), Some(NOW), "kept, marked");
-    assert_eq!(p.notes, [Note::Gone { repo: "a".into(), branch: "dev-old".into() }]);
+    assert_eq!(decisions(&p), [Note::Gone { repo: "a".into(), branch: "dev-old".into() }]);
     // 29 days later: still kept; 30 days later: dropped.
     let later = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &p.state, "2026-12-21T12:00:00Z");
     assert!(later.state.repos["a"].branches.contains_key("dev-old"));
-    assert!(later.notes.is_empty(), "{:?}", later.notes);
+    assert!(decisions(&later).is_empty(), "{:?}", later.notes);
     let month = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &p.state, "2026-12-22T12:00:00Z");
     assert!(!month.state.repos["a"].branches.contains_key("dev-old"));
-    assert_eq!(month.notes, [Note::Dropped { repo: "a".into(), branch: "dev-old".into() }]);
+    assert_eq!(decisions(&month), [Note::Dropped { repo: "a".into(), branch: "dev-old".into() }]);
 }
 
 #[test]
@@ -194,7 +213,7 @@ fn a_rollback_pins_the_branch_until_its_head_moves() {
     // Same head: pinned, no job.
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     assert!(p.jobs.is_empty(), "{:?}", p.jobs);
-    assert!(matches!(p.notes.as_slice(), [Note::Pinned { .. }]), "{:?}", p.notes);
+    assert!(matches!(decisions(&p).as_slice(), [Note::Pinned { .. }]), "{:?}", p.notes);
     // The head moves: the pin is gone and the new head deploys.
     let p = plan(&c, &checked(&[("a", heads(&[("main", '3')]))]), &s, NOW);
     assert_eq!(summary(&p), [job("a", "main", '3', Reason::Changed, 1)]);
@@ -236,7 +255,7 @@ fn failed_commit_is_retried_then_parked() {
     }
     let p = plan(&c, &h, &s, NOW);
     assert!(p.jobs.is_empty(), "parked after max_attempts");
-    assert!(matches!(&p.notes[..], [Note::Parked { attempts: 3, .. }]));
+    assert!(matches!(&decisions(&p)[..], [Note::Parked { attempts: 3, .. }]));
     // The branch moves: deployed again from attempt 1.
     let p = plan(&c, &checked(&[("a", heads(&[("main", '3')]))]), &p.state, NOW);
     assert_eq!(summary(&p), [job("a", "main", '3', Reason::Changed, 1)]);

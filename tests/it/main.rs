@@ -15,3 +15,4 @@ mod rollback;
 mod run;
 mod state;
 mod support_selftest;
+mod ux;

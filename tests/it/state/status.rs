@@ -60,7 +60,7 @@ fn status_prints_a_table_of_a_saved_state() {
     let sb = sandbox_with(config());
     save(&sb.path().join("sentry-state.json"), &state());
     let r = sb.run(&["status"]);
-    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.code, 1, "a parked failure needs a human: {}", r.all());
     let out = &r.stdout;
     assert!(out.contains("./sentry-state.json (saved by run run-7 at 2026-11-22T12:00:01Z)"), "{out}");
     assert!(out.contains("aaaaaaaa  aaaaaaaa  2026-11-22T11:00:00Z"), "{out}");
@@ -75,7 +75,7 @@ fn status_json_has_every_repository_and_branch() {
     let sb = sandbox_with(config());
     save(&sb.path().join("sentry-state.json"), &state());
     let r = sb.run(&["--output", "json", "status"]);
-    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.code, 1, "a parked failure needs a human: {}", r.all());
     let j = r.json();
     let one = &j["repositories"]["one"];
     assert_eq!(one["last_checked"], "2026-11-22T12:00:00Z");
@@ -98,7 +98,9 @@ fn status_finds_the_state_by_flag_env_and_config() {
     save(&sb.path().join("from-config/s.json"), &state());
     save(&sb.path().join("flag.json"), &State::default());
     let shows = |r: crate::support::Run, what: &str| {
-        assert_eq!(r.code, 0, "{}", r.all());
+        // Exit 1 for the state with a parked failure, 0 for the empty ones.
+        let parked = what.contains("run-7");
+        assert_eq!(r.code, i32::from(parked), "{}", r.all());
         assert!(r.stdout.contains(what), "{what}: {}", r.stdout);
     };
     shows(sb.run(&["status"]), "./from-config/s.json (saved by run run-7");
@@ -157,7 +159,7 @@ fn status_reads_a_configmap_through_kubectl_proxy() {
         .output()
         .expect("run");
     let r = crate::support::Run::from(r);
-    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.code, 1, "a parked failure needs a human: {}", r.all());
     assert_eq!(r.json()["location"], "configmap:ops/sentry-state");
     assert_eq!(r.json()["repositories"]["one"]["branches"]["dev"]["parked"], true);
     assert!(kube.log().iter().all(|l| l.method == "GET"), "status only reads: {:?}", kube.calls());
@@ -197,7 +199,7 @@ fn status_in_a_pod_uses_the_service_account_over_tls() {
         .output()
         .expect("run");
     let r = crate::support::Run::from(r);
-    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.code, 1, "a parked failure needs a human: {}", r.all());
     assert!(r.stdout.contains("configmap:team-a/sentry-state (saved by run run-7"), "{}", r.stdout);
     // At trace level too, where ureq would hex-dump the request headers.
     assert!(!r.all().contains("pod-token-321"), "the token never shows: {}", r.all());

@@ -4,7 +4,7 @@
 //! unquoted path, URL or token that happens to hold `: `, `#` or a leading `-` changes the
 //! document instead of the value. Here every string is written as a double-quoted scalar, so the
 //! configuration holds exactly the text given; `${VAR}` and `$$` pass through untouched, since
-//! expanding them is sentry's job, not YAML's.
+//! expanding them is sentry's job (or, in commands, the shell's), not YAML's.
 //!
 //! Broken or hostile YAML is out of scope on purpose: those tests keep raw text (often a textual
 //! mutation of what this builder writes), because a builder can only write what it knows.
@@ -277,7 +277,8 @@ impl Repo {
         self
     }
 
-    /// Shell commands, written as given: `$$` stays `$$` for sentry to unescape.
+    /// Shell commands, written as given; sentry passes them to `sh` verbatim (no `${VAR}` or
+    /// `$$` processing), so `$$` is the shell's PID.
     pub fn commands<I: IntoIterator<Item: AsRef<str>>>(mut self, commands: I) -> Repo {
         self.commands = commands.into_iter().map(|c| c.as_ref().to_string()).collect();
         self
