@@ -21,6 +21,8 @@ pub struct Summary {
     pub checked: Vec<Checked>,
     /// One entry per deployment (planned ones in a dry run, with status `skipped`).
     pub deployments: Vec<DeploymentRecord>,
+    /// Deployments parked after `max_attempts` failures: listed on every run until a human acts.
+    pub parked: Vec<Parked>,
     /// Problems that did not stop the run (unreachable repositories, failed state saves).
     pub errors: Vec<String>,
     /// Why the pass did nothing at all (another run holds the lock); absent otherwise.
@@ -29,6 +31,21 @@ pub struct Summary {
     /// A state save failed after a deployment (exit 4: the next run may deploy it again).
     #[serde(skip)]
     pub state_error: bool,
+}
+
+/// A parked deployment (SPEC §5 `parked`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Parked {
+    /// Repository name.
+    pub repo: String,
+    /// The branch.
+    pub branch: String,
+    /// The commit that keeps failing.
+    pub commit: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
 }
 
 /// One repository's check.
@@ -98,6 +115,16 @@ impl Summary {
             let header = ["REPOSITORY", "BRANCH", "COMMIT", "STATUS", "TIME", "DETAIL"].map(String::from);
             out.push_str(&table(&header, &rows));
         }
+        for p in &self.parked {
+            out.push_str(&format!(
+                "parked: {}/{} {} after {} attempts: {} (push a new commit or run `sentry deploy`)\n",
+                crate::text::printable(&p.repo),
+                crate::text::printable(&p.branch),
+                p.commit.chars().take(8).collect::<String>(),
+                p.attempts,
+                crate::text::first_line(&p.error, 200)
+            ));
+        }
         for e in &self.errors {
             out.push_str(&format!("error: {e}\n"));
         }
@@ -157,6 +184,7 @@ mod tests {
                 error: check_error.then(|| "unreachable".into()),
             }],
             deployments,
+            parked: vec![],
             errors: vec![],
             skipped: None,
             state_error: false,

@@ -54,7 +54,10 @@ fn json_text(value: &impl serde::Serialize, pretty: bool) -> String {
 /// True when a run's summary is worth printing under `--quiet` (SPEC §1 v2): something was
 /// deployed (or would be, in a dry run), failed, or could not be checked.
 fn noteworthy(summary: &Summary) -> bool {
-    !summary.deployments.is_empty() || summary.checked.iter().any(|c| c.error.is_some()) || !summary.errors.is_empty()
+    !summary.deployments.is_empty()
+        || !summary.parked.is_empty()
+        || summary.checked.iter().any(|c| c.error.is_some())
+        || !summary.errors.is_empty()
 }
 
 /// Prints a run's summary and returns its exit code, logging the one-line run record. Quiet:

@@ -53,6 +53,7 @@ impl Run {
             dry_run,
             checked: Vec::new(),
             deployments: Vec::new(),
+            parked: Vec::new(),
             errors: Vec::new(),
             skipped: None,
             state_error: false,
@@ -137,7 +138,32 @@ pub fn poll(config: &Config, location: &Location, repos: &[&Repository], dry_run
     let now = crate::time::now_rfc3339();
     let planned = plan::plan(config, &checks.heads, &state, &now);
     log_notes(&planned.notes);
+    // Parked deployments are listed on every run until a human acts (SPEC §5).
+    summary.parked = parked(&planned.notes, &planned.state);
     proceed(config, &run, &clients, store, planned.state, planned.jobs, checks, summary, &now)
+}
+
+/// The parked deployments the plan noted, with their last error.
+fn parked(notes: &[Note], state: &State) -> Vec<crate::report::Parked> {
+    notes
+        .iter()
+        .filter_map(|n| match n {
+            Note::Parked { repo, branch, commit, attempts } => Some(crate::report::Parked {
+                repo: repo.clone(),
+                branch: branch.clone(),
+                commit: commit.to_string(),
+                attempts: *attempts,
+                error: state
+                    .repos
+                    .get(repo)
+                    .and_then(|r| r.branches.get(branch))
+                    .and_then(|b| b.failure.as_ref())
+                    .map(|f| f.error.clone())
+                    .unwrap_or_default(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `sentry deploy`: deploy now, whatever changed; waits for the lock.
