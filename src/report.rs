@@ -86,7 +86,7 @@ impl Summary {
             if failed_checks > 0 { format!(", {failed_checks} could not be checked") } else { String::new() }
         ));
         for c in self.checked.iter().filter(|c| c.error.is_some()) {
-            out.push_str(&format!("  {}: {}\n", c.repo, c.error.as_deref().unwrap_or("")));
+            out.push_str(&format!("  {}: {}\n", crate::text::printable(&c.repo), c.error.as_deref().unwrap_or("")));
         }
         if self.deployments.is_empty() {
             out.push_str("nothing to deploy\n");
@@ -96,15 +96,18 @@ impl Summary {
                 .iter()
                 .map(|d| {
                     let detail = match (&d.failed_command, &d.error) {
+                        // A timeout says so, not "exited by signal" of the command it stopped.
+                        (_, Some(e)) if d.status == crate::model::JobStatus::TimedOut => e.clone(),
                         (Some(f), _) => f.to_string(),
                         (None, Some(e)) => e.clone(),
                         (None, None) if self.dry_run => d.reason.as_str().to_string(),
                         (None, None) => String::new(),
                     };
-                    let status = if self.dry_run { "planned" } else { d.status.as_str() };
+                    // The JSON's word too: planned deployments of a dry run are `skipped`.
+                    let status = d.status.as_str();
                     [
-                        d.repo.clone(),
-                        d.branch.clone(),
+                        crate::text::printable(&d.repo),
+                        crate::text::printable(&d.branch),
                         d.commit.short().to_string(),
                         status.to_string(),
                         format!("{:.1}s", d.duration_ms as f64 / 1000.0),
@@ -125,7 +128,9 @@ impl Summary {
                 crate::text::first_line(&p.error, 200)
             ));
         }
-        for e in &self.errors {
+        // A check error was listed with its repository above: once is enough.
+        let said = |e: &str| self.checked.iter().any(|c| c.error.is_some() && e.starts_with(&format!("{}: ", c.repo)));
+        for e in self.errors.iter().filter(|e| !said(e)) {
             out.push_str(&format!("error: {e}\n"));
         }
         out

@@ -137,7 +137,7 @@ pub fn poll(config: &Config, location: &Location, repos: &[&Repository], dry_run
     let checks = check(&clients.checker, repos, &state, &mut summary);
     let now = crate::time::now_rfc3339();
     let planned = plan::plan(config, &checks.heads, &state, &now);
-    log_notes(&planned.notes);
+    log_notes(&planned.notes, dry_run);
     // Parked deployments are listed on every run until a human acts (SPEC §5).
     summary.parked = parked(&planned.notes, &planned.state);
     proceed(config, &run, &clients, store, planned.state, planned.jobs, checks, summary, &now)
@@ -349,9 +349,13 @@ fn absorb_checks(next: &mut State, checks: &Checks) {
     }
 }
 
-fn log_notes(notes: &[Note]) {
+fn log_notes(notes: &[Note], dry_run: bool) {
     for note in notes {
         match note {
+            Note::Baseline { repo, branch, head } if dry_run => log::info!(
+                repo = repo.as_str(), branch = branch.as_str(), head = head.as_str();
+                "first seen: would be recorded as baseline (dry run: nothing is recorded)"
+            ),
             Note::Baseline { repo, branch, head } => {
                 log::info!(repo = repo.as_str(), branch = branch.as_str(), head = head.as_str(); "first seen: recorded as baseline")
             }

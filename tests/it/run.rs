@@ -206,8 +206,10 @@ fn dry_run_writes_nothing_and_prints_the_plan() {
     assert_eq!(doc["dry_run"], true);
     assert_eq!(doc["deployments"][0]["commit"], v2.as_str());
     assert_eq!(doc["deployments"][0]["reason"], "changed");
+    assert_eq!(doc["deployments"][0]["status"], "skipped");
+    // One word in both outputs (issue 20): the table says what the JSON says.
     let r = w.sentry(&["poll", "--dry-run"]);
-    assert!(r.stdout.contains("planned"), "{}", r.stdout);
+    assert!(r.stdout.contains("[dry run]") && r.stdout.contains("skipped"), "{}", r.stdout);
     let r = w.sentry(&["deploy", "--repo", "app", "--dry-run"]);
     assert_eq!(r.code, 0, "{}", r.all());
 
