@@ -90,6 +90,24 @@ fn store_options(run_id: &str, config: &Config) -> StoreOptions {
     }
 }
 
+/// Starts a pass: the store open with the lock `mode` asks for and the state read, or the
+/// summary of a pass that does nothing (another run holds the lock; a stop while waiting).
+#[allow(clippy::type_complexity)] // Private, three callers: a struct would only rename the tuple.
+fn begin(
+    config: &Config,
+    location: &Location,
+    mode: LockMode,
+    dry_run: bool,
+) -> Result<Result<(Run, Box<dyn StateStore>, State), Summary>, Error> {
+    let run = Run::start();
+    let mut store = match open_store(&run, location, mode, config)? {
+        Ok(store) => store,
+        Err(why) => return Ok(Err(run.skipped(dry_run, why))),
+    };
+    let state = store.load()?;
+    Ok(Ok((run, store, state)))
+}
+
 /// Opens the store with the lock `mode` asks for, or says why this pass does nothing: another
 /// run holds the lock (`poll`), or a stop was requested while waiting for it (`deploy`: exit 0,
 /// nothing deployed, the state untouched, SPEC §3).
@@ -125,13 +143,11 @@ pub fn read_state(location: &Location, http_timeout: std::time::Duration) -> Res
 /// One `poll` pass: lock, load, check, plan, save, deploy (saving after each job), notify,
 /// metrics. Another run holding the lock is a summary with `skipped` set.
 pub fn poll(config: &Config, location: &Location, repos: &[&Repository], dry_run: bool) -> Result<Summary, Error> {
-    let run = Run::start();
     let mode = if dry_run { LockMode::None } else { LockMode::Try };
-    let mut store = match open_store(&run, location, mode, config)? {
-        Ok(store) => store,
-        Err(why) => return Ok(run.skipped(dry_run, why)),
+    let (run, store, state) = match begin(config, location, mode, dry_run)? {
+        Ok(begun) => begun,
+        Err(skipped) => return Ok(skipped),
     };
-    let state = store.load()?;
     let mut summary = run.summary(dry_run);
     let clients = Clients::new(config)?;
     let checks = check(&clients.checker, repos, &state, &mut summary);
@@ -168,13 +184,11 @@ fn parked(notes: &[Note], state: &State) -> Vec<crate::report::Parked> {
 
 /// `sentry deploy`: deploy now, whatever changed; waits for the lock.
 pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run: bool) -> Result<Summary, Error> {
-    let run = Run::start();
     let mode = if dry_run { LockMode::None } else { LockMode::Wait(config.global.timeout) };
-    let mut store = match open_store(&run, location, mode, config)? {
-        Ok(store) => store,
-        Err(why) => return Ok(run.skipped(dry_run, why)),
+    let (run, store, state) = match begin(config, location, mode, dry_run)? {
+        Ok(begun) => begun,
+        Err(skipped) => return Ok(skipped),
     };
-    let state = store.load()?;
     let mut summary = run.summary(dry_run);
     let clients = Clients::new(config)?;
     let now = crate::time::now_rfc3339();
@@ -210,13 +224,11 @@ pub fn rollback(
     to: Option<&str>,
     dry_run: bool,
 ) -> Result<Summary, Error> {
-    let run = Run::start();
     let mode = if dry_run { LockMode::None } else { LockMode::Wait(config.global.timeout) };
-    let mut store = match open_store(&run, location, mode, config)? {
-        Ok(store) => store,
-        Err(why) => return Ok(run.skipped(dry_run, why)),
+    let (run, store, state) = match begin(config, location, mode, dry_run)? {
+        Ok(begun) => begun,
+        Err(skipped) => return Ok(skipped),
     };
-    let state = store.load()?;
     let job = plan::rollback(repo, &state, branch, to).map_err(Error::Usage)?;
     let summary = run.summary(dry_run);
     let clients = Clients::new(config)?;
