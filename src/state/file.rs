@@ -57,6 +57,7 @@ impl FileStore {
             .open(&lock_path)
             .map_err(|e| store.io(format!("open lock file {}", lock_path.display()), e))?;
         let deadline = Instant::now().checked_add(wait);
+        let mut said_waiting = false;
         loop {
             match file.try_lock() {
                 Ok(()) => break,
@@ -65,6 +66,15 @@ impl FileStore {
                     return Err(StateError::Stopped { location: store.location.clone() });
                 }
                 Err(TryLockError::WouldBlock) if deadline.is_none_or(|d| Instant::now() < d) => {
+                    if !said_waiting {
+                        // Once, with who holds it: a `deploy` that seems to hang says why.
+                        said_waiting = true;
+                        let holder = fs::read_to_string(&lock_path).unwrap_or_default();
+                        log::info!(
+                            state = store.location.as_str(), holder = holder.trim(), wait_s = wait.as_secs();
+                            "waiting for the lock held by another run"
+                        );
+                    }
                     let left = deadline.map_or(LOCK_POLL, |d| d.saturating_duration_since(Instant::now()));
                     std::thread::sleep(LOCK_POLL.min(left));
                 }

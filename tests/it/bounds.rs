@@ -210,6 +210,7 @@ fn sigterm_while_deploy_waits_for_the_lock_touches_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("stop requested while waiting for the lock"), "{stderr}");
+    assert_eq!(stderr.matches("waiting for the lock held by another run").count(), 1, "said once: {stderr}");
     assert_eq!(std::fs::read(&state_path).expect("state"), before, "the state was not touched");
     assert_eq!(w.deployed().len(), 0, "nothing deployed");
 }
