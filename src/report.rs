@@ -116,7 +116,7 @@ impl Summary {
                 })
                 .collect();
             let header = ["REPOSITORY", "BRANCH", "COMMIT", "STATUS", "TIME", "DETAIL"].map(String::from);
-            out.push_str(&table(&header, &rows));
+            out.push_str(&table_coloured(&header, &rows, Some(3)));
         }
         for p in &self.parked {
             out.push_str(&format!(
@@ -139,6 +139,13 @@ impl Summary {
 
 /// Left-aligned columns, two spaces apart, trailing blanks trimmed.
 pub fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
+    table_coloured(header, rows, None)
+}
+
+/// [`table`], with the cells of column `status` coloured by what they say (green for done,
+/// red for what needs a human, yellow for what waits). The codes are always written; the
+/// command layer's stdout drops them unless it is a terminal without `NO_COLOR`.
+pub fn table_coloured<const N: usize>(header: &[String; N], rows: &[[String; N]], status: Option<usize>) -> String {
     let mut widths = header.each_ref().map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -146,12 +153,36 @@ pub fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> Stri
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(header).chain(rows) {
-        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+    for (r, row) in std::iter::once(header).chain(rows).enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(c, (cell, w))| {
+                let pad = " ".repeat(w.saturating_sub(cell.chars().count()));
+                match status.filter(|s| *s == c && r > 0).and_then(|_| colour_of(cell)) {
+                    Some(style) => format!("{style}{cell}{style:#}{pad}"),
+                    None => format!("{cell}{pad}"),
+                }
+            })
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
     out
+}
+
+/// The colour of a status cell, by its first word.
+fn colour_of(cell: &str) -> Option<anstyle::Style> {
+    use anstyle::AnsiColor::{Green, Red, Yellow};
+    let word = cell.split_whitespace().next().unwrap_or("");
+    let colour = match word {
+        "succeeded" | "up" => Green,
+        "failed" | "timed_out" | "PARKED" | "check" => Red,
+        "retry" | "skipped" | "not" | "pinned" | "gone" | "baseline" => Yellow,
+        _ => return None,
+    };
+    Some(anstyle::Style::new().fg_color(Some(colour.into())))
 }
 
 #[cfg(test)]
@@ -233,10 +264,22 @@ mod tests {
     }
 
     #[test]
+    fn status_cells_are_coloured_and_still_align() {
+        let header = ["A", "STATUS"].map(String::from);
+        let rows = [["x".to_string(), "failed".to_string()], ["yy".to_string(), "succeeded".to_string()]];
+        let text = table_coloured(&header, &rows, Some(1));
+        assert!(text.contains("\u{1b}[31mfailed\u{1b}[0m"), "{text:?}");
+        assert!(text.contains("\u{1b}[32msucceeded\u{1b}[0m"), "{text:?}");
+        let plain = anstream::adapter::strip_str(&text).to_string();
+        assert_eq!(plain, table(&header, &rows), "same layout without the codes");
+    }
+
+    #[test]
     fn human_table_aligns() {
         let mut d = deployment(JobStatus::Failed);
         d.failed_command = Some(FailedCommand { index: 1, command: "make deploy".into(), exit_code: Some(2) });
-        let text = summary(vec![d], false).human();
+        // As a pipe or NO_COLOR sees it: the colour codes stripped.
+        let text = anstream::adapter::strip_str(&summary(vec![d], false).human()).to_string();
         assert!(text.contains("REPOSITORY  BRANCH  COMMIT    STATUS  TIME  DETAIL"), "{text}");
         assert!(
             text.contains("a           main    aaaaaaaa  failed  1.2s  command 1 `make deploy` exited 2"),

@@ -26,7 +26,8 @@ use std::io::Write;
 
 /// Writes `text` to stdout and flushes it.
 fn write_stdout(text: &str) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
+    // Colour codes reach a terminal only: anstream drops them for pipes, files and NO_COLOR.
+    let mut out = anstream::AutoStream::auto(std::io::stdout().lock());
     out.write_all(text.as_bytes())?;
     out.flush()
 }

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::{Error, Exit};
 use crate::model::Location;
 use crate::model::location::DEFAULT_LOCATION;
-use crate::report::table;
+use crate::report::table_coloured;
 use crate::state::{HistoryEntry, LastRun, State};
 use crate::text::first_line;
 use serde::Serialize;
@@ -271,7 +271,7 @@ pub fn human(report: &Report) -> String {
             ]);
         }
     }
-    out.push_str(&table(&header, &rows));
+    out.push_str(&table_coloured(&header, &rows, Some(6)));
     if report.order.is_empty() {
         out.push_str("(no repositories configured or in the state)\n");
     }
@@ -369,7 +369,8 @@ mod tests {
 
     #[test]
     fn human_table_has_short_shas_and_full_errors_below() {
-        let text = human(&report(Some(&config(&["one", "two"])), &state(), "s.json"));
+        let text = anstream::adapter::strip_str(&human(&report(Some(&config(&["one", "two"])), &state(), "s.json")))
+            .to_string();
         assert!(text.contains("State: s.json (never saved)"), "{text}");
         assert!(text.contains("aaaaaaaa  aaaaaaaa"), "{text}");
         assert!(!text.contains(&"a".repeat(9)), "short SHAs only: {text}");

@@ -68,3 +68,30 @@ fn json_logs_are_typed_and_carry_the_run_id() {
         r.stderr
     );
 }
+
+/// Colour on a terminal only: `script` gives sentry a terminal; NO_COLOR and pipes get none.
+#[test]
+fn status_is_coloured_on_a_terminal_and_plain_elsewhere() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let (w, _app) = World::with_app();
+    let bin = env!("CARGO_BIN_EXE_sentry");
+    let on_tty = |no_color: bool| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-qec", &format!("{bin} status"), "/dev/null"]).current_dir(w.sb.path()).env("E2E_TOKEN", TOKEN);
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        String::from_utf8_lossy(&cmd.output().expect("script").stdout).into_owned()
+    };
+    let coloured = on_tty(false);
+    assert!(coloured.contains("\u{1b}[33mbaseline"), "{coloured:?}");
+    let plain = on_tty(true);
+    assert!(plain.contains("baseline") && !plain.contains('\u{1b}'), "{plain:?}");
+    let piped = w.sentry(&["status"]);
+    assert!(piped.stdout.contains("baseline") && !piped.stdout.contains('\u{1b}'), "{:?}", piped.stdout);
+}
