@@ -93,3 +93,54 @@ else
   echo "FAILED: the deployment of ${new_head:0:8} did not happen" >&2
   exit 1
 fi
+
+# ---------------------------------------------------------------------------------------------
+# Act two: what an operator sees on a busier day — one success, one failure, one parked
+# deployment and one baseline (the README's output section shows these two outputs).
+echo
+echo "==> act two: web (deploys), api (fails), worker (keeps failing: parked), docs (baseline)"
+cat > "$work/deploy/deploy.sh" <<'SCRIPT'
+#!/bin/sh
+# A stand-in for `kubectl apply`: api and worker fail, as a broken manifest would.
+echo "deploying $SENTRY_REPO $SENTRY_BRANCH@$SENTRY_COMMIT to $TARGET"
+case "$SENTRY_REPO" in api|worker) echo "error: the server rejected the manifest" >&2; exit 1;; esac
+echo "$SENTRY_COMMIT" >> "$DEPLOY_LOG"
+SCRIPT
+commit_and_push "$work/deploy" "deployment script: api and worker fail"
+for name in web api worker docs; do
+  git init --quiet --bare -b main "$work/$name.git"
+  git clone --quiet "$work/$name.git" "$work/$name" 2>/dev/null
+  echo "v1" > "$work/$name/VERSION"
+  commit_and_push "$work/$name" "$name v1"
+done
+{
+  echo "  max_attempts: 2"
+  echo "repositories:"
+  for name in app web api worker docs; do
+    cat <<ENTRY
+  - name: $name
+    monitor: {repo_url: "file://$work/$name.git", branches: ["main"], repo_type: git}
+    deploy:
+      qa_repo_url: file://$work/deploy.git
+      commands: [./deploy.sh]
+      env: {TARGET: staging, DEPLOY_LOG: $work/deployed.log}
+ENTRY
+  done
+} > "$work/repos.yaml"
+sed -n '1,/^repositories:/p' "$work/sentry.yaml" | sed '$d' > "$work/head.yaml"
+cat "$work/head.yaml" "$work/repos.yaml" > "$work/sentry.yaml"
+"$sentry" --log-level warn poll --once >/dev/null            # baselines for the four new ones
+echo "v2" > "$work/worker/VERSION"; commit_and_push "$work/worker" "worker v2"
+"$sentry" --log-level error poll --once >/dev/null || true   # worker: attempt 1 fails
+"$sentry" --log-level error poll --once >/dev/null || true   # worker: attempt 2 fails: parked
+for name in web api; do echo "v2" > "$work/$name/VERSION"; commit_and_push "$work/$name" "$name v2"; done
+echo
+echo "==> sentry poll --once (exit 1: a deployment failed)"
+code=0; "$sentry" --log-level error poll --once || code=$?
+[ "$code" = 1 ] || { echo "FAILED: expected exit 1, got $code" >&2; exit 1; }
+echo
+echo "==> sentry status (exit 1: something needs a human)"
+code=0; "$sentry" status || code=$?
+[ "$code" = 1 ] || { echo "FAILED: expected exit 1, got $code" >&2; exit 1; }
+echo
+echo "OK: one success, one failure, one parked deployment and one baseline, as expected"
