@@ -38,10 +38,28 @@ impl Location {
         {
             return Err(format!("invalid ConfigMap namespace {ns:?} in state location {s:?}"));
         }
-        if !is_dns_subdomain(&name) {
+        if !is_dns_subdomain(&name.replace("{shard}", "0")) {
             return Err(format!("invalid ConfigMap name {name:?} in state location {s:?}"));
         }
         Ok(Location::ConfigMap { namespace, name })
+    }
+}
+
+impl Location {
+    /// True when the location holds `{shard}` (SPEC §1: required with `--shard`).
+    pub fn is_sharded(&self) -> bool {
+        self.to_string().contains("{shard}")
+    }
+
+    /// The location of shard `index`: `{shard}` replaced by the number.
+    pub fn for_shard(&self, index: u32) -> Location {
+        let n = index.to_string();
+        match self {
+            Location::File(p) => Location::File(p.to_string_lossy().replace("{shard}", &n).into()),
+            Location::ConfigMap { namespace, name } => {
+                Location::ConfigMap { namespace: namespace.clone(), name: name.replace("{shard}", &n) }
+            }
+        }
     }
 }
 

@@ -3,9 +3,11 @@
 
 pub mod location;
 mod record;
+pub mod shard;
 pub mod url;
 
 pub use location::Location;
+pub use shard::Shard;
 pub use record::{DeploymentRecord, JobStatus, Notification, OnFailureOutcome};
 
 use serde::{Deserialize, Serialize};
