@@ -3,6 +3,7 @@
 
 use crate::error::Exit;
 use crate::model::DeploymentRecord;
+use crate::text::terminal_safe;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -69,7 +70,8 @@ impl Summary {
             if failed_checks > 0 { format!(", {failed_checks} could not be checked") } else { String::new() }
         ));
         for c in self.checked.iter().filter(|c| c.error.is_some()) {
-            out.push_str(&format!("  {}: {}\n", c.repo, c.error.as_deref().unwrap_or("")));
+            let line = format!("{}: {}", c.repo, c.error.as_deref().unwrap_or(""));
+            out.push_str(&format!("  {}\n", terminal_safe(&line)));
         }
         if self.deployments.is_empty() {
             out.push_str("nothing to deploy\n");
@@ -99,14 +101,18 @@ impl Summary {
             out.push_str(&table(&header, &rows));
         }
         for e in &self.errors {
-            out.push_str(&format!("error: {e}\n"));
+            out.push_str(&format!("error: {}\n", terminal_safe(e)));
         }
         out
     }
 }
 
-/// Left-aligned columns, two spaces apart, trailing blanks trimmed.
+/// Left-aligned columns, two spaces apart, trailing blanks trimmed. Cells are shown
+/// terminal-safe (names come from forges and state files: no escape sequence reaches the
+/// terminal, no newline breaks a row).
 pub fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
+    let rows: Vec<[String; N]> = rows.iter().map(|r| r.each_ref().map(|c| terminal_safe(c).into_owned())).collect();
+    let rows = rows.as_slice();
     let mut widths = header.each_ref().map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -196,6 +202,20 @@ mod tests {
         ] {
             assert!(d.get(k).is_some(), "deployment missing {k}");
         }
+    }
+
+    #[test]
+    fn control_characters_from_names_never_reach_the_terminal() {
+        let mut d = deployment(JobStatus::Failed);
+        d.branch = "evil\x1b]0;pwned\x07\u{9b}2J".into();
+        d.error = Some("line one\nline two".into());
+        let mut s = summary(vec![d], true);
+        s.errors.push("bad \x1b[31m".into());
+        let text = s.human();
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("evil\\x1b]0;pwned\\x07\\x9b2J"), "{text}");
+        assert!(text.contains("line one\\x0aline two"), "{text}");
+        assert!(text.contains("error: bad \\x1b[31m"), "{text}");
     }
 
     #[test]
