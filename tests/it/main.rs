@@ -12,5 +12,6 @@ mod hostile;
 mod http;
 mod reliability;
 mod run;
+mod security;
 mod state;
 mod support_selftest;
