@@ -443,3 +443,45 @@ fn run_via(cmd: &Command, wrapper: &[&str], args: &[&str]) -> Run {
     }
     Run::from(via.output().expect("run sentry"))
 }
+
+// Proxies -----------------------------------------------------------------------------------
+
+#[test]
+fn a_proxy_gets_its_own_credentials_only_and_they_reach_no_log() {
+    let seen: Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>> = Arc::default();
+    let log = seen.clone();
+    // A forward proxy that records what it is asked and forwards nothing.
+    let proxy = Server::start(move |req| {
+        let auth = req.header("authorization").map(String::from);
+        log.lock().expect("log").push((req.url.clone(), req.header("proxy-authorization").map(String::from), auth));
+        Response::new(502, "no upstream")
+    });
+    let rx = Receiver::start();
+    let (w, app) = World::with_app();
+    // The webhook by name, so that it goes through the proxy; git and the listing by address,
+    // which NO_PROXY exempts.
+    let key = "XPROXYHOOKKEY-0123456789";
+    let hook = rx.url(&format!("/services/T0/B0/{key}")).replace("127.0.0.1", "localhost");
+    w.conf().global("webhook_url", hook).repo(w.repo("app")).write(&w.sb);
+    app.commit("main", &[("v", "2")], "v2");
+    let password = "PROXYPASS-0123456789";
+    let proxy_url = format!("http://puser:{password}@127.0.0.1:{}", proxy.port());
+    let env = [("HTTP_PROXY", proxy_url.as_str()), ("NO_PROXY", "127.0.0.1")];
+    let r = run(&w, &["--log-level", "trace", "poll", "--once", "--output", "json"], &env);
+    assert_eq!(w.deployed().len(), 1, "{}", r.all());
+    let seen = seen.lock().expect("log").clone();
+    assert!(!seen.is_empty(), "the webhook went through the proxy");
+    let basic = sentry::secret::base64(format!("puser:{password}").as_bytes());
+    for (url, proxy_auth, auth) in &seen {
+        assert!(url.contains("localhost"), "only the webhook goes through the proxy: {url}");
+        assert_eq!(
+            proxy_auth.as_deref(),
+            Some(format!("Basic {basic}").as_str()),
+            "the proxy gets its own credentials"
+        );
+        assert_eq!(auth, &None, "and no other");
+    }
+    for needle in [password, basic.as_str(), key, TOKEN] {
+        assert!(!r.all().contains(needle), "{needle} in the output:\n{}", r.all());
+    }
+}
