@@ -448,7 +448,9 @@ fn run_via(cmd: &Command, wrapper: &[&str], args: &[&str]) -> Run {
 
 #[test]
 fn a_proxy_gets_its_own_credentials_only_and_they_reach_no_log() {
-    let seen: Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>> = Arc::default();
+    // (request target, Proxy-Authorization, Authorization) of each request the proxy got.
+    type Seen = (String, Option<String>, Option<String>);
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let log = seen.clone();
     // A forward proxy that records what it is asked and forwards nothing.
     let proxy = Server::start(move |req| {
