@@ -116,7 +116,13 @@ impl FileStore {
         }
         // Who holds the lock, for the message of a run that finds it taken. Best effort: the lock
         // is what counts, not this text.
-        let note = format!("run {}, pid {}, since {}\n", opts.run_id, std::process::id(), crate::time::now_rfc3339());
+        let note = format!(
+            "run {}, pid {} on {}, since {}\n",
+            opts.run_id,
+            std::process::id(),
+            this_host(),
+            crate::time::now_rfc3339()
+        );
         let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(note.as_bytes()));
         store.lock = Some(Arc::new(file));
         store.remove_stale_temp_files();
@@ -160,13 +166,26 @@ impl FileStore {
     }
 }
 
-/// Who holds the lock, from its note (`run R, pid P, since T`): when that pid is gone, the lock
-/// is held by processes its deployments left running (they inherit it, SPEC §3).
+/// This machine's name, for the lock's note (a state on a shared volume may be locked from
+/// another machine, whose pids mean nothing here).
+fn this_host() -> String {
+    crate::sys::hostname().unwrap_or_else(|| "unknown".into())
+}
+
+/// Who holds the lock, from its note (`run R, pid P on H, since T`): when that pid is gone from
+/// this machine, the lock is held by processes its deployments left running (they inherit it,
+/// SPEC §3).
 fn describe_holder(note: &str) -> String {
     if note.is_empty() {
         return "holder unknown".to_string();
     }
-    let pid = note.split(", ").find_map(|part| part.strip_prefix("pid ")).and_then(|p| p.trim().parse::<i32>().ok());
+    let here = this_host();
+    let pid = note
+        .split(", ")
+        .find_map(|part| part.strip_prefix("pid "))
+        .and_then(|p| p.split_once(" on "))
+        .filter(|(_, host)| *host == here)
+        .and_then(|(p, _)| p.trim().parse::<i32>().ok());
     match pid {
         Some(pid) if !crate::sys::process_exists(pid) => format!(
             "{note}; that sentry is gone, a process of its deployments still runs and holds the lock until it ends"
@@ -389,9 +408,14 @@ mod tests {
     #[test]
     fn a_holder_that_is_gone_is_named_as_such() {
         assert_eq!(describe_holder(""), "holder unknown");
-        let alive = format!("run r, pid {}, since t", std::process::id());
+        let here = this_host();
+        let alive = format!("run r, pid {} on {here}, since t", std::process::id());
         assert_eq!(describe_holder(&alive), alive);
         // Far above any pid_max: no such process.
-        assert!(describe_holder("run r, pid 2000000000, since t").contains("still runs and holds the lock"));
+        let gone = format!("run r, pid 2000000000 on {here}, since t");
+        assert!(describe_holder(&gone).contains("still runs and holds the lock"));
+        // Another machine's pid says nothing here.
+        let elsewhere = "run r, pid 2000000000 on another-host-xyz, since t";
+        assert_eq!(describe_holder(elsewhere), elsewhere);
     }
 }
