@@ -403,6 +403,41 @@ fn binary() {
     );
 }
 
+/// Issue 15: the release binary against servers whose wait headers are near 2^64 (a debug
+/// build would panic on an unchecked overflow; the release build must agree): exit 3, no panic.
+fn hostile() {
+    let max = u64::MAX.to_string();
+    let cases: Vec<(&str, u16, (&str, String))> = vec![
+        ("retry-after", 503, ("Retry-After", max.clone())),
+        ("ratelimit-reset", 429, ("x-ratelimit-reset", max.clone())),
+        ("draft-ratelimit-reset", 429, ("RateLimit-Reset", max)),
+        ("retry-after-9999", 503, ("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT".into())),
+    ];
+    for (name, status, (k, v)) in cases {
+        let (k, v) = (k.to_string(), v.clone());
+        let server = http1::Server::start(move |_req: http1::Request| {
+            http1::Response::new(status, "{}").header(&k, v.clone()).header("x-ratelimit-remaining", "0")
+        });
+        let dir = tempfile::tempdir().expect("dir");
+        let port = server.port();
+        let yaml = format!(
+            "repositories:\n  - name: app\n    monitor:\n      repo_url: http://127.0.0.1:{port}/acme/app\n      \
+             branches: [main]\n      repo_type: github\n      api_url: http://127.0.0.1:{port}/api/v3\n    deploy:\n      \
+             qa_repo_url: http://127.0.0.1:{port}/qa.git\n      commands: [\"true\"]\n"
+        );
+        std::fs::write(dir.path().join("sentry.yaml"), yaml).expect("config");
+        let out = Command::new(SENTRY).current_dir(dir.path()).args(["poll", "--once"]).output().expect("run");
+        let code = out.status.code().unwrap_or(-1);
+        let verdict = if code == 3 { "exit 3" } else { "WRONG" };
+        row(
+            "hostile",
+            &format!("{name}: {status} with a wait near 2^64 (release build)"),
+            &format!("{verdict} (exit {code})"),
+            "exit 3, never 101",
+        );
+    }
+}
+
 fn main() {
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wants = |id: &str| filters.is_empty() || filters.iter().any(|f| id.eq_ignore_ascii_case(f));
@@ -423,5 +458,8 @@ fn main() {
     }
     if wants("pages") {
         pagination(3);
+    }
+    if wants("hostile") {
+        hostile();
     }
 }

@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 
 echo "==> building sentry"
 cargo build --quiet
-sentry="$PWD/target/debug/sentry"
+# Where cargo put it: target/ by default, elsewhere with CARGO_TARGET_DIR or build.target-dir.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+sentry="${target_dir:-$PWD/target}/debug/sentry"
+[ -x "$sentry" ] || { echo "cannot find the sentry binary cargo built (looked at $sentry)" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sentry-quickstart.XXXXXX")
 if [ "${KEEP:-0}" = 1 ]; then echo "==> keeping $work"; else trap 'rm -rf "$work"' EXIT; fi

@@ -4,9 +4,33 @@ use crate::model::Location;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+const MAIN_AFTER_HELP: &str = "\
+Examples:
+  sentry validate -c /etc/sentry/sentry.yaml          check a configuration offline
+  sentry validate --connectivity                      also reach every repository
+  sentry poll --once                                  one pass (cron, Kubernetes CronJob)
+  sentry deploy --repo rag --branch main --commit \"$CI_COMMIT_SHA\"
+  sentry status                                       what was seen, deployed, parked
+
+Exit codes:
+  0  success: nothing to do, everything deployed, or another run holds the lock (poll)
+  1  at least one deployment failed or timed out (status: something needs a human)
+  2  usage or configuration error (nothing was checked or deployed)
+  3  some repositories could not be checked (and no deployment failed)
+  4  state could not be read, locked or saved";
+
 /// Watches Git repositories and deploys when they change.
 #[derive(Debug, Parser)]
-#[command(name = "sentry", version, about, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "sentry",
+    version,
+    about,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = MAIN_AFTER_HELP,
+    // The global options come last in each command's help, under their own heading.
+    next_help_heading = "Global options"
+)]
 pub struct Cli {
     /// Configuration file.
     #[arg(short, long, global = true, env = "SENTRY_CONFIG_PATH", default_value = "sentry.yaml", value_name = "PATH")]
@@ -29,6 +53,11 @@ pub struct Cli {
     /// Output format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human, value_name = "FORMAT")]
     pub output: OutputFormat,
+
+    /// Print nothing on stdout unless something was deployed, failed, was parked or could not be
+    /// checked (cron mails only what matters).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 
     /// What to do.
     #[command(subcommand)]
@@ -57,13 +86,111 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check every repository and deploy what changed.
+    #[command(after_help = POLL_AFTER_HELP)]
     Poll(PollArgs),
     /// Deploy now, whether or not anything changed (manual or CI step).
+    #[command(after_help = DEPLOY_AFTER_HELP)]
     Deploy(DeployArgs),
     /// Load and check the configuration; exit 0 if valid.
+    #[command(after_help = VALIDATE_AFTER_HELP)]
     Validate(ValidateArgs),
-    /// Print the state: last seen / deployed commit per branch, pending retries, last error.
+    /// Print the state: last seen / deployed commit per branch, pending retries, parked failures.
+    ///
+    /// Needs only the state: no token or environment variable has to be set, and a missing or
+    /// invalid configuration is a warning (the state is then printed as stored).
+    #[command(after_help = STATUS_AFTER_HELP)]
     Status,
+    /// Redeploy the newest earlier commit that deployed successfully, then pin the branch.
+    Rollback(RollbackArgs),
+    /// The recorded deployments, newest first.
+    History(HistoryArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = COMPLETIONS_AFTER_HELP)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout.
+    #[command(after_help = "Example:\n  sentry man > /usr/local/share/man/man1/sentry.1")]
+    Man,
+}
+
+/// `sentry rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The repository to roll back.
+    #[arg(long, value_name = "NAME")]
+    pub repo: String,
+    /// Which monitored branch [default: the first configured branch in the state].
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+    /// Roll back to this commit of the history [default: the newest earlier successful one].
+    #[arg(long, value_name = "SHA")]
+    pub to: Option<String>,
+    /// Print what would be deployed; deploy nothing, write no state.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `sentry history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this repository.
+    #[arg(long, value_name = "NAME")]
+    pub repo: Option<String>,
+    /// Only this branch.
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+    /// At most this many entries.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+}
+
+const POLL_AFTER_HELP: &str = "\
+Examples:
+  sentry poll --once                       one pass, then exit (cron, CronJob)
+  sentry poll --once --quiet               print only when something happened
+  sentry poll --dry-run --repo rag         what would be deployed, without deploying
+  sentry poll                              a pass every polling_interval until SIGTERM;
+                                           SIGHUP: re-read the configuration and pass now
+
+Exit codes: 0 nothing failed, 1 a deployment failed, 2 usage or configuration,
+3 a repository could not be checked, 4 state.";
+
+const DEPLOY_AFTER_HELP: &str = "\
+Examples:
+  sentry deploy --repo rag                                    the first monitored branch's head
+  sentry deploy --repo rag --branch main --commit <40-hex>    no forge is contacted
+  sentry deploy --group ai-blueprints --dry-run
+
+Exit codes: 0 deployed, 1 a deployment failed, 2 usage or configuration, 3 could not be checked,
+4 state.";
+
+const VALIDATE_AFTER_HELP: &str = "\
+Examples:
+  sentry validate -c /etc/sentry/sentry.yaml
+  sentry validate --connectivity --output json
+
+Exit codes: 0 valid, 2 invalid (every problem is listed), 3 --connectivity: a repository could not
+be reached or a branch pattern matches nothing.";
+
+const STATUS_AFTER_HELP: &str = "\
+Examples:
+  sentry status --state configmap:sentry-state
+  sentry status --output json | jq '.repositories'
+
+Exit codes: 0 nothing needs a human, 1 a parked failure or a repository whose last check failed,
+4 the state could not be read.";
+
+const COMPLETIONS_AFTER_HELP: &str = "\
+Examples:
+  sentry completions bash > /etc/bash_completion.d/sentry
+  sentry completions zsh > \"${fpath[1]}/_sentry\"
+  sentry completions fish > ~/.config/fish/completions/sentry.fish";
+
+/// `sentry completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `sentry poll`.
@@ -96,7 +223,8 @@ pub struct DeployArgs {
     /// Which monitored branch [default: the first configured branch that exists].
     #[arg(long, value_name = "BRANCH")]
     pub branch: Option<String>,
-    /// Record this commit as deployed [default: the branch's current head, looked up].
+    /// Deploy and record this commit (the full id) [default: the branch's current head, looked
+    /// up]. With --branch too, no forge is contacted.
     #[arg(long, value_name = "SHA")]
     pub commit: Option<String>,
     /// Check and print the plan; deploy nothing, write no state.

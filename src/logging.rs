@@ -6,6 +6,12 @@ use std::sync::{OnceLock, RwLock};
 
 static REDACTOR: OnceLock<RwLock<Redactor>> = OnceLock::new();
 
+/// The current run's id, put on every JSON log line (SPEC §5).
+static RUN_ID: RwLock<String> = RwLock::new(String::new());
+
+/// The log target of a deployment's own output lines (see [`init`]).
+pub const OUTPUT: &str = "output";
+
 /// Installs the logger. Everything is let through here; [`set_level`] sets the real filter once
 /// the configuration (which may name a level) is known.
 pub fn init(level: log::LevelFilter, json: bool) {
@@ -18,15 +24,26 @@ pub fn init(level: log::LevelFilter, json: bool) {
         .filter_module("ureq_proto", log::LevelFilter::Info)
         .target(env_logger::Target::Stderr)
         .format(move |buf, record| {
+            let output = record.target() == OUTPUT;
             if json {
                 let mut fields = serde_json::Map::new();
                 fields.insert("timestamp".into(), crate::time::now_rfc3339().into());
                 fields.insert("level".into(), record.level().as_str().into());
                 fields.insert("message".into(), redact(&record.args().to_string()).into());
+                if output {
+                    fields.insert("output".into(), true.into());
+                }
+                if let Ok(id) = RUN_ID.read()
+                    && !id.is_empty()
+                {
+                    fields.insert("run_id".into(), id.as_str().into());
+                }
                 let _ = record.key_values().visit(&mut JsonKv(&mut fields));
                 return writeln!(buf, "{}", serde_json::Value::Object(fields));
             }
-            let mut line = format!("[{}] {}: {}", crate::time::now_rfc3339(), record.level(), record.args());
+            // A deployment's output reads as output: `| line`.
+            let bar = if output { "| " } else { "" };
+            let mut line = format!("[{}] {}: {bar}{}", crate::time::now_rfc3339(), record.level(), record.args());
             let mut kv = KvWriter(&mut line);
             let _ = record.key_values().visit(&mut kv);
             let line = redact(&line);
@@ -40,6 +57,13 @@ pub fn init(level: log::LevelFilter, json: bool) {
 /// Sets the level filter.
 pub fn set_level(level: log::LevelFilter) {
     log::set_max_level(level);
+}
+
+/// Sets the run id every JSON log line carries from now on.
+pub fn set_run_id(id: &str) {
+    if let Ok(mut g) = RUN_ID.write() {
+        id.clone_into(&mut g);
+    }
 }
 
 /// Teaches the logger the secrets it must never print.

@@ -176,6 +176,7 @@ mod tests {
             }),
             error: None,
             output_tail: "x".repeat(5000) + "\nerror: boom",
+            on_failure: None,
         }
     }
 

@@ -6,7 +6,7 @@
 
 use crate::config::{Config, OnFirstSeen, Repository, Trigger};
 use crate::model::{DeploymentRecord, Heads, Job, JobStatus, Reason, Sha};
-use crate::state::{BranchState, Failure, State};
+use crate::state::{Failure, HistoryEntry, RefState, State};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Something the plan decided that is not a job but deserves a log line.
@@ -15,10 +15,21 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum Note {
     /// A repository seen for the first time: its heads were recorded as deployed.
     Baseline { repo: String, branch: String, head: Sha },
-    /// A branch that no longer exists (or no longer matches) was dropped from the state.
+    /// A branch stopped being listed (or matching): its record is kept for 30 days.
+    Gone { repo: String, branch: String },
+    /// A branch gone for 30 days was dropped from the state.
     Dropped { repo: String, branch: String },
+    /// A repository that had branches listed none: a forge hiccup or a pattern typo.
+    EmptyListing { repo: String },
+    /// A branch name longer than the state keeps was ignored.
+    NameTooLong { repo: String, bytes: usize },
     /// A commit that failed `max_attempts` times is not retried until the branch moves.
     Parked { repo: String, branch: String, commit: Sha, attempts: u32 },
+    /// A rolled-back branch stays at its rollback until its head moves or `deploy` is run.
+    Pinned { repo: String, branch: String, head: Sha },
+    /// A `branches` pattern that matches no branch of a repository checked this pass: probably a
+    /// typo, and silent otherwise (said on every pass while it lasts).
+    Unmatched { repo: String, pattern: String },
 }
 
 /// The outcome of planning one pass.
@@ -38,21 +49,60 @@ pub fn plan(config: &Config, checked: &BTreeMap<String, Heads>, state: &State, n
     let mut next = state.clone();
     let mut jobs = Vec::new();
     let mut notes = Vec::new();
+    let now_t = crate::time::parse_rfc3339(now);
     for repo in &config.repositories {
         let Some(heads) = checked.get(&repo.name) else { continue };
         let previous = state.repos.get(&repo.name);
         let has_baseline = previous.is_some_and(|r| r.last_checked.is_some() || !r.branches.is_empty());
+        for (text, pattern) in repo.monitor.patterns.iter().zip(&repo.monitor.branches) {
+            if !heads.keys().any(|b| pattern.is_match(b)) {
+                notes.push(Note::Unmatched { repo: repo.name.clone(), pattern: text.clone() });
+            }
+        }
         let rs = next.repos.entry(repo.name.clone()).or_default();
         rs.last_checked = Some(now.to_string());
         rs.last_error = None;
+        let listed_before = rs.branches.values().any(|b| b.gone_since.is_none());
+        if heads.is_empty() && listed_before {
+            notes.push(Note::EmptyListing { repo: repo.name.clone() });
+        }
 
-        let gone: Vec<String> = rs.branches.keys().filter(|b| !heads.contains_key(*b)).cloned().collect();
-        for branch in gone {
+        // Nothing is forgotten by accident (SPEC §3): a branch that is not listed keeps its
+        // record, marked, for 30 days; if it comes back at its deployed head, nothing happens.
+        let mut drop = Vec::new();
+        for (branch, bs) in rs.branches.iter_mut().filter(|(b, _)| !heads.contains_key(*b)) {
+            match &bs.gone_since {
+                None => {
+                    bs.gone_since = Some(now.to_string());
+                    notes.push(Note::Gone { repo: repo.name.clone(), branch: branch.clone() });
+                }
+                Some(since) => {
+                    let expired = match (crate::time::parse_rfc3339(since), now_t) {
+                        (Some(since), Some(now)) => {
+                            now.duration_since(since).is_ok_and(|d| d >= crate::state::GONE_KEEP)
+                        }
+                        // An unreadable mark is restarted rather than trusted or dropped.
+                        _ => {
+                            bs.gone_since = Some(now.to_string());
+                            false
+                        }
+                    };
+                    if expired {
+                        drop.push(branch.clone());
+                    }
+                }
+            }
+        }
+        for branch in drop {
             rs.branches.remove(&branch);
             notes.push(Note::Dropped { repo: repo.name.clone(), branch });
         }
 
         for (branch, head) in heads {
+            if branch.len() > crate::state::MAX_REF_BYTES {
+                notes.push(Note::NameTooLong { repo: repo.name.clone(), bytes: branch.len() });
+                continue;
+            }
             let job = |reason, previous: Option<&Sha>, attempt| Job {
                 repo: repo.name.clone(),
                 group: repo.group.clone(),
@@ -65,11 +115,13 @@ pub fn plan(config: &Config, checked: &BTreeMap<String, Heads>, state: &State, n
             let bs = rs.branches.entry(branch.clone()).or_default();
             let existed = bs.seen.is_some() || bs.deployed.is_some() || bs.failure.is_some();
             bs.seen = Some(head.clone());
+            bs.gone_since = None;
             if !has_baseline {
                 match config.global.on_first_seen {
                     OnFirstSeen::Record => {
                         bs.deployed = Some(head.clone());
                         bs.deployed_at = Some(now.to_string());
+                        bs.baseline = true;
                         notes.push(Note::Baseline {
                             repo: repo.name.clone(),
                             branch: branch.clone(),
@@ -83,6 +135,15 @@ pub fn plan(config: &Config, checked: &BTreeMap<String, Heads>, state: &State, n
             if !existed {
                 jobs.push(job(Reason::NewBranch, None, 1));
                 continue;
+            }
+            match &bs.pinned_at {
+                Some(pin) if pin == head => {
+                    notes.push(Note::Pinned { repo: repo.name.clone(), branch: branch.clone(), head: head.clone() });
+                    continue;
+                }
+                // The head moved on from where the rollback pinned it: back to normal.
+                Some(_) => bs.pinned_at = None,
+                None => {}
             }
             if bs.deployed.as_ref() == Some(head) {
                 // Back at the deployed commit (e.g. a revert force-push): an older failure is moot.
@@ -154,6 +215,77 @@ pub fn first_matching<'h>(repo: &Repository, heads: &'h Heads) -> Option<(&'h St
     repo.monitor.branches.iter().find_map(|p| heads.iter().find(|(b, _)| p.is_match(b)))
 }
 
+/// A rollback (`sentry rollback`): the given branch, or the first one in pattern order with a
+/// history, back to `to` (a full id or an unambiguous prefix of at least 7 digits of a commit
+/// in its history) or to the newest commit of its history that deployed successfully and is
+/// not the one deployed now.
+pub fn rollback(repo: &Repository, state: &State, branch: Option<&str>, to: Option<&str>) -> Result<Job, String> {
+    let none = || format!("nothing to roll back to: {} has no recorded deployment", repo.name);
+    let rs = state.repos.get(&repo.name).ok_or_else(none)?;
+    let (branch, bs) = match branch {
+        Some(b) => {
+            if !repo.monitor.matches(b) {
+                return Err(format!("branch {b:?} is not monitored for {}", repo.name));
+            }
+            let bs =
+                rs.branches.get(b).ok_or_else(|| format!("nothing to roll back to: no record of {}/{b}", repo.name))?;
+            (b.to_string(), bs)
+        }
+        None => repo
+            .monitor
+            .branches
+            .iter()
+            .find_map(|p| rs.branches.iter().find(|(b, r)| p.is_match(b) && !r.history.is_empty()))
+            .map(|(b, r)| (b.clone(), r))
+            .ok_or_else(none)?,
+    };
+    let good = |e: &&HistoryEntry| e.status == JobStatus::Succeeded;
+    let target = match to {
+        Some(prefix) => {
+            let prefix = prefix.trim().to_ascii_lowercase();
+            if prefix.len() < 7 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("--to {prefix:?}: give a commit id of at least 7 hex digits"));
+            }
+            let mut found: Vec<&Sha> =
+                bs.history.iter().filter(good).map(|e| &e.commit).filter(|c| c.as_str().starts_with(&prefix)).collect();
+            found.dedup();
+            match found.as_slice() {
+                [one] => (*one).clone(),
+                [] => {
+                    return Err(format!(
+                        "nothing to roll back to: {prefix} is not a successful deployment in the history of {}/{branch}",
+                        repo.name
+                    ));
+                }
+                _ => return Err(format!("--to {prefix} matches several commits of the history: give more digits")),
+            }
+        }
+        None => bs
+            .history
+            .iter()
+            .filter(good)
+            .map(|e| &e.commit)
+            .find(|c| bs.deployed.as_ref() != Some(*c))
+            .cloned()
+            .ok_or_else(|| {
+            format!("nothing to roll back to: no earlier successful deployment of {}/{branch}", repo.name)
+        })?,
+    };
+    let attempt = match &bs.failure {
+        Some(f) if f.commit == target => f.attempts.saturating_add(1),
+        _ => 1,
+    };
+    Ok(Job {
+        repo: repo.name.clone(),
+        group: repo.group.clone(),
+        branch,
+        commit: target,
+        previous: bs.deployed.clone(),
+        reason: Reason::Rollback,
+        attempt,
+    })
+}
+
 /// A manual deployment (`sentry deploy`): the given or first existing branch, at the given or current head.
 pub fn manual(
     repo: &Repository,
@@ -204,27 +336,52 @@ pub fn manual(
     })
 }
 
+/// When and by whom a finished deployment is recorded.
+#[derive(Clone, Copy, Debug)]
+pub struct Stamp<'a> {
+    /// Now (RFC 3339): `deployed_at`, the failure's time.
+    pub now: &'a str,
+    /// When the deployment started (RFC 3339), for the history.
+    pub started_at: &'a str,
+    /// The run that deployed.
+    pub run_id: &'a str,
+    /// History entries kept per ref (`global.history`).
+    pub history: usize,
+}
+
 /// Records a finished deployment in the state: the branch's deployed commit or its pending
-/// failure, and the repository's counters. An outcome that says nothing about the commit
-/// (skipped, interrupted) changes nothing.
-pub fn record(state: &mut State, done: &DeploymentRecord, now: &str) {
+/// failure, its history, the rollback pin, and the repository's counters. An outcome that says
+/// nothing about the commit (skipped, interrupted) changes nothing.
+pub fn record(state: &mut State, done: &DeploymentRecord, stamp: &Stamp<'_>) {
     if !done.status.is_verdict() {
         return;
     }
     let rs = state.repos.entry(done.repo.clone()).or_default();
     *rs.deployments.entry(done.status.as_str().to_string()).or_default() += 1;
     rs.last_deployment_ms = Some(done.duration_ms);
-    let bs: &mut BranchState = rs.branches.entry(done.branch.clone()).or_default();
+    let bs: &mut RefState = rs.branches.entry(done.branch.clone()).or_default();
+    if stamp.history > 0 {
+        bs.history.insert(0, HistoryEntry::of(done, stamp.run_id, stamp.started_at));
+        bs.history.truncate(stamp.history);
+    }
     if done.status == JobStatus::Succeeded {
         bs.deployed = Some(done.commit.clone());
-        bs.deployed_at = Some(now.to_string());
+        bs.deployed_at = Some(stamp.now.to_string());
+        bs.baseline = false;
         bs.failure = None;
+        // A rollback holds the ref where it is until its head moves; any other deployment
+        // (a manual one included) lets `poll` follow the head again.
+        bs.pinned_at = if done.reason == Reason::Rollback { bs.seen.clone() } else { None };
     } else {
         // A job that never reached its commands says nothing about the commit: no attempt.
         let attempts =
             if done.status == JobStatus::FailedToStart { done.attempt.saturating_sub(1) } else { done.attempt };
-        bs.failure =
-            Some(Failure { commit: done.commit.clone(), attempts, error: done.failure_text(), at: now.to_string() });
+        bs.failure = Some(Failure {
+            at: stamp.now.to_string(),
+            attempts,
+            commit: done.commit.clone(),
+            error: done.failure_text(),
+        });
     }
 }
 

@@ -147,6 +147,7 @@ mod tests {
             failed_command: None,
             error: None,
             output_tail: String::new(),
+            on_failure: None,
         }
     }
 

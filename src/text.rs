@@ -58,6 +58,11 @@ pub fn terminal_safe_keeping<'a>(s: &'a str, keep: &[char]) -> std::borrow::Cow<
     std::borrow::Cow::Owned(out)
 }
 
+/// [`terminal_safe`], owned (the name `history` uses).
+pub fn printable(s: &str) -> String {
+    terminal_safe(s).into_owned()
+}
+
 /// The message of a caught panic.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic

@@ -6,8 +6,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     for field in ["sha", "id"] {
-        if let Ok(branches) = sentry::forge::parse_branches(data, field) {
-            for (_, sha) in branches {
+        if let Ok(page) = sentry::forge::parse_branches(data, field) {
+            for (_, sha) in page.branches {
                 assert!(sentry::model::Sha::parse(sha.as_str()).is_some());
             }
         }

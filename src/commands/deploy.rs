@@ -12,6 +12,7 @@ pub fn deploy(
     config: &Config,
     state: Option<&Location>,
     output: OutputFormat,
+    quiet: bool,
     args: &DeployArgs,
 ) -> Result<Exit, Error> {
     let targets: Vec<&Repository> = match (&args.repo, &args.group) {
@@ -33,15 +34,28 @@ pub fn deploy(
         (None, None) => return Err(Error::Usage("deploy needs --repo NAME or --group NAME".into())),
     };
     let commit = match &args.commit {
-        Some(c) => Some(
-            Sha::parse(c)
-                .ok_or_else(|| Error::Usage(format!("--commit {c:?} is not a full commit id (40 or 64 hex digits)")))?,
-        ),
+        Some(c) => Some(Sha::parse(c).ok_or_else(|| bad_commit(c))?),
         None => None,
     };
     let location = location(state, config)?;
     crate::signals::install();
     let manual = Manual { targets, branch: args.branch.as_deref(), commit: commit.as_ref() };
     let summary = crate::pipeline::deploy(config, &location, &manual, args.dry_run)?;
-    Ok(finish(&summary, output))
+    Ok(finish(&summary, output, quiet))
+}
+
+/// Why `--commit` was refused: a short id says so (it is ambiguous, and with `--branch` no
+/// forge is asked to resolve it), anything else is not a commit id at all.
+fn bad_commit(c: &str) -> Error {
+    let hex = !c.is_empty() && c.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex && c.len() < 40 {
+        Error::Usage(format!(
+            "--commit {c} is a short commit id: give the full one (40 hex digits, or 64 for SHA-256)\n\
+             git rev-parse {c} prints it; in CI use the full variable, e.g. $CI_COMMIT_SHA or $GITHUB_SHA"
+        ))
+    } else {
+        Error::Usage(format!(
+            "--commit {c:?} is not a commit id\nexpected the full id: 40 hex digits (or 64 for SHA-256)"
+        ))
+    }
 }

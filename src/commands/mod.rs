@@ -3,12 +3,16 @@
 //! them (human or JSON) and returns the SPEC §5 exit code.
 
 mod deploy;
+mod history;
 mod poll;
+mod rollback;
 mod status;
 mod validate;
 
 pub use deploy::deploy;
+pub use history::history;
 pub use poll::poll;
+pub use rollback::rollback;
 pub use status::status;
 pub use validate::{connectivity, invalid, valid};
 
@@ -47,8 +51,15 @@ fn json_text(value: &impl serde::Serialize, pretty: bool) -> String {
     text.unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize the output: {e}\"}}"))
 }
 
-/// Prints a run's summary and returns its exit code, logging the one-line run record.
-fn finish(summary: &Summary, output: OutputFormat) -> Exit {
+/// True when a run's summary is worth printing under `--quiet` (SPEC §1 v2): something was
+/// deployed (or would be, in a dry run), failed, or could not be checked.
+fn noteworthy(summary: &Summary) -> bool {
+    !summary.deployments.is_empty() || summary.checked.iter().any(|c| c.error.is_some()) || !summary.errors.is_empty()
+}
+
+/// Prints a run's summary and returns its exit code, logging the one-line run record. Quiet:
+/// stdout stays empty unless the run did something worth a mail.
+fn finish(summary: &Summary, output: OutputFormat, quiet: bool) -> Exit {
     let exit = summary.exit();
     log::info!(
         run_id = summary.run_id.as_str(), checked = summary.checked.len(),
@@ -58,18 +69,49 @@ fn finish(summary: &Summary, output: OutputFormat) -> Exit {
         duration_ms = summary.duration_ms, exit = exit.code();
         "run finished"
     );
+    if quiet && !noteworthy(summary) {
+        return exit;
+    }
     match output {
         OutputFormat::Json => emit(&(json_text(summary, false) + "\n"), exit),
         OutputFormat::Human => emit(&summary.human(), exit),
     }
 }
 
+/// `sentry completions SHELL`: the completion script on stdout.
+pub fn completions(shell: clap_complete::Shell) -> Exit {
+    let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "sentry", &mut script);
+    emit(&String::from_utf8_lossy(&script), Exit::Success)
+}
+
+/// `sentry man`: the man page (roff) on stdout.
+pub fn man() -> Result<Exit, Error> {
+    let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut page).map_err(Error::Output)?;
+    Ok(emit(&String::from_utf8_lossy(&page), Exit::Success))
+}
+
 /// Reports an error that ended a command before it had anything else to print: on stderr as a
-/// log line, and with `--output json` also as `{"error", "exit_code"}` on stdout (SPEC §5).
-pub fn failed(err: &Error, output: OutputFormat) -> Exit {
+/// log line, and with `--output json` also as `{"error", "exit_code"}` on stdout (SPEC §5). A
+/// usage error found after parsing (an unknown repository, a bad `--commit`) reads like clap's
+/// own: `error: ...`, its tips, and where to look.
+pub fn failed(err: &Error, output: OutputFormat, command: &str) -> Exit {
     let exit = err.exit();
     let message = crate::logging::redact(&err.to_string());
-    log::error!("{message}");
+    if let Error::Usage(_) = err {
+        let mut lines = message.lines();
+        let mut text = format!("error: {}\n", lines.next().unwrap_or_default());
+        for tip in lines {
+            text.push_str(&format!("\n  tip: {}\n", tip.trim()));
+        }
+        eprint!("{text}\nFor more information, try 'sentry {command} --help'.\n");
+    } else {
+        log::error!("{message}");
+    }
+    let message = message.lines().map(str::trim).collect::<Vec<_>>().join("; ");
     match output {
         OutputFormat::Json => {
             let doc = serde_json::json!({"error": message, "exit_code": exit.code()});
@@ -111,8 +153,21 @@ fn select<'c>(config: &'c Config, repos: &[String], groups: &[String]) -> Result
         .collect())
 }
 
+/// An unknown `--repo`/`--group` name; the tip lists the known ones (the closest first).
 fn unknown<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a str>) -> Error {
-    let known: Vec<_> = known.collect();
-    let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-    Error::Usage(format!("unknown {what} {name:?} (known: {known})"))
+    let mut known: Vec<_> = known.collect();
+    let close = known.iter().position(|k| k.eq_ignore_ascii_case(name) || k.contains(name) || name.contains(*k));
+    if let Some(i) = close {
+        let k = known.remove(i);
+        known.insert(0, k);
+    }
+    let shown: Vec<_> = known.iter().take(20).copied().collect();
+    let more =
+        if known.len() > shown.len() { format!(" and {} more", known.len() - shown.len()) } else { String::new() };
+    let tip = match (close, shown.is_empty()) {
+        (_, true) => format!("the configuration defines no {what}"),
+        (Some(_), false) => format!("did you mean {:?}? known: {}{more}", shown[0], shown.join(", ")),
+        (None, false) => format!("known: {}{more}", shown.join(", ")),
+    };
+    Error::Usage(format!("unknown {what} {name:?}\n{tip}"))
 }

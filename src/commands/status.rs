@@ -1,29 +1,53 @@
 //! `sentry status`: the state per repository and branch, for people or as JSON.
 //!
-//! Reads without taking the lock, so it works while a run is in progress.
+//! Reads without taking the lock, so it works while a run is in progress, and needs only the
+//! state (SPEC §1 v2): without a configuration the state is printed as stored, in its own order,
+//! with the default `max_attempts`.
 
-use super::{emit, json_text, location};
+use super::{emit, json_text};
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::error::{Error, Exit};
 use crate::model::Location;
+use crate::model::location::DEFAULT_LOCATION;
 use crate::report::table;
-use crate::state::{LastRun, State};
+use crate::state::{HistoryEntry, LastRun, State};
 use crate::text::first_line;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Runs `sentry status`: loads the state read-only and prints it. Unreadable state is exit 4.
-pub fn status(config: &Config, state: Option<&Location>, output: OutputFormat) -> Result<Exit, Error> {
-    let location = location(state, config)?;
-    let (state, where_) = crate::pipeline::read_state(config, &location)?;
+/// `global.max_attempts` when no configuration could be read.
+const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// `global.http_timeout` when no configuration could be read.
+const DEFAULT_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `sentry status`: loads the state read-only and prints it. Exit 1 when something needs a
+/// human (a parked failure, a repository whose last check failed), else 0; unreadable state is
+/// exit 4. Quiet: prints only when something needs a human.
+pub fn status(
+    config: Option<&Config>,
+    state: Option<&Location>,
+    output: OutputFormat,
+    quiet: bool,
+) -> Result<Exit, Error> {
+    let location = match state.or(config.and_then(|c| c.global.state.as_ref())) {
+        Some(l) => l.clone(),
+        None => Location::parse(DEFAULT_LOCATION).map_err(Error::Usage)?,
+    };
+    let http_timeout = config.map_or(DEFAULT_HTTP_TIMEOUT, |c| c.global.http_timeout);
+    let (state, where_) = crate::pipeline::read_state(&location, http_timeout)?;
     let report = report(config, &state, &where_);
+    let exit = if report.needs_human { Exit::DeployFailed } else { Exit::Success };
+    if quiet && !report.needs_human {
+        return Ok(exit);
+    }
     let text = match output {
         OutputFormat::Human => human(&report),
         OutputFormat::Json => json_text(&report, true) + "\n",
     };
-    Ok(emit(&text, Exit::Success))
+    Ok(emit(&text, exit))
 }
 
 /// What `status --output json` prints.
@@ -33,6 +57,11 @@ pub struct Report {
     pub location: String,
     /// The run that last saved it.
     pub last_run: Option<LastRun>,
+    /// A configuration was read (false: the state as stored, configured repositories unknown).
+    pub config_loaded: bool,
+    /// Something needs a human: a parked failure, or a configured repository whose last check
+    /// failed (the exit code is 1 then).
+    pub needs_human: bool,
     /// Configured repositories and those the state still remembers, by name.
     pub repositories: BTreeMap<String, RepoStatus>,
     /// Configuration order, then repositories only in the state (not serialized: the table's order).
@@ -43,8 +72,8 @@ pub struct Report {
 /// One repository in the report.
 #[derive(Debug, Serialize)]
 pub struct RepoStatus {
-    /// In the configuration.
-    pub configured: bool,
+    /// In the configuration (null when no configuration was read).
+    pub configured: Option<bool>,
     /// The state has an entry for it (false: never checked yet).
     pub in_state: bool,
     /// When it was last checked successfully.
@@ -68,6 +97,14 @@ pub struct BranchStatus {
     pub failure: Option<FailureStatus>,
     /// The failure used up `max_attempts` and waits for the branch to move or a manual deploy.
     pub parked: bool,
+    /// When the branch stopped being listed; its record is kept 30 days (SPEC §3).
+    pub gone_since: Option<String>,
+    /// Set after `rollback`: the head it is pinned at.
+    pub pinned_at: Option<String>,
+    /// `deployed` is the baseline recorded at first sight, not a deployment.
+    pub baseline: bool,
+    /// The newest finished deployment of the history (`sentry history` has them all).
+    pub last_deployment: Option<HistoryEntry>,
 }
 
 /// A failure in the report.
@@ -85,11 +122,14 @@ pub struct FailureStatus {
     pub at: String,
 }
 
-/// Builds the report: configured repositories in configuration order, then any the state still holds.
-pub fn report(config: &Config, state: &State, location: &str) -> Report {
-    let max_attempts = config.global.max_attempts;
-    let mut order: Vec<String> = config.repositories.iter().map(|r| r.name.clone()).collect();
-    order.extend(state.repos.keys().filter(|n| config.repository(n).is_none()).cloned());
+/// Builds the report: configured repositories in configuration order, then any the state still
+/// holds; without a configuration, the state's repositories in its order.
+pub fn report(config: Option<&Config>, state: &State, location: &str) -> Report {
+    let max_attempts = config.map_or(DEFAULT_MAX_ATTEMPTS, |c| c.global.max_attempts);
+    let configured = |name: &str| config.map(|c| c.repository(name).is_some());
+    let mut order: Vec<String> =
+        config.map(|c| c.repositories.iter().map(|r| r.name.clone()).collect()).unwrap_or_default();
+    order.extend(state.repos.keys().filter(|n| configured(n) != Some(true)).cloned());
     let repositories = order
         .iter()
         .map(|name| {
@@ -113,6 +153,10 @@ pub fn report(config: &Config, state: &State, location: &str) -> Report {
                                 deployed_at: b.deployed_at.clone(),
                                 failure,
                                 parked,
+                                gone_since: b.gone_since.clone(),
+                                pinned_at: b.pinned_at.as_ref().map(ToString::to_string),
+                                baseline: b.baseline,
+                                last_deployment: b.history.first().cloned(),
                             };
                             (branch.clone(), status)
                         })
@@ -120,7 +164,7 @@ pub fn report(config: &Config, state: &State, location: &str) -> Report {
                 })
                 .unwrap_or_default();
             let status = RepoStatus {
-                configured: config.repository(name).is_some(),
+                configured: configured(name),
                 in_state: repo.is_some(),
                 last_checked: repo.and_then(|r| r.last_checked.clone()),
                 last_error: repo.and_then(|r| r.last_error.clone()),
@@ -128,8 +172,20 @@ pub fn report(config: &Config, state: &State, location: &str) -> Report {
             };
             (name.clone(), status)
         })
-        .collect();
-    Report { location: location.to_string(), last_run: state.last_run.clone(), repositories, order }
+        .collect::<BTreeMap<String, RepoStatus>>();
+    // A repository that is no longer configured needs nobody: its old error is history.
+    let needs_human = repositories
+        .values()
+        .filter(|r| r.configured != Some(false))
+        .any(|r| r.last_error.is_some() || r.branches.values().any(|b| b.parked));
+    Report {
+        location: location.to_string(),
+        last_run: state.last_run.clone(),
+        config_loaded: config.is_some(),
+        needs_human,
+        repositories,
+        order,
+    }
 }
 
 /// The table for people: one row per repository and branch, then the errors in full.
@@ -148,7 +204,7 @@ pub fn human(report: &Report) -> String {
     for name in &report.order {
         let Some(repo) = report.repositories.get(name) else { continue };
         let mut label = name.clone();
-        if !repo.configured {
+        if repo.configured == Some(false) {
             label.push_str(" (not configured)");
         }
         let checked = dash(&repo.last_checked);
@@ -180,7 +236,10 @@ pub fn human(report: &Report) -> String {
                     ));
                     format!("{word} {} ({}/{})", short(&Some(f.commit.clone())), f.attempts, f.max_attempts)
                 }
+                None if b.gone_since.is_some() => format!("gone since {}", b.gone_since.as_deref().unwrap_or("?")),
+                None if b.pinned_at.is_some() => "pinned (rollback)".into(),
                 None if b.seen.is_some() && b.seen != b.deployed => "not deployed yet".into(),
+                None if b.baseline => "baseline".into(),
                 None => "up to date".into(),
             };
             let (repo_cell, checked_cell) =
@@ -208,6 +267,9 @@ pub fn human(report: &Report) -> String {
             out.push('\n');
         }
     }
+    if !report.config_loaded {
+        out.push_str("\n(no configuration read: the state as stored, parked at the default max_attempts of 3)\n");
+    }
     out
 }
 
@@ -215,7 +277,7 @@ pub fn human(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::model::Sha;
-    use crate::state::{BranchState, Failure, RepoState};
+    use crate::state::{Failure, RefState, RepoState};
 
     fn config(names: &[&str]) -> Config {
         let mut yaml = String::from("global:\n  max_attempts: 3\nrepositories:\n");
@@ -238,29 +300,32 @@ mod tests {
         let mut r = RepoState { last_checked: Some("2026-11-22T12:00:00Z".into()), ..Default::default() };
         r.branches.insert(
             "main".into(),
-            BranchState {
+            RefState {
                 seen: Some(sha('a')),
                 deployed: Some(sha('a')),
                 deployed_at: Some("t1".into()),
                 failure: None,
+                ..Default::default()
             },
         );
         r.branches.insert(
             "dev".into(),
-            BranchState {
+            RefState {
                 seen: Some(sha('c')),
                 deployed: Some(sha('b')),
                 deployed_at: None,
                 failure: Some(Failure { commit: sha('c'), attempts: 1, error: "exit 1\nmore".into(), at: "t2".into() }),
+                ..Default::default()
             },
         );
         r.branches.insert(
             "rel".into(),
-            BranchState {
+            RefState {
                 seen: Some(sha('d')),
                 deployed: None,
                 deployed_at: None,
                 failure: Some(Failure { commit: sha('d'), attempts: 3, error: "no space".into(), at: "t3".into() }),
+                ..Default::default()
             },
         );
         s.repos.insert("one".into(), r);
@@ -270,16 +335,17 @@ mod tests {
 
     #[test]
     fn report_marks_parked_and_unseen_repositories() {
-        let r = report(&config(&["one", "two"]), &state(), "s.json");
+        let r = report(Some(&config(&["one", "two"])), &state(), "s.json");
         assert_eq!(r.order, ["one", "two", "gone"]);
         let one = &r.repositories["one"];
-        assert!(one.configured && one.in_state);
+        assert!(one.configured == Some(true) && one.in_state);
         assert!(!one.branches["dev"].parked);
         assert!(one.branches["rel"].parked);
         assert_eq!(one.branches["rel"].failure.as_ref().map(|f| f.max_attempts), Some(3));
         let two = &r.repositories["two"];
-        assert!(two.configured && !two.in_state && two.branches.is_empty());
-        assert!(!r.repositories["gone"].configured);
+        assert!(two.configured == Some(true) && !two.in_state && two.branches.is_empty());
+        assert_eq!(r.repositories["gone"].configured, Some(false));
+        assert!(r.needs_human, "one/rel is parked");
         let json = serde_json::to_value(&r).expect("json");
         assert_eq!(json["repositories"]["one"]["branches"]["main"]["failure"], serde_json::Value::Null);
         assert_eq!(json["repositories"]["one"]["branches"]["main"]["seen"], "a".repeat(40));
@@ -293,10 +359,10 @@ mod tests {
         let failure = Failure { commit: sha('e'), attempts: 1, error: "boom\x1b[2J".into(), at: "t".into() };
         r.branches.insert(
             "x\x1b]0;pwned\x07".into(),
-            BranchState { seen: Some(sha('e')), failure: Some(failure), ..Default::default() },
+            RefState { seen: Some(sha('e')), failure: Some(failure), ..Default::default() },
         );
         s.repos.insert("one".into(), r);
-        let text = human(&report(&config(&["one"]), &s, "s.json"));
+        let text = human(&report(Some(&config(&["one"])), &s, "s.json"));
         assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
         assert!(text.contains("x\\x1b]0;pwned\\x07"), "{text}");
         assert!(text.contains("boom\\x1b[2J"), "{text}");
@@ -304,7 +370,7 @@ mod tests {
 
     #[test]
     fn human_table_has_short_shas_and_full_errors_below() {
-        let text = human(&report(&config(&["one", "two"]), &state(), "s.json"));
+        let text = human(&report(Some(&config(&["one", "two"])), &state(), "s.json"));
         assert!(text.contains("State: s.json (never saved)"), "{text}");
         assert!(text.contains("aaaaaaaa  aaaaaaaa"), "{text}");
         assert!(!text.contains(&"a".repeat(9)), "short SHAs only: {text}");

@@ -2,22 +2,47 @@
 
 use super::{emit, json_text};
 use crate::cli::OutputFormat;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Problem};
 use crate::error::{Error, Exit};
 use crate::forge::connectivity::{self, Probe};
 use serde_json::json;
 
-/// Prints a valid configuration's summary; exit 0.
-pub fn valid(config: &Config, output: OutputFormat) -> Exit {
+/// A problem as `validate --output json` lists it.
+fn problem_json(p: &Problem) -> serde_json::Value {
+    json!({"path": p.path, "line": p.line, "message": crate::logging::redact(&p.message)})
+}
+
+/// The warnings of a configuration, one `warning:` line each, on stderr like the errors.
+fn print_warnings(config: &Config) {
+    for w in &config.warnings {
+        eprintln!("warning: {}: {}", config.path.display(), crate::logging::redact(&w.to_string()));
+    }
+}
+
+/// Prints a valid configuration's summary and its warnings; exit 0. Quiet: nothing on stdout.
+pub fn valid(config: &Config, output: OutputFormat, quiet: bool) -> Exit {
+    let warnings: Vec<_> = config.warnings.iter().map(problem_json).collect();
     let text = match output {
-        OutputFormat::Json => json!({"valid": true, "errors": []}).to_string(),
-        OutputFormat::Human => format!(
-            "{}: valid ({} repositories, {} groups)",
-            config.path.display(),
-            config.repositories.len(),
-            config.groups.len()
-        ),
+        OutputFormat::Json => json!({"valid": true, "errors": [], "warnings": warnings}).to_string(),
+        OutputFormat::Human => {
+            print_warnings(config);
+            let n = config.warnings.len();
+            let warned = match n {
+                0 => String::new(),
+                1 => ", 1 warning".to_string(),
+                n => format!(", {n} warnings"),
+            };
+            format!(
+                "{}: valid ({} repositories, {} groups{warned})",
+                config.path.display(),
+                config.repositories.len(),
+                config.groups.len()
+            )
+        }
     };
+    if quiet {
+        return Exit::Success;
+    }
     emit(&(text + "\n"), Exit::Success)
 }
 
@@ -25,12 +50,9 @@ pub fn valid(config: &Config, output: OutputFormat) -> Exit {
 pub fn invalid(err: &ConfigError, output: OutputFormat) -> Exit {
     match output {
         OutputFormat::Json => {
-            let errors: Vec<_> = err
-                .problems
-                .iter()
-                .map(|p| json!({"path": p.path, "line": p.line, "message": crate::logging::redact(&p.message)}))
-                .collect();
-            emit(&(json!({"valid": false, "errors": errors}).to_string() + "\n"), Exit::Usage)
+            let errors: Vec<_> = err.problems.iter().map(problem_json).collect();
+            let doc = json!({"valid": false, "errors": errors, "warnings": []});
+            emit(&(doc.to_string() + "\n"), Exit::Usage)
         }
         OutputFormat::Human => {
             // Problems are diagnostics, like clap's: on stderr.
@@ -40,8 +62,9 @@ pub fn invalid(err: &ConfigError, output: OutputFormat) -> Exit {
     }
 }
 
-/// `validate --connectivity`: one line per probe; exit 3 if any failed.
-pub fn connectivity(config: &Config, output: OutputFormat) -> Result<Exit, Error> {
+/// `validate --connectivity`: one line per probe; exit 3 if any failed or a `branches` pattern
+/// matches nothing on a reachable repository. Quiet: printed only then.
+pub fn connectivity(config: &Config, output: OutputFormat, quiet: bool) -> Result<Exit, Error> {
     let reached = connectivity::probe_all(config).map_err(|e| Error::Setup(format!("{e:#}")))?;
     let mut errors = Vec::new();
     let mut lines = Vec::new();
@@ -53,7 +76,22 @@ pub fn connectivity(config: &Config, output: OutputFormat) -> Result<Exit, Error
             Probe::Deploy => repo.deploy.qa_repo_url.as_str(),
         };
         match &r.result {
-            Ok(what) => lines.push(format!("ok    {} {side:<7} {url}: {what}", repo.name)),
+            Ok(what) if r.unmatched.is_empty() => lines.push(format!("ok    {} {side:<7} {url}: {what}", repo.name)),
+            Ok(what) => {
+                for pattern in &r.unmatched {
+                    let message = format!(
+                        "branch pattern {pattern:?} matches no branch of {url} (patterns match the whole \
+                         branch name; {what} in all)"
+                    );
+                    lines.push(format!("FAIL  {} {side:<7} {message}", repo.name));
+                    let i = repo.monitor.patterns.iter().position(|p| p == pattern).unwrap_or(0);
+                    errors.push(json!({
+                        "path": format!("repositories[{}].monitor.branches[{i}]", r.index),
+                        "line": null,
+                        "message": message,
+                    }));
+                }
+            }
             Err(message) => {
                 lines.push(format!("FAIL  {} {side:<7} {message}", repo.name));
                 errors.push(
@@ -63,9 +101,16 @@ pub fn connectivity(config: &Config, output: OutputFormat) -> Result<Exit, Error
         }
     }
     let exit = if errors.is_empty() { Exit::Success } else { Exit::CheckFailed };
+    if quiet && errors.is_empty() {
+        return Ok(exit);
+    }
+    let warnings: Vec<_> = config.warnings.iter().map(problem_json).collect();
     let text = match output {
-        OutputFormat::Json => json_text(&json!({"valid": errors.is_empty(), "errors": errors}), false) + "\n",
+        OutputFormat::Json => {
+            json_text(&json!({"valid": errors.is_empty(), "errors": errors, "warnings": warnings}), false) + "\n"
+        }
         OutputFormat::Human => {
+            print_warnings(config);
             let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
             text.push_str(&format!("{}: {} checks, {} failed\n", config.path.display(), lines.len(), errors.len()));
             text

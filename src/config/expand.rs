@@ -41,6 +41,34 @@ pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
+/// The names written `$NAME` (without braces) in the literal text of `input` (defaults of
+/// `${VAR:-default}` included): after expansion they would still be there, a `$` followed by a
+/// letter, as the seed's `token: "$GITHUB_TOKEN"` was. Values of variables are not looked at.
+pub fn unbraced(input: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else { break };
+            if let Some((_, default)) = body[..end].split_once(":-") {
+                names.extend(unbraced(default));
+            }
+            rest = &body[end + 1..];
+        } else {
+            let end = after.find(|c: char| !(c == '_' || c.is_ascii_alphanumeric())).unwrap_or(after.len());
+            let name = &after[..end];
+            if name.starts_with(|c: char| c == '_' || c.is_ascii_alphabetic()) {
+                names.push(name.to_string());
+            }
+            rest = &after[end..];
+        }
+    }
+    names
+}
+
 fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
@@ -84,6 +112,13 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(expand(input, env).as_deref(), Ok(want), "input {input:?}");
         }
+    }
+
+    #[test]
+    fn unbraced_names_in_literal_text_only() {
+        assert_eq!(unbraced("$GITHUB_TOKEN"), ["GITHUB_TOKEN"]);
+        assert_eq!(unbraced("x-$A-${B}-$$C-${D:-$E}"), ["A", "E"]);
+        assert!(unbraced("${TOKEN} cost $5 $").is_empty());
     }
 
     #[test]

@@ -6,13 +6,14 @@
 
 mod expand;
 mod raw;
+pub mod shell;
+mod tree;
 
 pub use expand::expand;
 
 use crate::model::Location;
 use crate::model::location::is_dns_label;
 use crate::secret::{Redactor, Secret};
-use crate::text::one_line;
 use raw::S;
 use regex::Regex;
 use serde::Serialize;
@@ -37,6 +38,9 @@ const MAX_HTTP_TIMEOUT_S: u64 = 3600;
 /// Most checks or jobs in flight at once.
 const MAX_CONCURRENCY: u64 = 256;
 
+/// Most history entries per ref: each costs ~100 bytes of state.
+const MAX_HISTORY: u64 = 1000;
+
 /// Most attempts at one commit.
 const MAX_ATTEMPTS: u64 = 1000;
 
@@ -55,6 +59,9 @@ pub struct Config {
     pub repositories: Vec<Repository>,
     /// Index of each repository by name: lookups per repository stay O(1) at 10,000.
     by_name: std::collections::HashMap<String, usize>,
+    /// What is allowed but probably not meant (a command using a variable the job will not
+    /// have); `validate` prints them, the other commands log them.
+    pub warnings: Vec<Problem>,
 }
 
 /// The `global:` section with defaults applied.
@@ -88,6 +95,8 @@ pub struct Global {
     pub pushgateway_url: Option<String>,
     /// How long the deliveries of one run may take after its deployments (SPEC §4).
     pub notify_timeout: Duration,
+    /// Finished deployments kept per branch or tag (SPEC §3).
+    pub history: usize,
 }
 
 /// A notification endpoint.
@@ -275,6 +284,8 @@ pub struct Deploy {
     pub project_name: String,
     /// Shell commands, run in one `sh` session.
     pub commands: Vec<String>,
+    /// Shell commands run after a failed or timed-out deployment, in the same job directory.
+    pub on_failure: Vec<String>,
     /// Extra environment for the commands.
     pub env: BTreeMap<String, String>,
     /// Credentials for the clone.
@@ -322,10 +333,13 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A message of several lines (a regex error's caret) keeps them, indented below.
+        let message = self.message.replace('\n', "\n      ");
         match (self.path.is_empty(), self.line) {
-            (true, _) => f.write_str(&self.message),
-            (false, Some(line)) => write!(f, "{} (line {line}): {}", self.path, self.message),
-            (false, None) => write!(f, "{}: {}", self.path, self.message),
+            (true, Some(line)) => write!(f, "line {line}: {message}"),
+            (true, None) => f.write_str(&message),
+            (false, Some(line)) => write!(f, "{} (line {line}): {message}", self.path),
+            (false, None) => write!(f, "{}: {message}", self.path),
         }
     }
 }
@@ -367,7 +381,15 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_CONFIG_BYTES + 1), &mut bytes))
-        .map_err(|e| fail("", format!("cannot read: {e}")))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => fail(
+                "",
+                "no such file: give the configuration file with -c PATH (or SENTRY_CONFIG_PATH); \
+                 examples/sentry.yaml is a commented start"
+                    .to_string(),
+            ),
+            _ => fail("", format!("cannot read: {e}")),
+        })?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
         return Err(fail("", format!("file is larger than {MAX_CONFIG_BYTES} bytes (64 MiB)")));
     }
@@ -378,16 +400,36 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
 
 /// Parses and validates configuration text (the file name is for messages only).
 pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let raw = read_yaml(text).map_err(|p| ConfigError { file: file.to_path_buf(), problems: vec![p] })?;
-    let mut checker = Validator { env, problems: Vec::new() };
+    let error = |mut problems: Vec<Problem>| {
+        problems.sort_by_key(|p| p.line.unwrap_or(u64::MAX));
+        ConfigError { file: file.to_path_buf(), problems }
+    };
+    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        let message = "the file is empty (examples/sentry.yaml is a commented start)".to_string();
+        return Err(error(vec![Problem { path: String::new(), line: None, message }]));
+    }
+    let raw = match read_yaml(text) {
+        Ok(raw) => raw,
+        Err(first) => {
+            // serde stops at the first structural problem: look again for all of them.
+            let mut problems =
+                tree::read(text, yaml_options(text)).map(|docs| tree::problems(&docs, env)).unwrap_or_default();
+            if problems.is_empty() {
+                problems.push(first);
+            }
+            return Err(error(problems));
+        }
+    };
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut checker = Validator { env, dir, problems: Vec::new(), warnings: Vec::new() };
     let config = checker.config(file, raw);
     if checker.problems.is_empty()
-        && let Some(config) = config
+        && let Some(mut config) = config
     {
+        config.warnings = checker.warnings;
         return Ok(config);
     }
-    checker.problems.sort_by_key(|p| p.line.unwrap_or(u64::MAX));
-    Err(ConfigError { file: file.to_path_buf(), problems: checker.problems })
+    Err(error(checker.problems))
 }
 
 /// The parser's budget: its default event and node limits (1,000,000 and 250,000) refuse
@@ -430,9 +472,14 @@ fn read_yaml(text: &str) -> Result<raw::Config, Problem> {
             (None, true) => "(document)".to_string(),
             (None, false) => path,
         };
-        // saphyr prefixes "error: line L column C: "; the line is reported on its own.
+        // saphyr prefixes "error: line L column C: " or appends " at line L, column C"; the
+        // line is reported once, on its own.
         let message = match message.split_once(": ").and_then(|(_, rest)| rest.split_once(": ")) {
             Some((pos, rest)) if pos.starts_with("line ") => rest.to_string(),
+            _ => message,
+        };
+        let message = match message.rfind(" at line ") {
+            Some(i) if message[i..].contains(", column ") => message[..i].to_string(),
             _ => message,
         };
         Problem { path, line: e.location().map(|l| l.line()), message }
@@ -442,16 +489,54 @@ fn read_yaml(text: &str) -> Result<raw::Config, Problem> {
 /// Validates raw values into typed ones, collecting every problem.
 struct Validator<'e> {
     env: &'e dyn Fn(&str) -> Option<String>,
+    /// The configuration file's directory: relative paths in the file are relative to it.
+    dir: PathBuf,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 fn line<T>(s: &S<T>) -> Option<u64> {
     Some(s.referenced.line())
 }
 
+/// What a field that takes a credential or a URL does with `$NAME` left in it.
+fn unbraced_message(field: &str, names: &[String]) -> String {
+    let first = names.first().map(String::as_str).unwrap_or("VAR");
+    format!(
+        "${first} is not expanded: sentry expands only the braced form; write {field}: \"${{{first}}}\" \
+         (and $$ for a literal $)"
+    )
+}
+
 impl Validator<'_> {
     fn problem(&mut self, path: impl Into<String>, line: Option<u64>, message: impl Into<String>) {
         self.problems.push(Problem { path: path.into(), line, message: message.into() });
+    }
+
+    /// Like [`Validator::string`] for a token, username or URL: `$NAME` without braces is an
+    /// error that shows the braced form (SPEC §2 v2).
+    fn credential(&mut self, path: &str, s: &S<String>) -> Option<String> {
+        let names = expand::unbraced(&s.value);
+        if !names.is_empty() {
+            let field = path.rsplit('.').next().unwrap_or(path);
+            self.problem(path, line(s), unbraced_message(field, &names));
+            return None;
+        }
+        self.string(path, s)
+    }
+
+    /// [`Validator::credential`] of an optional field; empty means not set.
+    fn opt_credential(&mut self, path: &str, s: &Option<S<String>>) -> Option<Option<String>> {
+        match s {
+            Some(s) => self.credential(path, s).map(|v| Some(v).filter(|v| !v.is_empty())),
+            None => Some(None),
+        }
+    }
+
+    /// A path from the file: relative to the file's directory (SPEC §2 v2).
+    fn file_path(&self, p: String) -> PathBuf {
+        let p = PathBuf::from(p);
+        if p.is_relative() { self.dir.join(p) } else { p }
     }
 
     /// Expands `${VAR}` in a string value.
@@ -465,9 +550,10 @@ impl Validator<'_> {
         }
     }
 
+    /// An optional string; empty, as written or after expansion, means not set (SPEC §2 v2).
     fn opt_string(&mut self, path: &str, s: &Option<S<String>>) -> Option<Option<String>> {
         match s {
-            Some(s) => self.string(path, s).map(Some),
+            Some(s) => self.string(path, s).map(|v| Some(v).filter(|v| !v.is_empty())),
             None => Some(None),
         }
     }
@@ -497,6 +583,9 @@ impl Validator<'_> {
     fn choice<T: Copy>(&mut self, path: &str, s: &Option<S<String>>, options: &[(&str, T)], default: T) -> T {
         let Some(s) = s else { return default };
         let Some(value) = self.string(path, s) else { return default };
+        if value.is_empty() {
+            return default;
+        }
         match options.iter().find(|(name, _)| *name == value) {
             Some((_, t)) => *t,
             None => {
@@ -527,10 +616,12 @@ impl Validator<'_> {
             );
         }
         let mut repositories = Vec::new();
+        let mut indices = Vec::new();
         let mut seen = BTreeSet::new();
         for (i, r) in raw.repositories.iter().enumerate() {
             let path = format!("repositories[{i}]");
             if let Some(repo) = self.repository(&path, r, &groups) {
+                indices.push(i);
                 if !seen.insert(repo.name.clone()) {
                     self.problem(
                         format!("{path}.name"),
@@ -541,6 +632,7 @@ impl Validator<'_> {
                 repositories.push(repo);
             }
         }
+        self.command_warnings(&raw, &indices, &repositories);
         let by_name = repositories.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect();
         Some(Config {
             path: file.to_path_buf(),
@@ -549,18 +641,86 @@ impl Validator<'_> {
             groups,
             repositories,
             by_name,
+            warnings: Vec::new(),
         })
     }
 
+    /// Warns about variables the commands use that the job's environment will not have, or that
+    /// hold a token (SPEC §2 v2). Warnings only: the shell, not sentry, expands commands.
+    fn command_warnings(&mut self, raw: &raw::Config, indices: &[usize], repositories: &[Repository]) {
+        // Variables that hold a token: named `${NAME}` in a token field, or whose value now is one.
+        let mut token_vars: BTreeSet<String> = BTreeSet::new();
+        for r in &raw.repositories {
+            for auth in [&r.monitor.auth, &r.deploy.auth].into_iter().flatten() {
+                if let Some(t) = &auth.token {
+                    token_vars.extend(braced_names(&t.value));
+                }
+            }
+        }
+        let tokens: BTreeSet<&str> = repositories
+            .iter()
+            .flat_map(|r| [&r.monitor.auth.token, &r.deploy.auth.token])
+            .flatten()
+            .map(Secret::expose)
+            .collect();
+        let mut known: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        for (&i, repo) in indices.iter().zip(repositories) {
+            let Some(r) = raw.repositories.get(i) else { continue };
+            let assigned: BTreeSet<String> =
+                r.deploy.commands.value.iter().flat_map(|c| shell::assigned(&c.value)).collect();
+            let mut warned = BTreeSet::new();
+            for (j, c) in r.deploy.commands.value.iter().enumerate() {
+                for reference in shell::references(&c.value) {
+                    let name = reference.name;
+                    if repo.deploy.env.contains_key(&name) || assigned.contains(&name) || !warned.insert(name.clone()) {
+                        continue;
+                    }
+                    let value = known
+                        .entry(name.clone())
+                        .or_insert_with(|| (self.env)(&name).is_some_and(|v| tokens.contains(v.as_str())));
+                    let path = format!("repositories[{i}].deploy.commands[{j}]");
+                    if *value || token_vars.contains(&name) {
+                        let message = format!(
+                            "refers to ${name}, which holds a token: sentry removes tokens from the job's \
+                             environment; pass it on purpose through deploy.env ({name}: \"${{{name}}}\")"
+                        );
+                        self.warnings.push(Problem { path, line: line(c), message });
+                        continue;
+                    }
+                    let set = shell::SENTRY_SET.contains(&name.as_str())
+                        || shell::SHELL_SET.contains(&name.as_str())
+                        || (!name.starts_with("SENTRY_") && (self.env)(&name).is_some());
+                    if !set && !reference.guarded {
+                        let why = if name.starts_with("SENTRY_") {
+                            "sentry sets no such variable (see README \"A job\")"
+                        } else {
+                            "it is not set now, not in deploy.env and not set by sentry"
+                        };
+                        let message = format!(
+                            "refers to ${name}, which the job's environment will not have: {why}; \
+                             the shell expands commands, sentry passes them as written"
+                        );
+                        self.warnings.push(Problem { path, line: line(c), message });
+                    }
+                }
+            }
+        }
+    }
+
     fn global(&mut self, g: &raw::Global) -> Option<Global> {
+        // From the environment: relative to the working directory; from the file: to the file.
         let tmp_dir = match (self.env)("SENTRY_TMP_DIR").filter(|v| !v.is_empty()) {
-            Some(v) => v,
-            None => self.opt_string("global.tmp_dir", &g.tmp_dir)?.unwrap_or_else(|| "/tmp/sentry".into()),
+            Some(v) => PathBuf::from(v),
+            None => match self.opt_string("global.tmp_dir", &g.tmp_dir)? {
+                Some(p) => self.file_path(p),
+                None => PathBuf::from("/tmp/sentry"),
+            },
         };
         let log_level = match &g.log_level {
             Some(s) => {
                 let v = self.string("global.log_level", s)?;
                 match crate::logging::parse_level(&v) {
+                    _ if v.is_empty() => None,
                     Ok(l) => Some(l),
                     Err(_) => {
                         self.problem(
@@ -574,15 +734,15 @@ impl Validator<'_> {
             }
             None => None,
         };
-        let ca_file = self.opt_string("global.ca_file", &g.ca_file)?.map(PathBuf::from);
+        let ca_file = self.opt_string("global.ca_file", &g.ca_file)?.map(|p| self.file_path(p));
         if let (Some(path), Some(s)) = (&ca_file, &g.ca_file)
             && let Err(e) = std::fs::File::open(path)
         {
             self.problem("global.ca_file", line(s), format!("cannot read {}: {e}", path.display()));
         }
         let webhook = self.webhook("global", &g.webhook_url, &g.webhook_format)?;
-        let metrics_file = self.opt_string("global.metrics_file", &g.metrics_file)?.map(PathBuf::from);
-        let pushgateway_url = self.opt_string("global.pushgateway_url", &g.pushgateway_url)?;
+        let metrics_file = self.opt_string("global.metrics_file", &g.metrics_file)?.map(|p| self.file_path(p));
+        let pushgateway_url = self.opt_credential("global.pushgateway_url", &g.pushgateway_url)?;
         if let (Some(u), Some(s)) = (&pushgateway_url, &g.pushgateway_url)
             && let Err(m) = check_url(u, &["http", "https"], false)
         {
@@ -590,6 +750,7 @@ impl Validator<'_> {
         }
         let state = match (self.opt_string("global.state", &g.state)?.filter(|s| !s.is_empty()), &g.state) {
             (Some(loc), Some(s)) => match Location::parse(&loc) {
+                Ok(Location::File(p)) => Some(Location::File(self.file_path(p.display().to_string()))),
                 Ok(l) => Some(l),
                 Err(m) => {
                     self.problem("global.state", line(s), m);
@@ -599,7 +760,7 @@ impl Validator<'_> {
             _ => None,
         };
         Some(Global {
-            tmp_dir: PathBuf::from(tmp_dir),
+            tmp_dir,
             cleanup: g.cleanup.unwrap_or(true),
             log_level,
             timeout: self.seconds("global.timeout", &g.timeout, 300, 1, MAX_DURATION_S),
@@ -607,6 +768,7 @@ impl Validator<'_> {
             concurrency: self.bounded("global.concurrency", &g.concurrency, 16, 1, MAX_CONCURRENCY) as usize,
             http_timeout: self.seconds("global.http_timeout", &g.http_timeout, 30, 1, MAX_HTTP_TIMEOUT_S),
             notify_timeout: self.seconds("global.notify_timeout", &g.notify_timeout, 30, 1, MAX_DURATION_S),
+            history: self.bounded("global.history", &g.history, 20, 0, MAX_HISTORY) as usize,
             on_first_seen: self.choice(
                 "global.on_first_seen",
                 &g.on_first_seen,
@@ -673,7 +835,7 @@ impl Validator<'_> {
             );
         }
         let monitor = self.monitor(&format!("{path}.monitor"), &r.monitor);
-        let deploy = self.deploy(&format!("{path}.deploy"), &r.deploy, &name);
+        let deploy = self.deploy(&format!("{path}.deploy"), &r.deploy, &name, line(&r.name));
         let webhook = self.webhook(path, &r.webhook_url, &r.webhook_format)?;
         Some(Repository { name, group, monitor: monitor?, deploy: deploy?, webhook })
     }
@@ -694,7 +856,10 @@ impl Validator<'_> {
         );
         let upath = format!("{prefix}.webhook_url");
         let Some(url_s) = url else { return Some(None) };
-        let url = self.string(&upath, url_s)?;
+        let url = self.credential(&upath, url_s)?;
+        if url.is_empty() {
+            return Some(None); // `webhook_url: ""`, as in the seed's own example: not set
+        }
         if let Err(m) = check_url(&url, &["http", "https"], false) {
             self.problem(&upath, line(url_s), m);
         }
@@ -702,7 +867,7 @@ impl Validator<'_> {
     }
 
     fn monitor(&mut self, path: &str, m: &raw::Monitor) -> Option<Monitor> {
-        let repo_url = self.string(&format!("{path}.repo_url"), &m.repo_url)?;
+        let repo_url = self.credential(&format!("{path}.repo_url"), &m.repo_url)?;
         let kind_path = format!("{path}.repo_type");
         let kind = match &m.repo_type {
             Some(_) => self.kind(&kind_path, &m.repo_type),
@@ -736,10 +901,15 @@ impl Validator<'_> {
                     branches.push(pattern);
                     patterns.push(p);
                 }
-                Err(e) => self.problem(&bpath, line(b), format!("invalid regex {p:?}: {}", one_line(&e.to_string()))),
+                Err(e) => {
+                    // The pattern as written, not as anchored, so the caret points into the
+                    // user's own text; the regex crate's lines are kept.
+                    let e = regex::RegexBuilder::new(&p).size_limit(1 << 20).build().err().unwrap_or(e);
+                    self.problem(&bpath, line(b), format!("invalid regex {p:?}:\n{}", e.to_string().trim_end()));
+                }
             }
         }
-        let api_url = self.opt_string(&format!("{path}.api_url"), &m.api_url)?;
+        let api_url = self.opt_credential(&format!("{path}.api_url"), &m.api_url)?;
         if let (Some(u), Some(s)) = (&api_url, &m.api_url)
             && let Err(msg) = check_url(u, &["http", "https"], false)
         {
@@ -765,8 +935,10 @@ impl Validator<'_> {
 
     fn auth(&mut self, path: &str, a: &Option<raw::Auth>) -> Option<Auth> {
         let Some(a) = a else { return Some(Auth::default()) };
-        let username = self.opt_string(&format!("{path}.username"), &a.username)?.filter(|u| !u.is_empty());
-        let token = self.opt_string(&format!("{path}.token"), &a.token)?.filter(|t| !t.is_empty());
+        // Both checked before giving up on either: every problem in one run.
+        let username = self.opt_credential(&format!("{path}.username"), &a.username);
+        let token = self.opt_credential(&format!("{path}.token"), &a.token);
+        let (username, token) = (username?, token?);
         if username.is_some() && token.is_none() {
             let l = a.username.as_ref().and_then(line);
             self.problem(format!("{path}.token"), l, "a username is set but the token is missing or empty");
@@ -780,8 +952,8 @@ impl Validator<'_> {
         Some(Auth { username, token: token.map(Secret::new) })
     }
 
-    fn deploy(&mut self, path: &str, d: &raw::Deploy, repo_name: &str) -> Option<Deploy> {
-        let qa_repo_url = self.string(&format!("{path}.qa_repo_url"), &d.qa_repo_url)?;
+    fn deploy(&mut self, path: &str, d: &raw::Deploy, repo_name: &str, name_line: Option<u64>) -> Option<Deploy> {
+        let qa_repo_url = self.credential(&format!("{path}.qa_repo_url"), &d.qa_repo_url)?;
         if let Err(m) = check_url(&qa_repo_url, &["http", "https", "ssh", "git", "file"], true) {
             self.problem(format!("{path}.qa_repo_url"), line(&d.qa_repo_url), m);
         }
@@ -792,15 +964,27 @@ impl Validator<'_> {
             self.problem(format!("{path}.qa_repo_branch"), l, m);
         }
         let kind = self.kind(&format!("{path}.repo_type"), &d.repo_type);
-        let project_name = match &d.project_name {
-            Some(s) => {
-                let p = self.string(&format!("{path}.project_name"), s)?;
-                if let Err(m) = check_dns_label(&p) {
+        let project_name = match self.opt_string(&format!("{path}.project_name"), &d.project_name)? {
+            Some(p) => {
+                if let (Err(m), Some(s)) = (check_dns_label(&p), &d.project_name) {
                     self.problem(format!("{path}.project_name"), line(s), m);
                 }
                 p
             }
-            None => repo_name.to_string(),
+            None => {
+                // The default is the repository's name, which must then be a DNS label too.
+                if check_dns_label(repo_name).is_err() {
+                    self.problem(
+                        format!("{path}.project_name"),
+                        name_line,
+                        format!(
+                            "not set, so it defaults to the repository name {repo_name:?}, which is not a DNS label \
+                             (lowercase letters, digits and '-', at most 63 characters): set project_name"
+                        ),
+                    );
+                }
+                repo_name.to_string()
+            }
         };
         let mut commands = Vec::new();
         if d.commands.value.is_empty() {
@@ -808,13 +992,25 @@ impl Validator<'_> {
         }
         for (i, c) in d.commands.value.iter().enumerate() {
             let cpath = format!("{path}.commands[{i}]");
-            let Some(cmd) = self.string(&cpath, c) else { continue };
+            // Shell code, passed to `sh` as written: the shell expands it, not sentry (SPEC §2 v2).
+            let cmd = c.value.clone();
             if cmd.trim().is_empty() {
                 self.problem(&cpath, line(c), "command is empty");
             } else if cmd.contains('\0') {
                 self.problem(&cpath, line(c), "command contains a NUL byte");
             }
             commands.push(cmd);
+        }
+        // Shell code, passed to sh as written (SPEC §2 v2): the shell expands its variables.
+        let mut on_failure = Vec::new();
+        for (i, c) in d.on_failure.iter().flat_map(|l| l.value.iter()).enumerate() {
+            let cpath = format!("{path}.on_failure[{i}]");
+            if c.value.trim().is_empty() {
+                self.problem(&cpath, line(c), "command is empty");
+            } else if c.value.contains('\0') {
+                self.problem(&cpath, line(c), "command contains a NUL byte");
+            }
+            on_failure.push(c.value.clone());
         }
         let mut env = BTreeMap::new();
         for (k, v) in &d.env {
@@ -833,8 +1029,20 @@ impl Validator<'_> {
             }
         }
         let auth = self.auth(&format!("{path}.auth"), &d.auth)?;
-        Some(Deploy { qa_repo_url, qa_repo_branch: branch, kind, project_name, commands, env, auth })
+        Some(Deploy { qa_repo_url, qa_repo_branch: branch, kind, project_name, commands, on_failure, env, auth })
     }
+}
+
+/// The names of `${NAME}` and `${NAME:-x}` in `s`.
+fn braced_names(s: &str) -> Vec<String> {
+    s.split("${")
+        .skip(1)
+        .filter_map(|part| {
+            let inner = part.split('}').next()?;
+            let name = inner.split(":-").next()?;
+            Some(name.to_string()).filter(|n| !n.is_empty())
+        })
+        .collect()
 }
 
 fn valid_name(s: &str) -> bool {

@@ -36,6 +36,7 @@ pub struct Global {
     pub metrics_file: Option<S<String>>,
     pub pushgateway_url: Option<S<String>>,
     pub notify_timeout: Option<S<u64>>,
+    pub history: Option<S<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +85,7 @@ pub struct Deploy {
     pub repo_type: Option<S<String>>,
     pub project_name: Option<S<String>>,
     pub commands: S<Vec<S<String>>>,
+    pub on_failure: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     pub env: BTreeMap<String, S<String>>,
     pub auth: Option<Auth>,

@@ -145,3 +145,221 @@ fn branch_patterns_match_whole_names_whether_plain_or_regex() {
     }
     assert!(BranchPattern::new("(").is_err());
 }
+
+/// Issue 15: every duration and count of the config, driven with arbitrary values, is either
+/// accepted within its SPEC §2 bound or refused with a problem naming it; never a panic, and
+/// every accepted duration can be added to the clock.
+#[test]
+fn every_duration_and_count_field_is_bounded_for_arbitrary_values() {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut values =
+        vec![0, 1, 59, 60, 3600, 3601, 604_800, 604_801, u64::from(u32::MAX), 1 << 53, i64::MAX as u64, u64::MAX];
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        values.push(x >> (x % 64));
+    }
+    let fields = [
+        ("polling_interval", ""),
+        ("timeout", "global"),
+        ("http_timeout", "global"),
+        ("notify_timeout", "global"),
+        ("concurrency", "global"),
+        ("max_attempts", "global"),
+        ("history", "global"),
+        ("global_timeout", "group"),
+        ("max_parallel", "group"),
+    ];
+    let base = MINIMAL.replace("  - name: app\n", "  - name: app\n    group: g\n");
+    for (field, section) in fields {
+        for v in &values {
+            let group = "groups:\n  g:\n    execution_strategy: parallel\n";
+            let text = match section {
+                "" => format!("{field}: {v}\n{group}{base}"),
+                "global" => format!("global:\n  {field}: {v}\n{group}{base}"),
+                _ => format!("{group}    {field}: {v}\n{base}"),
+            };
+            match parse_str(&text) {
+                Ok(c) => {
+                    let now = std::time::Instant::now();
+                    for d in [c.polling_interval, c.global.timeout, c.global.http_timeout, c.global.notify_timeout] {
+                        assert!(now.checked_add(d).is_some(), "{field}: {v}");
+                        assert!(d <= Duration::from_secs(MAX_DURATION_S), "{field}: {v}");
+                    }
+                    assert!(c.global.concurrency <= MAX_CONCURRENCY as usize);
+                }
+                Err(e) => assert!(e.problems.iter().any(|p| p.path.ends_with(field)), "{field}: {v}: {e}"),
+            }
+        }
+    }
+}
+/// A document that sets every field of the `tree` table, each in the shape it names.
+fn every_field(section: &tree::Section, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    for f in section.fields {
+        out.push_str(&format!("{pad}{}:", f.name));
+        render_shape(f.shape, indent, out);
+    }
+}
+
+fn render_shape(shape: tree::Shape, indent: usize, out: &mut String) {
+    use tree::Shape;
+    let pad = " ".repeat(indent + 2);
+    match shape {
+        Shape::Text | Shape::Shell => out.push_str(" \"x\"\n"),
+        Shape::Seconds | Shape::Count => out.push_str(" 1\n"),
+        Shape::Bool => out.push_str(" true\n"),
+        Shape::List(item) => {
+            out.push('\n');
+            out.push_str(&format!("{pad}-"));
+            match item {
+                Shape::Struct(s) => {
+                    out.push('\n');
+                    every_field(s, indent + 4, out);
+                }
+                other => render_shape(*other, indent + 2, out),
+            }
+        }
+        Shape::Struct(s) => {
+            out.push('\n');
+            every_field(s, indent + 2, out);
+        }
+        Shape::Dict(item) => {
+            out.push_str(&format!("\n{pad}k:"));
+            render_shape(*item, indent + 2, out);
+        }
+    }
+}
+
+/// serde's list of the fields a section accepts, from its "unknown field" message.
+fn serde_fields(doc: &str) -> Vec<String> {
+    let Err(p) = read_yaml(doc) else { panic!("zzz was accepted:\n{doc}") };
+    let list = p.message.split("expected one of ").nth(1).unwrap_or_else(|| panic!("{}", p.message));
+    let mut fields: Vec<String> = list.split(", ").map(|f| f.trim_matches('`').to_string()).collect();
+    fields.sort();
+    fields
+}
+
+#[test]
+fn the_tree_table_lists_exactly_the_fields_of_raw() {
+    let mut doc = String::new();
+    every_field(&tree::ROOT, 0, &mut doc);
+    assert!(read_yaml(&doc).is_ok(), "serde refuses the table's document:\n{doc}");
+    let docs = tree::read(&doc, yaml_options(&doc)).expect("tree");
+    assert_eq!(tree::problems(&docs, &|_| Some("v".into())), [], "{doc}");
+    // And raw has no field the table lacks: serde names them all when it meets `zzz`.
+    let sections: [(&tree::Section, &str); 6] = [
+        (&tree::ROOT, "repositories:"),
+        (&tree::GLOBAL, "global:"),
+        (&tree::GROUP, "  k:"),
+        (&tree::REPOSITORY, "  -\n"),
+        (&tree::MONITOR, "    monitor:"),
+        (&tree::DEPLOY, "    deploy:"),
+    ];
+    for (section, anchor) in sections {
+        let at = doc.find(anchor).unwrap_or_else(|| panic!("{anchor:?} in\n{doc}")) + anchor.len();
+        let line_end = doc[at..].find('\n').map_or(doc.len(), |i| at + i + 1);
+        let indent = doc[line_end..].chars().take_while(|c| *c == ' ').count();
+        let (indent, at) = if section.name == "the top level" { (0, 0) } else { (indent, line_end) };
+        let mutated = format!("{}{}zzz: 1\n{}", &doc[..at], " ".repeat(indent), &doc[at..]);
+        let mut table: Vec<String> = section.fields.iter().map(|f| f.name.to_string()).collect();
+        table.sort();
+        assert_eq!(serde_fields(&mutated), table, "{}", section.name);
+    }
+}
+
+#[test]
+fn structural_problems_are_all_reported_at_once() {
+    let text = "
+global:
+  timeout: soon
+  tmpdir: /x
+  webhook_url: \"${NOT_SET_A}\"
+repositories:
+  - name: app
+    monitor:
+      repo_url: https://github.com/acme/app
+      branches: main
+      webhook_url: x
+    deploy:
+      qa_repo_url: ${NOT_SET_B}
+";
+    let e = parse_str(text).expect_err("invalid");
+    let got: Vec<_> = e.problems.iter().map(|p| (p.path.as_str(), p.line, p.message.as_str())).collect();
+    let paths: Vec<_> = got.iter().map(|(p, l, _)| (*p, *l)).collect();
+    assert_eq!(
+        paths,
+        [
+            ("global.timeout", Some(3)),
+            ("global.tmpdir", Some(4)),
+            ("global.webhook_url", Some(5)),
+            ("repositories[0].monitor.branches", Some(10)),
+            ("repositories[0].monitor.webhook_url", Some(11)),
+            ("repositories[0].deploy.qa_repo_url", Some(13)),
+            ("repositories[0].deploy.commands", Some(13)),
+        ],
+        "{got:#?}"
+    );
+    assert!(got[0].2.contains("a whole number of seconds, e.g. 300"), "{got:?}");
+    assert!(got[1].2.contains("did you mean `tmp_dir`"), "{got:?}");
+    assert!(got[2].2.contains("NOT_SET_A is not set"), "{got:?}");
+    assert!(got[3].2.contains("branches: [main]"), "{got:?}");
+    assert!(got[4].2.contains("belongs in global or repositories[]"), "{got:?}");
+}
+
+#[test]
+fn empty_means_unset_and_unbraced_variables_are_refused() {
+    let text = MINIMAL.replace(
+        "      branches: [main]",
+        "      branches: [main]\n      api_url: \"\"\n      auth:\n        username: \"\"\n        token: \"${NO_TOKEN:-}\"",
+    ) + "    webhook_url: \"\"\n";
+    let c = parse_str(&text).expect("valid");
+    let r = &c.repositories[0];
+    assert!(r.webhook.is_none() && r.monitor.api_url.is_none() && r.monitor.auth.token.is_none());
+    let text =
+        MINIMAL.replace("      branches: [main]", "      branches: [main]\n      auth:\n        token: \"$TOKEN\"");
+    let e = parse_str(&text).expect_err("unbraced");
+    assert!(e.problems[0].message.contains("token: \"${TOKEN}\""), "{e}");
+    assert!(!e.to_string().contains("s3cr3t"), "{e}");
+}
+
+#[test]
+fn commands_are_not_expanded_and_their_variables_are_checked() {
+    let text = MINIMAL
+        .replace(
+            "commands: [\"true\"]",
+            "commands: [\"echo ${TOKEN} $USER $MISSING ${OPTIONAL:-x} $SENTRY_COMMIT $SENTRY_COMIT $$ $LOCAL\", \"LOCAL=1\"]",
+        )
+        .replace("      branches: [main]", "      branches: [main]\n      auth:\n        token: \"${TOKEN}\"");
+    let c = parse_str(&text).expect("valid");
+    assert_eq!(
+        c.repositories[0].deploy.commands[0],
+        "echo ${TOKEN} $USER $MISSING ${OPTIONAL:-x} $SENTRY_COMMIT $SENTRY_COMIT $$ $LOCAL"
+    );
+    let warned: Vec<&str> = c.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert_eq!(warned.len(), 3, "{warned:#?}");
+    assert!(warned[0].contains("$TOKEN, which holds a token"), "{warned:?}");
+    assert!(warned[1].contains("$MISSING, which the job's environment will not have"), "{warned:?}");
+    assert!(warned[2].contains("$SENTRY_COMIT") && warned[2].contains("no such variable"), "{warned:?}");
+}
+
+#[test]
+fn relative_paths_in_the_file_are_relative_to_it() {
+    let text =
+        format!("global:\n  state: st.json\n  tmp_dir: tmp\n  metrics_file: /abs/m.prom\n{}", MINIMAL.trim_start());
+    let c = parse(Path::new("/etc/sentry/sentry.yaml"), &text, &env).expect("valid");
+    assert_eq!(c.global.state, Some(Location::File("/etc/sentry/st.json".into())));
+    assert_eq!(c.global.tmp_dir, PathBuf::from("/etc/sentry/tmp"));
+    assert_eq!(c.global.metrics_file, Some(PathBuf::from("/abs/m.prom")));
+    let c = parse(Path::new("sentry.yaml"), &text, &env).expect("valid");
+    assert_eq!(c.global.state, Some(Location::File("st.json".into())));
+}
+
+#[test]
+fn project_name_defaults_to_a_name_that_must_be_a_dns_label() {
+    let text = MINIMAL.replace("name: app", "name: My_App");
+    let e = parse_str(&text).expect_err("not a DNS label");
+    assert_eq!(e.problems[0].path, "repositories[0].deploy.project_name");
+    assert!(e.problems[0].message.contains("set project_name"), "{e}");
+}

@@ -22,6 +22,7 @@
 
 mod batch;
 mod dir;
+mod on_failure;
 mod output;
 mod process;
 mod script;
@@ -29,7 +30,7 @@ mod script;
 pub use batch::{Batch, run_batches};
 
 use crate::config::Repository;
-use crate::model::{DeploymentRecord, FailedCommand, Job, JobStatus};
+use crate::model::{DeploymentRecord, FailedCommand, Job, JobStatus, OnFailureOutcome};
 use crate::secret::{Redactor, Secret};
 use dir::JobDir;
 use output::Tail;
@@ -90,6 +91,8 @@ pub struct JobResult {
     pub output_tail: String,
     /// The job directory, when kept (`cleanup: false`).
     pub kept_dir: Option<PathBuf>,
+    /// How `deploy.on_failure` ended, if it ran.
+    pub on_failure: Option<OnFailureOutcome>,
 }
 
 impl JobResult {
@@ -99,6 +102,7 @@ impl JobResult {
             duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
             failed_command: self.failed_command.clone(),
             output_tail: self.output_tail.clone(),
+            on_failure: self.on_failure,
             ..DeploymentRecord::planned(&self.job, self.status, self.error.clone())
         }
     }
@@ -113,15 +117,13 @@ impl JobResult {
             duration: Duration::ZERO,
             output_tail: String::new(),
             kept_dir: None,
+            on_failure: None,
         }
     }
 }
 
 /// Longest wait for the credential-less second look at a refused redirect.
 const REDIRECT_PROBE: Duration = Duration::from_secs(30);
-
-/// Lines of output repeated in the log when a job fails.
-const LOGGED_LINES: usize = 10;
 
 /// Longest branch part of a job directory's name.
 const DIR_BRANCH_MAX: usize = 40;
@@ -140,15 +142,20 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
     let started = Instant::now();
     log::info!(
         repo = job.repo.as_str(), group = job.group.as_deref().unwrap_or(""), branch = job.branch.as_str(),
-        commit = job.commit.short(), attempt = job.attempt, reason = job.reason.as_str();
+        commit = job.commit.as_str(), attempt = job.attempt, reason = job.reason.as_str();
         "deployment started"
     );
     let limit = Limit::new(ctx, job, started, deadline);
-    let mut tail = Tail::new(ctx.redactor.clone(), format!("{}/{}", job.repo, job.branch));
+    let mut tail = Tail::new(ctx.redactor.clone(), (job.repo.clone(), job.branch.clone()));
 
+    let mut on_failure = None;
     let (status, failed_command, error, dir) = match make_dir(ctx, job) {
         Ok(dir) => {
             let (status, failed, error) = clone_and_run(ctx, repo, job, &dir, &limit, &mut tail);
+            if matches!(status, JobStatus::Failed | JobStatus::TimedOut) && !repo.deploy.on_failure.is_empty() {
+                let failed = failed.as_ref().filter(|_| status == JobStatus::Failed);
+                on_failure = Some(on_failure::run(ctx, repo, job, &dir, failed, &mut tail));
+            }
             (status, failed, error, Some(dir.path))
         }
         Err(e) => {
@@ -160,7 +167,6 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
     if let Some(e) = &error {
         tail.note(e);
     }
-    let lines = tail.last_lines(LOGGED_LINES);
     let output_tail = tail.finish();
 
     let kept_dir = dir.and_then(|dir| {
@@ -179,24 +185,32 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
     let duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     if status == JobStatus::Succeeded {
         log::info!(
-            repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.short(),
+            repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.as_str(),
             status = status.as_str(), duration_ms = duration_ms;
             "deployment finished"
         );
     } else {
-        for line in &lines {
-            log::warn!(repo = job.repo.as_str(), branch = job.branch.as_str(); "| {line}");
+        // Numbers stay numbers in JSON logs: fields that do not apply are left out, not "".
+        let error = error.as_deref().unwrap_or("");
+        match failed_command.as_ref().map(|f| (f.index, f.exit_code)) {
+            Some((index, Some(code))) => log::warn!(
+                repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.as_str(),
+                status = status.as_str(), duration_ms = duration_ms, command = index, exit_code = code, error = error;
+                "deployment finished"
+            ),
+            Some((index, None)) => log::warn!(
+                repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.as_str(),
+                status = status.as_str(), duration_ms = duration_ms, command = index, error = error;
+                "deployment finished"
+            ),
+            None => log::warn!(
+                repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.as_str(),
+                status = status.as_str(), duration_ms = duration_ms, error = error;
+                "deployment finished"
+            ),
         }
-        log::warn!(
-            repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.short(),
-            status = status.as_str(), duration_ms = duration_ms,
-            command = failed_command.as_ref().map(|f| f.index.to_string()).unwrap_or_default(),
-            exit_code = failed_command.as_ref().and_then(|f| f.exit_code).map(|c| c.to_string()).unwrap_or_default(),
-            error = error.as_deref().unwrap_or("");
-            "deployment finished"
-        );
     }
-    JobResult { job: job.clone(), status, failed_command, error, duration, output_tail, kept_dir }
+    JobResult { job: job.clone(), status, failed_command, error, duration, output_tail, kept_dir, on_failure }
 }
 
 /// Why a job must not start now, if it must not.
@@ -213,7 +227,7 @@ pub(crate) fn skip_reason(job: &Job, deadline: Option<Instant>) -> Option<String
 
 /// Logs a job that was not started.
 pub(crate) fn log_skipped(job: &Job, why: &str) {
-    log::info!(repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.short(), why = why; "deployment skipped");
+    log::info!(repo = job.repo.as_str(), branch = job.branch.as_str(), commit = job.commit.as_str(), why = why; "deployment skipped");
 }
 
 /// A job's deadline and which limit it comes from, for the message.
@@ -263,7 +277,7 @@ fn clone_and_run(
     let d = &repo.deploy;
     let mut clone = crate::gitcmd::command(&d.qa_repo_url, &d.auth, d.kind);
     clone
-        .args(["clone", "--depth", "1", "--single-branch", "--no-tags", "--branch", &d.qa_repo_branch, "--"])
+        .args(["clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags", "--branch", &d.qa_repo_branch, "--"])
         .arg(&d.qa_repo_url)
         .arg(&qa_dir)
         .current_dir(dir)

@@ -23,14 +23,27 @@ pub(crate) struct Tail {
     line_cut: bool,
     /// Redacted complete lines; trimmed to `TAIL_MAX` (lazily, at twice that).
     text: String,
-    /// Prefix for debug log lines (`repo/branch`).
-    label: String,
+    /// The job, for the log lines each output line becomes: (repository, branch).
+    job: (String, String),
+    /// The last complete line, for the heartbeat.
+    last: String,
 }
 
 impl Tail {
-    /// An empty tail that redacts with `redactor`; `label` names the job in debug logs.
-    pub(crate) fn new(redactor: Redactor, label: String) -> Self {
-        Tail { redactor, line: Vec::new(), line_cut: false, text: String::new(), label }
+    /// An empty tail that redacts with `redactor`; `job` (repository, branch) names the job in
+    /// the log lines its output becomes.
+    pub(crate) fn new(redactor: Redactor, job: (String, String)) -> Self {
+        Tail { redactor, line: Vec::new(), line_cut: false, text: String::new(), job, last: String::new() }
+    }
+
+    /// The job's (repository, branch).
+    pub(crate) fn job(&self) -> (&str, &str) {
+        (&self.job.0, &self.job.1)
+    }
+
+    /// The last complete line of output, redacted ("" before the first).
+    pub(crate) fn last_line(&self) -> &str {
+        &self.last
     }
 
     /// Appends raw output.
@@ -94,7 +107,9 @@ impl Tail {
 
     fn end_line(&mut self, newline: bool) {
         let line = self.redacted_line();
-        log::debug!(job = self.label.as_str(); "| {line}");
+        // Live, at info: a CI log shows a long deployment's progress while it runs (SPEC §5).
+        log::info!(target: crate::logging::OUTPUT, repo = self.job.0.as_str(), branch = self.job.1.as_str(); "{line}");
+        self.last.clone_from(&line);
         self.text.push_str(&line);
         if newline {
             self.text.push('\n');
@@ -135,7 +150,7 @@ mod tests {
 
     #[test]
     fn redacts_tokens_split_across_reads() {
-        let mut t = Tail::new(redactor("tok-SECRET-123"), "r/main".into());
+        let mut t = Tail::new(redactor("tok-SECRET-123"), ("r".into(), "main".into()));
         t.push(b"before tok-SEC");
         t.push(b"RET-123 after\nnext");
         let out = t.finish();
@@ -144,7 +159,7 @@ mod tests {
 
     #[test]
     fn keeps_only_the_last_64k() {
-        let mut t = Tail::new(Redactor::default(), String::new());
+        let mut t = Tail::new(Redactor::default(), Default::default());
         for i in 0..20_000 {
             t.push(format!("line {i:06}\n").as_bytes());
         }
@@ -157,7 +172,7 @@ mod tests {
     #[test]
     fn an_endless_line_is_bounded_and_leaks_no_half_token() {
         let token = "tok-ABCDEFGHIJKLMNOP";
-        let mut t = Tail::new(redactor(token), String::new());
+        let mut t = Tail::new(redactor(token), Default::default());
         // Aim the front cut at the middle of the token: 10 of its 20 bytes stay in the line.
         let before = 90_000;
         t.push(&vec![b'x'; before]);
@@ -173,7 +188,7 @@ mod tests {
 
     #[test]
     fn last_lines_include_the_partial_line() {
-        let mut t = Tail::new(Redactor::default(), String::new());
+        let mut t = Tail::new(Redactor::default(), Default::default());
         t.push(b"a\nb\nc\npartial");
         assert_eq!(t.last_lines(2), vec!["c".to_string(), "partial".to_string()]);
         t.note("timed out");
@@ -182,7 +197,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_kept_lossily() {
-        let mut t = Tail::new(Redactor::default(), String::new());
+        let mut t = Tail::new(Redactor::default(), Default::default());
         t.push(b"caf\xc3");
         t.push(b"\xa9 \xff\n");
         assert_eq!(t.finish(), "caf\u{e9} \u{fffd}\n");

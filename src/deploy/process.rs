@@ -12,6 +12,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How often a running job logs that it is still running.
+const HEARTBEAT: Duration = Duration::from_secs(60);
+
 /// How long to keep looking after SIGKILL before giving up on a process the kernel cannot kill
 /// yet (uninterruptible sleep): the job must end even then.
 const AFTER_KILL: Duration = Duration::from_secs(5);
@@ -69,7 +72,18 @@ pub(crate) fn run(mut cmd: Command, deadline: Instant, grace: Duration, out: &mu
     let mut buf = vec![0u8; 64 * 1024];
     let mut idle = Duration::from_millis(1);
 
+    let started = Instant::now();
+    let mut beat = started;
     loop {
+        // A long job says it is alive (SPEC §5): elapsed time and its last line.
+        if beat.elapsed() >= HEARTBEAT {
+            beat = Instant::now();
+            let (repo, branch) = out.job();
+            log::info!(
+                repo = repo, branch = branch, elapsed_s = started.elapsed().as_secs(), last = out.last_line();
+                "still running"
+            );
+        }
         if pipe_open {
             if crate::sys::wait_readable(&reader, TICK) {
                 match reader.read(&mut buf) {

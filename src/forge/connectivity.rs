@@ -42,6 +42,9 @@ pub struct Reached {
     pub probe: Probe,
     /// What was found ("3 branches match"), or why it could not be reached (redacted).
     pub result: Result<String, String>,
+    /// Monitor probes of a reachable repository: the `branches` patterns that match no branch
+    /// (SPEC §1 v2: a failure of `validate --connectivity`).
+    pub unmatched: Vec<String>,
 }
 
 /// Reaches every repository's both sides; results in configuration order, monitor first.
@@ -56,7 +59,8 @@ pub fn probe_all(config: &Config) -> anyhow::Result<Vec<Reached>> {
     let probes: Vec<(usize, Probe)> = (0..config.repositories.len())
         .flat_map(|i| std::iter::once((i, Probe::Monitor)).chain((reached_by[i] == i).then_some((i, Probe::Deploy))))
         .collect();
-    let results: Vec<Result<String, CheckError>> = checker.pool.install(|| {
+    type Found = (String, Vec<String>);
+    let results: Vec<Result<Found, CheckError>> = checker.pool.install(|| {
         probes
             .par_iter()
             .with_max_len(1)
@@ -65,16 +69,26 @@ pub fn probe_all(config: &Config) -> anyhow::Result<Vec<Reached>> {
                 match probe {
                     Probe::Monitor => checker.check(repo, None).map(|l| {
                         let n = l.heads.len();
-                        format!("{} branch{} match", n, if n == 1 { "" } else { "es" })
+                        let m = &repo.monitor;
+                        // The listing holds the branches matching any pattern: a pattern none of
+                        // them matches matches nothing in the repository.
+                        let unmatched = m
+                            .patterns
+                            .iter()
+                            .zip(&m.branches)
+                            .filter(|(_, p)| !l.heads.keys().any(|b| p.is_match(b)))
+                            .map(|(text, _)| text.clone())
+                            .collect();
+                        (format!("{} branch{} match", n, if n == 1 { "" } else { "es" }), unmatched)
                     }),
-                    Probe::Deploy => {
-                        checker.probe_deploy(repo).map(|()| format!("branch {} reachable", repo.deploy.qa_repo_branch))
-                    }
+                    Probe::Deploy => checker
+                        .probe_deploy(repo)
+                        .map(|()| (format!("branch {} reachable", repo.deploy.qa_repo_branch), Vec::new())),
                 }
             })
             .collect()
     });
-    let mut answers: HashMap<(usize, Probe), Result<String, CheckError>> = probes.into_iter().zip(results).collect();
+    let mut answers: HashMap<(usize, Probe), Result<Found, CheckError>> = probes.into_iter().zip(results).collect();
     let mut out = Vec::new();
     for (i, first) in reached_by.iter().enumerate() {
         for probe in [Probe::Monitor, Probe::Deploy] {
@@ -83,8 +97,11 @@ pub fn probe_all(config: &Config) -> anyhow::Result<Vec<Reached>> {
                 Probe::Deploy => answers.get(&(*first, probe)).cloned(),
             };
             let Some(result) = result else { continue };
-            let result = result.map_err(|e| crate::logging::redact(&e.message));
-            out.push(Reached { index: i, probe, result });
+            let (result, unmatched) = match result {
+                Ok((what, unmatched)) => (Ok(what), unmatched),
+                Err(e) => (Err(crate::logging::redact(&e.message)), Vec::new()),
+            };
+            out.push(Reached { index: i, probe, result, unmatched });
         }
     }
     Ok(out)

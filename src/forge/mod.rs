@@ -27,6 +27,12 @@ use std::time::{Duration, Instant};
 /// Pages followed at most per listing (100 per page: 100 000 branches).
 const MAX_PAGES: usize = 1000;
 
+/// Matching branches kept at most per repository.
+const MAX_REFS: usize = 100_000;
+
+/// Response bytes read at most per listing (each page is capped on its own too).
+const MAX_LISTING_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Attempts for `git ls-remote` on network and server errors.
 const GIT_ATTEMPTS: u32 = 3;
 
@@ -385,8 +391,24 @@ impl Checker {
         let mut all_etags = true;
         let (mut not_modified, mut changed) = (0usize, false);
         let mut requests = 0;
+        let mut bytes: u64 = 0;
         loop {
             let page = seen_etags.len();
+            // Checked before every page: a slow forge that keeps saying "next" costs this
+            // repository its budget, never the run, and a stop request is heard at once.
+            if crate::signals::stop_requested() {
+                return Err(protocol(format!("stopped after {page} pages: stop requested")));
+            }
+            if Instant::now() >= deadline {
+                return Err(CheckError {
+                    repo: repo.name.clone(),
+                    kind: CheckErrorKind::Network,
+                    message: format!(
+                        "repository {}: {} listing of {} ran out of time after {page} pages",
+                        repo.name, api.forge, api.project
+                    ),
+                });
+            }
             let mut req = api.request(&url, deadline);
             let conditional = match etags.and_then(|t| t.get(page)) {
                 Some(tag) if !changed => {
@@ -407,9 +429,23 @@ impl Checker {
                     return Ok(Walk::Mixed { requests });
                 }
                 changed = true;
-                items.extend(
-                    parse_branches(&resp.body, api.sha_field).map_err(|m| protocol(format!("{}: {m}", resp.url)))?,
-                );
+                let page =
+                    parse_branches(&resp.body, api.sha_field).map_err(|m| protocol(format!("{}: {m}", resp.url)))?;
+                if page.skipped > 0 {
+                    log::warn!(
+                        repo = repo.name.as_str(), skipped = page.skipped;
+                        "skipping unreadable branch entries: {}", page.first_skipped.as_deref().unwrap_or("")
+                    );
+                }
+                // Patterns apply page by page: a huge listing keeps only what is watched.
+                items.extend(page.branches.into_iter().filter(|(b, _)| repo.monitor.matches(b)));
+                if items.len() > MAX_REFS {
+                    return Err(protocol(format!("more than {MAX_REFS} matching branches: narrow monitor.branches")));
+                }
+            }
+            bytes = bytes.saturating_add(resp.body.len() as u64);
+            if bytes > MAX_LISTING_BYTES {
+                return Err(protocol(format!("the listing is larger than {} MiB", MAX_LISTING_BYTES >> 20)));
             }
             match resp.header("etag") {
                 Some(tag) if !tag.trim().is_empty() => seen_etags.push(tag.trim().to_string()),
@@ -452,7 +488,13 @@ fn listing(
     etags: Option<Vec<String>>,
     requests: u32,
 ) -> Listing {
-    let heads: Heads = items.into_iter().filter(|(b, _)| m.matches(b)).collect();
+    // A name listed twice (offset pages shifting under a walk): the first wins, every time.
+    let mut heads = Heads::new();
+    for (b, sha) in items.into_iter().filter(|(b, _)| m.matches(b)) {
+        if let std::collections::btree_map::Entry::Vacant(e) = heads.entry(b) {
+            e.insert(sha);
+        }
+    }
     let validators = etags.map(|etags| Validators { fingerprint, etags, heads: heads.clone() });
     Listing { heads, validators, cache_hit: false, requests }
 }
@@ -477,21 +519,42 @@ pub fn fingerprint(kind: ForgeKind, first_url: &str, patterns: &[String]) -> Str
 }
 
 /// Reads one page of branches: a JSON array of `{"name": ..., "commit": {"sha"|"id": ...}}`.
-pub fn parse_branches(body: &[u8], sha_field: &str) -> Result<Vec<(String, Sha)>, String> {
+pub fn parse_branches(body: &[u8], sha_field: &str) -> Result<Page, String> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
     let arr = v.as_array().ok_or("expected a JSON array of branches")?;
-    let mut out = Vec::with_capacity(arr.len());
+    let mut page = Page { branches: Vec::with_capacity(arr.len()), skipped: 0, first_skipped: None };
     for item in arr {
-        let name = item.get("name").and_then(|n| n.as_str()).ok_or("a branch without a name")?;
-        let commit = item.get("commit");
-        let sha = commit
-            .and_then(|c| c.get(sha_field).or_else(|| c.get("sha")).or_else(|| c.get("id")))
-            .and_then(|s| s.as_str())
-            .ok_or_else(|| format!("branch {name:?} has no commit id"))?;
-        let sha = Sha::parse(sha).ok_or_else(|| format!("branch {name:?}: {sha:?} is not a commit id"))?;
-        out.push((name.to_string(), sha));
+        // One odd entry (GitLab allows `"commit": null`) costs that entry, not the repository.
+        let entry = (|| {
+            let name = item.get("name").and_then(|n| n.as_str()).ok_or("a branch without a name")?;
+            let sha = item
+                .get("commit")
+                .and_then(|c| c.get(sha_field).or_else(|| c.get("sha")).or_else(|| c.get("id")))
+                .and_then(|s| s.as_str())
+                .ok_or_else(|| format!("branch {name:?} has no commit id"))?;
+            let sha = Sha::parse(sha).ok_or_else(|| format!("branch {name:?}: {sha:?} is not a commit id"))?;
+            Ok::<_, String>((name.to_string(), sha))
+        })();
+        match entry {
+            Ok(b) => page.branches.push(b),
+            Err(why) => {
+                page.skipped += 1;
+                page.first_skipped.get_or_insert(crate::text::truncate(&why, 200));
+            }
+        }
     }
-    Ok(out)
+    Ok(page)
+}
+
+/// The branches of one listing page, and the entries that could not be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// (name, head) of every readable entry, in the forge's order.
+    pub branches: Vec<(String, Sha)>,
+    /// Entries without a name or a full commit id, skipped.
+    pub skipped: usize,
+    /// Why the first one was skipped.
+    pub first_skipped: Option<String>,
 }
 
 /// Turns an HTTP failure into a check error that says what to check.
@@ -549,12 +612,24 @@ mod tests {
     fn branches_parse_on_every_forge_shape() {
         let sha = "c".repeat(40);
         let gh = format!(r#"[{{"name":"main","commit":{{"sha":"{sha}","url":"x"}},"protected":false}}]"#);
-        assert_eq!(parse_branches(gh.as_bytes(), "sha").unwrap()[0].0, "main");
+        assert_eq!(parse_branches(gh.as_bytes(), "sha").expect("parses").branches[0].0, "main");
         let gl = format!(r#"[{{"name":"dev","commit":{{"id":"{sha}","short_id":"ccc"}}}}]"#);
-        assert_eq!(parse_branches(gl.as_bytes(), "id").unwrap()[0].1.as_str(), sha);
+        assert_eq!(parse_branches(gl.as_bytes(), "id").expect("parses").branches[0].1.as_str(), sha);
         assert!(parse_branches(b"{}", "id").is_err());
-        assert!(parse_branches(br#"[{"name":"x","commit":{"id":"nope"}}]"#, "id").is_err());
         assert!(parse_branches(b"not json", "id").is_err());
+    }
+
+    #[test]
+    fn one_unreadable_entry_is_skipped_not_the_listing() {
+        // GitLab's entity allows `"commit": null`; a non-hex id or a missing name is as bad.
+        let sha = "c".repeat(40);
+        let body = format!(
+            r#"[{{"name":"x","commit":{{"id":"nope"}}}},{{"name":"gone","commit":null}},{{"commit":{{"id":"{sha}"}}}},{{"name":"main","commit":{{"id":"{sha}"}}}}]"#
+        );
+        let page = parse_branches(body.as_bytes(), "id").expect("the listing survives");
+        assert_eq!(page.branches.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(), ["main"]);
+        assert_eq!(page.skipped, 3);
+        assert!(page.first_skipped.as_deref().is_some_and(|w| w.contains("\"x\"")), "{:?}", page.first_skipped);
     }
 
     #[test]

@@ -29,6 +29,8 @@ struct Inner {
     /// Redirects are followed and retryable failures retried (the shared client); a cluster
     /// client does neither.
     follow_and_retry: bool,
+    /// The agent's limit for one request; a request's deadline can only shorten it.
+    timeout: Duration,
     stats: Mutex<HttpStats>,
 }
 
@@ -58,7 +60,7 @@ impl Http {
         }
         let agent = agent(s.timeout, s.max_idle, tls.build());
         let proxies = Proxies::from_env(env)?;
-        Ok(Http::from_parts(agent, proxies, s.redactor.clone(), true))
+        Ok(Http::from_parts(agent, proxies, s.redactor.clone(), true, s.timeout))
     }
 
     /// A client for one cluster's API server: the roots of `ca_pem` only when given (else the
@@ -69,12 +71,19 @@ impl Http {
         if let Some(pem) = ca_pem {
             tls = tls.root_certs(RootCerts::new_with_certs(&certificates(pem)?));
         }
-        Ok(Http::from_parts(agent(timeout, 1, tls.build()), Proxies::default(), Redactor::default(), false))
+        Ok(Http::from_parts(agent(timeout, 1, tls.build()), Proxies::default(), Redactor::default(), false, timeout))
     }
 
-    fn from_parts(agent: ureq::Agent, proxies: Proxies, redactor: Redactor, follow_and_retry: bool) -> Http {
+    fn from_parts(
+        agent: ureq::Agent,
+        proxies: Proxies,
+        redactor: Redactor,
+        follow_and_retry: bool,
+        timeout: Duration,
+    ) -> Http {
         let stats = Mutex::new(HttpStats::default());
-        Http { inner: Arc::new(Inner { agent, proxies, redactor, follow_and_retry, stats }) }
+        let timeout = timeout.min(MAX_TIMEOUT);
+        Http { inner: Arc::new(Inner { agent, proxies, redactor, follow_and_retry, timeout, stats }) }
     }
 
     /// A snapshot of what this client (and its clones) saw so far.
@@ -238,13 +247,26 @@ impl Http {
         }
         let proxy = self.inner.proxies.for_origin(origin);
         let agent = &self.inner.agent;
+        // The request's deadline (a listing's budget, notify_timeout) shortens the agent's limit,
+        // so a server that never answers cannot hold a run longer than its caller allows.
+        let limit = match req.deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ureq::Error::Timeout(ureq::Timeout::Global));
+                }
+                left.min(self.inner.timeout)
+            }
+            None => self.inner.timeout,
+        };
         let response = match body {
             Some(bytes) => {
-                let r = agent.configure_request(b.body(bytes.to_vec())?).proxy(proxy).build();
+                let r =
+                    agent.configure_request(b.body(bytes.to_vec())?).proxy(proxy).timeout_global(Some(limit)).build();
                 agent.run(r)?
             }
             None => {
-                let r = agent.configure_request(b.body(())?).proxy(proxy).build();
+                let r = agent.configure_request(b.body(())?).proxy(proxy).timeout_global(Some(limit)).build();
                 agent.run(r)?
             }
         };

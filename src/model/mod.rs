@@ -6,7 +6,7 @@ mod record;
 pub mod url;
 
 pub use location::Location;
-pub use record::{DeploymentRecord, JobStatus, Notification};
+pub use record::{DeploymentRecord, JobStatus, Notification, OnFailureOutcome};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -113,6 +113,8 @@ pub enum Reason {
     GroupTrigger,
     /// `sentry deploy`.
     Manual,
+    /// `sentry rollback`.
+    Rollback,
 }
 
 impl Reason {
@@ -125,6 +127,7 @@ impl Reason {
             Reason::Retry => "retry",
             Reason::GroupTrigger => "group trigger",
             Reason::Manual => "manual",
+            Reason::Rollback => "rollback",
         }
     }
 }

@@ -81,6 +81,18 @@ pub struct DeploymentRecord {
     pub error: Option<String>,
     /// The end of the output, redacted.
     pub output_tail: String,
+    /// How `deploy.on_failure` ended, if it ran (it never changes `status`).
+    #[serde(default)]
+    pub on_failure: Option<OnFailureOutcome>,
+}
+
+/// How `deploy.on_failure` ended (SPEC §5 `on_failure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnFailureOutcome {
+    /// succeeded, failed or timed_out.
+    pub status: JobStatus,
+    /// The exit code of its last command, if it exited.
+    pub exit_code: Option<i32>,
 }
 
 impl DeploymentRecord {
@@ -99,6 +111,7 @@ impl DeploymentRecord {
             failed_command: None,
             error,
             output_tail: String::new(),
+            on_failure: None,
         }
     }
 

@@ -66,18 +66,22 @@ impl Journal {
         }
     }
 
-    /// Removes a delivered (or given up) notification from the outbox.
+    /// Removes a delivered notification from the outbox; one that failed stays there for the
+    /// next run (the caller counts and eventually drops it), and its error is remembered.
     pub(crate) fn delivered(&self, id: &str, outcome: Result<(), String>) {
-        let recorded = self.record(|state| state.outbox.retain(|p| p.id != id));
-        if let Err(e) = outcome {
-            let msg = crate::logging::redact(&format!("notification failed: {e}"));
-            log::warn!("{msg}");
-            if let Ok(mut sh) = self.shared.lock() {
-                sh.notify_errors.push(msg);
+        match outcome {
+            Ok(()) => {
+                if let Some(generation) = self.record(|state| state.outbox.retain(|p| p.id != id)) {
+                    self.commit(generation, "after a notification");
+                }
             }
-        }
-        if let Some(generation) = recorded {
-            self.commit(generation, "after a notification");
+            Err(e) => {
+                let msg = crate::logging::redact(&format!("notification failed: {e}"));
+                log::warn!("{msg}");
+                if let Ok(mut sh) = self.shared.lock() {
+                    sh.notify_errors.push(msg);
+                }
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use crate::deploy::{self, Batch, JobResult};
 use crate::error::Error;
 use crate::forge::{Checker, ForgeStats, Listing};
 use crate::http::{Http, Method, Request};
-use crate::model::{DeploymentRecord, Heads, Job, JobStatus, Location, Sha, Validators};
+use crate::model::{DeploymentRecord, Heads, Job, JobStatus, Location, Reason, Sha, Validators};
 use crate::notify;
 use crate::plan::{self, Note};
 use crate::report::{Checked, Summary};
@@ -37,7 +37,10 @@ impl Run {
         let now = std::time::SystemTime::now();
         let nanos = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         // Time-ordered and unique enough across concurrent processes: seconds, pid, sub-second noise.
-        let id = format!("{:x}-{:x}-{:x}", nanos / 1_000_000_000, std::process::id(), (nanos % 1_000_000_000) as u32);
+        // Fixed width, so ids line up and sort as text: seconds, pid, sub-second noise.
+        let id =
+            format!("{:08x}-{:08x}-{:08x}", nanos / 1_000_000_000, std::process::id(), (nanos % 1_000_000_000) as u32);
+        crate::logging::set_run_id(&id);
         Run { id, started: Instant::now(), started_at: crate::time::rfc3339(now) }
     }
 
@@ -109,9 +112,11 @@ fn open_store(
     }
 }
 
-/// Opens the state without a lock and reads it (`status`).
-pub fn read_state(config: &Config, location: &Location) -> Result<(State, String), StateError> {
-    let mut store = state::open(location, LockMode::None, &store_options("status", config))?;
+/// Opens the state without a lock and reads it (`status`). Needs no configuration (SPEC §1 v2):
+/// `http_timeout` is `global.http_timeout` when one loaded, else its default.
+pub fn read_state(location: &Location, http_timeout: std::time::Duration) -> Result<(State, String), StateError> {
+    let options = StoreOptions { run_id: "status".into(), lock_timeout: http_timeout, http_timeout };
+    let mut store = state::open(location, LockMode::None, &options)?;
     let state = store.load()?;
     Ok((state, store.location()))
 }
@@ -146,16 +151,57 @@ pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run
     let state = store.load()?;
     let mut summary = run.summary(dry_run);
     let clients = Clients::new(config)?;
+    let now = crate::time::now_rfc3339();
+    // Both --branch and --commit: everything the job needs is known, no forge is contacted
+    // (SPEC §1 v2); the branch must still be a monitored one. The state keeps what it knew.
+    if let (Some(branch), Some(commit)) = (manual.branch, manual.commit) {
+        let heads: Heads = [(branch.to_string(), commit.clone())].into_iter().collect();
+        let mut jobs = Vec::new();
+        for repo in &manual.targets {
+            jobs.push(plan::manual(repo, &heads, Some(branch), Some(commit), &state).map_err(Error::Usage)?);
+        }
+        let checks = Checks::none();
+        return proceed(config, &run, &clients, store, state, jobs, checks, summary, &now);
+    }
     let checks = check(&clients.checker, &manual.targets, &state, &mut summary);
     let mut jobs = Vec::new();
     for repo in &manual.targets {
         let Some(h) = checks.heads.get(&repo.name) else { continue };
         jobs.push(plan::manual(repo, h, manual.branch, manual.commit, &state).map_err(Error::Usage)?);
     }
-    let now = crate::time::now_rfc3339();
     // Keep the bookkeeping a poll would do (seen heads, baselines, dropped branches), without its jobs.
     let planned = plan::plan(config, &checks.heads, &state, &now);
     proceed(config, &run, &clients, store, planned.state, jobs, checks, summary, &now)
+}
+
+/// `sentry rollback`: like `deploy` (lock, state, notifications, exit codes) with a job the
+/// history decides; no forge is contacted.
+pub fn rollback(
+    config: &Config,
+    location: &Location,
+    repo: &Repository,
+    branch: Option<&str>,
+    to: Option<&str>,
+    dry_run: bool,
+) -> Result<Summary, Error> {
+    let run = Run::start();
+    let mode = if dry_run { LockMode::None } else { LockMode::Wait(config.global.timeout) };
+    let mut store = match open_store(&run, location, mode, config)? {
+        Ok(store) => store,
+        Err(why) => return Ok(run.skipped(dry_run, why)),
+    };
+    let state = store.load()?;
+    let job = plan::rollback(repo, &state, branch, to).map_err(Error::Usage)?;
+    let summary = run.summary(dry_run);
+    let clients = Clients::new(config)?;
+    let checks = Checks {
+        heads: BTreeMap::new(),
+        listings: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        stats: ForgeStats::default(),
+    };
+    let now = crate::time::now_rfc3339();
+    proceed(config, &run, &clients, store, state, vec![job], checks, summary, &now)
 }
 
 /// The common tail of a pass once the jobs are known: save, deploy, notify, metrics.
@@ -199,6 +245,18 @@ struct Checks {
     stats: ForgeStats,
 }
 
+impl Checks {
+    /// Nothing checked (a manual deployment that names its commit).
+    fn none() -> Checks {
+        Checks {
+            heads: BTreeMap::new(),
+            listings: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            stats: ForgeStats::default(),
+        }
+    }
+}
+
 /// The clients of one run: one HTTP agent (connection reuse, TLS roots) shared by all.
 struct Clients {
     checker: Checker,
@@ -220,8 +278,10 @@ impl Clients {
 
 /// Checks `repos` concurrently and records each outcome in the summary.
 fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut Summary) -> Checks {
+    let cached: Vec<Option<Validators>> =
+        repos.iter().map(|r| state.repos.get(&r.name).and_then(|s| s.validators())).collect();
     let inputs: Vec<(&Repository, Option<&Validators>)> =
-        repos.iter().map(|r| (*r, state.repos.get(&r.name).and_then(|s| s.validators.as_ref()))).collect();
+        repos.iter().zip(&cached).map(|(r, v)| (*r, v.as_ref())).collect();
     let results = checker.check_all(&inputs);
     let mut heads = BTreeMap::new();
     let mut listings = BTreeMap::new();
@@ -256,7 +316,7 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
 /// Applies what the checks learned that planning does not decide: cache validators, check errors.
 fn absorb_checks(next: &mut State, checks: &Checks) {
     for (name, listing) in &checks.listings {
-        next.repos.entry(name.clone()).or_default().validators = listing.validators.clone();
+        next.repos.entry(name.clone()).or_default().set_validators(listing.validators.as_ref());
     }
     for (name, msg) in &checks.errors {
         next.repos.entry(name.clone()).or_default().last_error = Some(msg.clone());
@@ -267,14 +327,34 @@ fn log_notes(notes: &[Note]) {
     for note in notes {
         match note {
             Note::Baseline { repo, branch, head } => {
-                log::info!(repo = repo.as_str(), branch = branch.as_str(), head = head.short(); "first seen: recorded as baseline")
+                log::info!(repo = repo.as_str(), branch = branch.as_str(), head = head.as_str(); "first seen: recorded as baseline")
             }
+            Note::Gone { repo, branch } => log::info!(
+                repo = repo.as_str(), branch = branch.as_str();
+                "branch no longer listed or matching: its record is kept for 30 days"
+            ),
             Note::Dropped { repo, branch } => {
-                log::info!(repo = repo.as_str(), branch = branch.as_str(); "branch is gone: dropped from state")
+                log::info!(repo = repo.as_str(), branch = branch.as_str(); "branch gone for 30 days: dropped from state")
             }
+            Note::EmptyListing { repo } => log::warn!(
+                repo = repo.as_str();
+                "no branch listed or matching, though there were before: a forge hiccup or a pattern that matches nothing? records are kept"
+            ),
+            Note::NameTooLong { repo, bytes } => log::warn!(
+                repo = repo.as_str(), bytes = *bytes;
+                "ignoring a branch whose name is longer than {} bytes", crate::state::MAX_REF_BYTES
+            ),
             Note::Parked { repo, branch, commit, attempts } => log::warn!(
-                repo = repo.as_str(), branch = branch.as_str(), commit = commit.short(), attempts = *attempts;
+                repo = repo.as_str(), branch = branch.as_str(), commit = commit.as_str(), attempts = *attempts;
                 "deployment parked after repeated failures: push a new commit or run `sentry deploy` by hand"
+            ),
+            Note::Pinned { repo, branch, head } => log::info!(
+                repo = repo.as_str(), branch = branch.as_str(), head = head.as_str();
+                "pinned by a rollback: not deployed until the head moves or `sentry deploy` is run"
+            ),
+            Note::Unmatched { repo, pattern } => log::warn!(
+                repo = repo.as_str(), pattern = pattern.as_str();
+                "branch pattern matches no branch (patterns match the whole name; check monitor.branches)"
             ),
         }
     }
@@ -282,12 +362,20 @@ fn log_notes(notes: &[Note]) {
 
 fn log_jobs(jobs: &[Job]) {
     for j in jobs {
-        log::info!(
-            repo = j.repo.as_str(), branch = j.branch.as_str(),
-            from = j.previous.as_ref().map_or("none", Sha::short), to = j.commit.short(),
-            reason = j.reason.as_str(), attempt = j.attempt;
-            "change detected"
-        );
+        let from = j.previous.as_ref().map_or("none", Sha::as_str);
+        match j.reason {
+            // Asked for by hand: nothing was detected.
+            Reason::Manual | Reason::Rollback => log::info!(
+                repo = j.repo.as_str(), branch = j.branch.as_str(), from = from, to = j.commit.as_str(),
+                reason = j.reason.as_str(), attempt = j.attempt;
+                "deployment requested"
+            ),
+            _ => log::info!(
+                repo = j.repo.as_str(), branch = j.branch.as_str(), from = from, to = j.commit.as_str(),
+                reason = j.reason.as_str(), attempt = j.attempt;
+                "change detected"
+            ),
+        }
     }
 }
 
@@ -410,11 +498,15 @@ fn deploy_and_record(
             if !done.status.is_verdict() {
                 return;
             }
-            let now = crate::time::now_rfc3339();
+            let finished = std::time::SystemTime::now();
+            let now = crate::time::rfc3339(finished);
+            let started_at = crate::time::rfc3339(finished.checked_sub(result.duration).unwrap_or(finished));
+            let stamp =
+                plan::Stamp { now: &now, started_at: &started_at, run_id: &run.id, history: config.global.history };
             let pending = notify::pending(&done, &run.id, &host, &now)
                 .filter(|_| !notify::targets(config, &done.repo).is_empty());
             let recorded = journal.record(|state| {
-                plan::record(state, &done, &now);
+                plan::record(state, &done, &stamp);
                 // Recorded in the same save as the outcome: an interruption cannot lose it.
                 if let Some(p) = &pending {
                     state.outbox.push(p.clone());

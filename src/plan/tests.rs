@@ -1,6 +1,10 @@
 use super::*;
 use crate::model::{DeploymentRecord, JobStatus};
 use crate::state::RepoState;
+
+fn stamp(now: &str) -> Stamp<'_> {
+    Stamp { now, started_at: now, run_id: "run-1", history: 20 }
+}
 use std::path::Path;
 
 const NOW: &str = "2026-11-22T12:00:00Z";
@@ -41,7 +45,7 @@ fn deployed(state: &mut State, repo: &str, pairs: &[(&str, char)]) {
     rs.last_checked = Some("earlier".into());
     for (b, c) in pairs {
         rs.branches
-            .insert(b.to_string(), BranchState { seen: Some(sha(*c)), deployed: Some(sha(*c)), ..Default::default() });
+            .insert(b.to_string(), RefState { seen: Some(sha(*c)), deployed: Some(sha(*c)), ..Default::default() });
     }
 }
 
@@ -56,6 +60,25 @@ fn summary(p: &Plan) -> Vec<(String, String, char, Reason, u32)> {
 
 fn job(repo: &str, branch: &str, c: char, reason: Reason, attempt: u32) -> (String, String, char, Reason, u32) {
     (repo.into(), branch.into(), c, reason, attempt)
+}
+
+/// The notes about decisions (`simple()`'s `dev.*` matching nothing is a note of its own).
+fn decisions(p: &Plan) -> Vec<Note> {
+    p.notes.iter().filter(|n| !matches!(n, Note::Unmatched { .. })).cloned().collect()
+}
+
+#[test]
+fn a_pattern_that_matches_nothing_is_a_note_on_every_pass() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    deployed(&mut s, "b", &[("main", '1')]);
+    let h = checked(&[("a", heads(&[("main", '1')])), ("b", heads(&[("main", '1')]))]);
+    for _ in 0..2 {
+        let p = plan(&c, &h, &s, NOW);
+        assert_eq!(p.notes, [Note::Unmatched { repo: "a".into(), pattern: "dev.*".into() }]);
+        s = p.state;
+    }
 }
 
 #[test]
@@ -96,7 +119,7 @@ fn unchanged_heads_plan_nothing() {
     deployed(&mut s, "a", &[("main", '1')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
     assert!(p.jobs.is_empty());
-    assert!(p.notes.is_empty());
+    assert!(decisions(&p).is_empty());
 }
 
 #[test]
@@ -131,14 +154,89 @@ fn new_branch_in_known_repository_is_a_change() {
 }
 
 #[test]
-fn vanished_branch_is_dropped_with_a_note() {
+fn vanished_branch_is_kept_for_30_days_then_dropped() {
     let c = simple();
     let mut s = State::default();
     deployed(&mut s, "a", &[("main", '1'), ("dev-old", '2')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
     assert!(p.jobs.is_empty());
-    assert!(!p.state.repos["a"].branches.contains_key("dev-old"));
-    assert_eq!(p.notes, [Note::Dropped { repo: "a".into(), branch: "dev-old".into() }]);
+    let kept = &p.state.repos["a"].branches["dev-old"];
+    assert_eq!(kept.gone_since.as_deref(), Some(NOW), "kept, marked");
+    assert_eq!(decisions(&p), [Note::Gone { repo: "a".into(), branch: "dev-old".into() }]);
+    // 29 days later: still kept; 30 days later: dropped.
+    let later = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &p.state, "2026-12-21T12:00:00Z");
+    assert!(later.state.repos["a"].branches.contains_key("dev-old"));
+    assert!(decisions(&later).is_empty(), "{:?}", later.notes);
+    let month = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &p.state, "2026-12-22T12:00:00Z");
+    assert!(!month.state.repos["a"].branches.contains_key("dev-old"));
+    assert_eq!(decisions(&month), [Note::Dropped { repo: "a".into(), branch: "dev-old".into() }]);
+}
+
+#[test]
+fn a_branch_that_returns_at_its_deployed_head_is_no_change() {
+    // The pattern typo story: `branches: [mian]` lists nothing, the fix lists main again.
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let typo = plan(&c, &checked(&[("a", heads(&[]))]), &s, NOW);
+    assert!(typo.jobs.is_empty());
+    assert!(typo.notes.contains(&Note::EmptyListing { repo: "a".into() }), "{:?}", typo.notes);
+    assert!(typo.state.repos["a"].branches["main"].gone_since.is_some());
+    let fixed = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &typo.state, NOW);
+    assert!(fixed.jobs.is_empty(), "no redeploy: {:?}", fixed.jobs);
+    assert_eq!(fixed.state.repos["a"].branches["main"].gone_since, None);
+    // Back with another head: an ordinary change, from the deployed commit.
+    let moved = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &typo.state, NOW);
+    assert_eq!(summary(&moved), [job("a", "main", '2', Reason::Changed, 1)]);
+}
+
+#[test]
+fn a_rollback_pins_the_branch_until_its_head_moves() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '2')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    let mut s = p.state;
+    let back = Job {
+        repo: "a".into(),
+        group: None,
+        branch: "main".into(),
+        commit: sha('1'),
+        previous: Some(sha('2')),
+        reason: Reason::Rollback,
+        attempt: 1,
+    };
+    record(&mut s, &DeploymentRecord::planned(&back, JobStatus::Succeeded, None), &stamp(NOW));
+    let bs = &s.repos["a"].branches["main"];
+    assert_eq!((bs.deployed.clone(), bs.pinned_at.clone()), (Some(sha('1')), Some(sha('2'))));
+    assert_eq!(bs.history[0].reason, Reason::Rollback);
+    // Same head: pinned, no job.
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    assert!(p.jobs.is_empty(), "{:?}", p.jobs);
+    assert!(matches!(decisions(&p).as_slice(), [Note::Pinned { .. }]), "{:?}", p.notes);
+    // The head moves: the pin is gone and the new head deploys.
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '3')]))]), &s, NOW);
+    assert_eq!(summary(&p), [job("a", "main", '3', Reason::Changed, 1)]);
+    assert_eq!(p.state.repos["a"].branches["main"].pinned_at, None);
+}
+
+#[test]
+fn history_keeps_the_newest_entries_first() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    for (i, ch) in ['2', '3', '4'].into_iter().enumerate() {
+        let p = plan(&c, &checked(&[("a", heads(&[("main", ch)]))]), &s, NOW);
+        s = p.state;
+        let status = if i == 1 { JobStatus::Failed } else { JobStatus::Succeeded };
+        let stamp = Stamp { history: 2, ..stamp(NOW) };
+        record(&mut s, &DeploymentRecord::planned(&p.jobs[0], status, None), &stamp);
+    }
+    let h = &s.repos["a"].branches["main"].history;
+    assert_eq!(
+        h.iter().map(|e| (e.commit.clone(), e.status)).collect::<Vec<_>>(),
+        [(sha('4'), JobStatus::Succeeded), (sha('3'), JobStatus::Failed)]
+    );
 }
 
 #[test]
@@ -152,12 +250,12 @@ fn failed_commit_is_retried_then_parked() {
         let reason = if attempt == 1 { Reason::Changed } else { Reason::Retry };
         assert_eq!(summary(&p), [job("a", "main", '2', reason, attempt)], "attempt {attempt}");
         s = p.state;
-        record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Failed, Some("exit 1".into())), NOW);
+        record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Failed, Some("exit 1".into())), &stamp(NOW));
         assert_eq!(s.repos["a"].branches["main"].failure.as_ref().map(|f| f.attempts), Some(attempt));
     }
     let p = plan(&c, &h, &s, NOW);
     assert!(p.jobs.is_empty(), "parked after max_attempts");
-    assert!(matches!(&p.notes[..], [Note::Parked { attempts: 3, .. }]));
+    assert!(matches!(&decisions(&p)[..], [Note::Parked { attempts: 3, .. }]));
     // The branch moves: deployed again from attempt 1.
     let p = plan(&c, &checked(&[("a", heads(&[("main", '3')]))]), &p.state, NOW);
     assert_eq!(summary(&p), [job("a", "main", '3', Reason::Changed, 1)]);
@@ -170,10 +268,10 @@ fn success_clears_the_failure() {
     deployed(&mut s, "a", &[("main", '1')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     let mut s = p.state;
-    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Failed, Some("boom".into())), NOW);
+    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Failed, Some("boom".into())), &stamp(NOW));
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     let mut s = p.state;
-    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Succeeded, None), "later");
+    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Succeeded, None), &stamp("later"));
     let bs = &s.repos["a"].branches["main"];
     assert_eq!(bs.deployed, Some(sha('2')));
     assert_eq!(bs.deployed_at.as_deref(), Some("later"));
@@ -188,7 +286,7 @@ fn skipped_job_changes_nothing_and_is_planned_again() {
     deployed(&mut s, "a", &[("main", '1')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     let mut after = p.state.clone();
-    record(&mut after, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Skipped, None), NOW);
+    record(&mut after, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Skipped, None), &stamp(NOW));
     assert_eq!(after, p.state);
     assert_eq!(plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &after, NOW).jobs.len(), 1);
 }
@@ -200,7 +298,7 @@ fn reverting_to_the_deployed_commit_clears_a_stale_failure() {
     deployed(&mut s, "a", &[("main", '1')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     let mut s = p.state;
-    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Failed, Some("boom".into())), NOW);
+    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Failed, Some("boom".into())), &stamp(NOW));
     let p = plan(&c, &checked(&[("a", heads(&[("main", '1')]))]), &s, NOW);
     assert!(p.jobs.is_empty());
     assert_eq!(p.state.repos["a"].branches["main"].failure, None);
@@ -316,7 +414,7 @@ fn manual_picks_first_existing_branch_and_counts_attempts() {
     assert_eq!((j.branch.as_str(), j.commit.clone(), j.reason, j.attempt), ("release/2", sha('2'), Reason::Manual, 1));
     let j = manual(repo, &h, Some("main"), Some(&sha('7')), &s).expect("job");
     assert_eq!((j.branch.as_str(), j.commit.clone()), ("main", sha('7')));
-    record(&mut s, &DeploymentRecord::planned(&j, JobStatus::Failed, Some("x".into())), NOW);
+    record(&mut s, &DeploymentRecord::planned(&j, JobStatus::Failed, Some("x".into())), &stamp(NOW));
     assert_eq!(manual(repo, &h, Some("main"), Some(&sha('7')), &s).expect("job").attempt, 2);
     assert!(manual(repo, &h, Some("feature"), None, &s).unwrap_err().contains("not monitored"));
     assert!(manual(repo, &h, Some("release/9"), None, &s).unwrap_err().contains("does not exist"));
@@ -333,7 +431,7 @@ fn manual_success_clears_a_parked_failure() {
         Some(Failure { commit: sha('2'), attempts: 3, error: "x".into(), at: NOW.into() });
     let j = manual(repo, &heads(&[("main", '2')]), None, None, &s).expect("job");
     assert_eq!(j.attempt, 4);
-    record(&mut s, &DeploymentRecord::planned(&j, JobStatus::Succeeded, None), NOW);
+    record(&mut s, &DeploymentRecord::planned(&j, JobStatus::Succeeded, None), &stamp(NOW));
     assert_eq!(s.repos["a"].branches["main"].failure, None);
     assert_eq!(s.repos["a"].branches["main"].deployed, Some(sha('2')));
 }

@@ -11,7 +11,7 @@
 //! credentials) or, in a pod, `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` with the
 //! service account's token and CA.
 
-use super::{Location, LockMode, State, StateError, StateStore, StoreOptions, from_json, merge, to_json};
+use super::{Location, LockMode, State, StateError, StateStore, StoreOptions, from_json, merge, to_compact_json};
 use crate::http::{Http, HttpErrorKind, Method, Request};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The data key holding the state document.
 pub const DATA_KEY: &str = "state.json";
+/// The `binaryData` key of the state since format 2: compact JSON, gzip-compressed.
+pub const GZ_KEY: &str = "state.json.gz";
+/// Largest state a compressed copy may expand to (a gzip bomb is refused, not unpacked).
+const MAX_UNPACKED_BYTES: u64 = 64 * 1024 * 1024;
 /// The annotation holding the lease.
 pub const LEASE_ANNOTATION: &str = "sentry.dev/lease";
 /// Overrides the API endpoint (no credentials sent), e.g. `kubectl proxy`.
@@ -175,12 +179,10 @@ impl StateStore for ConfigMapStore {
                 (true, Some(theirs)) => merge(state, &theirs),
                 _ => state.clone(),
             };
-            let text = to_json(&to_write);
-            set_data(obj, &text);
-            let size = data_size(obj);
-            if size > MAX_DATA_BYTES {
-                return Err(StateError::TooLarge { location: location.clone(), size, limit: MAX_DATA_BYTES });
-            }
+            // Over the limit, the cache validators go first: they only save requests (SPEC §3).
+            let gz = super::encode_within(&to_write, MAX_DATA_BYTES, |st| gzip(&to_compact_json(st)))
+                .map_err(|size| StateError::TooLarge { location: location.clone(), size, limit: MAX_DATA_BYTES })?;
+            set_data(obj, &gz);
             if locked {
                 set_lease(obj, &run_id, term);
             }
@@ -343,17 +345,47 @@ impl Session {
     }
 }
 
-/// The state in an object's data, if it has one.
+/// The state in an object: `binaryData` `state.json.gz` (format 2), else `data` `state.json`
+/// (written by sentry 1.x; converted by the next save).
 fn stored_state(location: &str, obj: Option<&Value>) -> Result<Option<State>, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt { location: location.to_string(), reason };
+    if let Some(packed) = obj.and_then(|o| o.pointer(&format!("/binaryData/{GZ_KEY}"))).filter(|v| !v.is_null()) {
+        use base64::Engine;
+        let text = packed.as_str().ok_or_else(|| corrupt(format!("binaryData key {GZ_KEY} is not a string")))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| corrupt(format!("binaryData key {GZ_KEY} is not base64: {e}")))?;
+        let json = gunzip(&bytes).map_err(|e| corrupt(format!("binaryData key {GZ_KEY}: {e}")))?;
+        return from_json(location, &json).map(Some);
+    }
     let Some(data) = obj.and_then(|o| o.pointer("/data")).filter(|d| !d.is_null()) else { return Ok(None) };
     match data.get(DATA_KEY) {
         None => Ok(None),
         Some(Value::String(text)) => from_json(location, text.as_bytes()).map(Some),
-        Some(_) => Err(StateError::Corrupt {
-            location: location.to_string(),
-            reason: format!("data key {DATA_KEY} is not a string"),
-        }),
+        Some(_) => Err(corrupt(format!("data key {DATA_KEY} is not a string"))),
     }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(bytes);
+    enc.finish().unwrap_or_default()
+}
+
+/// Unpacks at most [`MAX_UNPACKED_BYTES`].
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .take(MAX_UNPACKED_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("not gzip: {e}"))?;
+    if out.len() as u64 > MAX_UNPACKED_BYTES {
+        return Err(format!("unpacks to more than {MAX_UNPACKED_BYTES} bytes"));
+    }
+    Ok(out)
 }
 
 /// The current lease: (holder, expiry). A lease that does not parse counts as none, so a
@@ -378,25 +410,20 @@ fn set_lease(obj: &mut Value, run_id: &str, term: Duration) {
     object_at(obj, "metadata", "annotations").insert(LEASE_ANNOTATION.into(), Value::String(text));
 }
 
-fn set_data(obj: &mut Value, text: &str) {
-    if let Some(o) = obj.as_object_mut()
-        && !o.get("data").is_some_and(Value::is_object)
-    {
-        o.insert("data".into(), json!({}));
+/// Stores the packed state under `binaryData`, and removes version 1's `data` copy.
+fn set_data(obj: &mut Value, gz: &[u8]) {
+    use base64::Engine;
+    if let Some(o) = obj.as_object_mut() {
+        if !o.get("binaryData").is_some_and(Value::is_object) {
+            o.insert("binaryData".into(), json!({}));
+        }
+        if let Some(data) = o.get_mut("data").and_then(Value::as_object_mut) {
+            data.remove(DATA_KEY);
+        }
+        if let Some(bin) = o.get_mut("binaryData").and_then(Value::as_object_mut) {
+            bin.insert(GZ_KEY.into(), Value::String(base64::engine::general_purpose::STANDARD.encode(gz)));
+        }
     }
-    if let Some(data) = obj.get_mut("data").and_then(Value::as_object_mut) {
-        data.insert(DATA_KEY.into(), Value::String(text.to_string()));
-    }
-}
-
-/// What the API server counts against the 1 MiB limit: every key and value of `data` and `binaryData`.
-fn data_size(obj: &Value) -> u64 {
-    ["data", "binaryData"]
-        .iter()
-        .filter_map(|k| obj.get(k).and_then(Value::as_object))
-        .flat_map(|m| m.iter())
-        .map(|(k, v)| (k.len() + v.as_str().map_or(0, str::len)) as u64)
-        .sum()
 }
 
 /// `obj[outer][inner]` as a map, created (replacing anything else found there) when missing.
@@ -656,17 +683,20 @@ mod tests {
     }
 
     #[test]
-    fn data_is_set_and_counted() {
-        let mut obj = json!({"kind": "ConfigMap", "metadata": {}, "data": {"other": "abc"}, "binaryData": {"b": "xy"}});
-        set_data(&mut obj, "{}");
-        assert_eq!(obj["data"][DATA_KEY], "{}");
+    fn the_state_is_packed_and_version_1_data_is_read_and_replaced() {
+        let v1 =
+            json!({"kind": "ConfigMap", "metadata": {}, "data": {"other": "abc", "state.json": "{\"version\":1}"}});
+        assert_eq!(stored_state("l", Some(&v1)).expect("v1 parses"), Some(State::default()));
+        let mut obj = v1.clone();
+        set_data(&mut obj, &gzip(&to_compact_json(&State::default())));
+        assert!(obj["data"].get(DATA_KEY).is_none(), "the v1 copy is gone");
         assert_eq!(obj["data"]["other"], "abc", "other keys are kept");
-        assert_eq!(data_size(&obj), (DATA_KEY.len() + 2 + 5 + 3 + 1 + 2) as u64);
-        assert!(stored_state("l", Some(&obj)).is_err(), "{{}} has no version");
-        let mut obj = json!({"kind": "ConfigMap", "metadata": {}});
-        assert!(stored_state("l", Some(&obj)).expect("no data").is_none());
-        set_data(&mut obj, &to_json(&State::default()));
         assert_eq!(stored_state("l", Some(&obj)).expect("parses"), Some(State::default()));
+        let mut bad = obj.clone();
+        bad["binaryData"][GZ_KEY] = json!("not base64!");
+        assert!(stored_state("l", Some(&bad)).is_err());
+        let empty = json!({"kind": "ConfigMap", "metadata": {}});
+        assert!(stored_state("l", Some(&empty)).expect("no data").is_none());
     }
 
     #[test]

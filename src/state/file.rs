@@ -256,11 +256,9 @@ impl StateStore for FileStore {
             // Never replace a stored state that does not parse: that is the operator's to repair.
             self.load()?;
         }
-        let text = to_json(state);
-        if text.len() as u64 > MAX_FILE_BYTES {
-            return Err(self.too_large(text.len() as u64));
-        }
-        crate::fsutil::write_atomic(&self.path, text.as_bytes()).map_err(|e| self.io(e.action, e.source))?;
+        let text = super::encode_within(state, MAX_FILE_BYTES, |st| to_json(st).into_bytes())
+            .map_err(|size| self.too_large(size))?;
+        crate::fsutil::write_atomic(&self.path, &text).map_err(|e| self.io(e.action, e.source))?;
         Ok(())
     }
 

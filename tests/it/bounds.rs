@@ -213,3 +213,105 @@ fn sigterm_while_deploy_waits_for_the_lock_touches_nothing() {
     assert_eq!(std::fs::read(&state_path).expect("state"), before, "the state was not touched");
     assert_eq!(w.deployed().len(), 0, "nothing deployed");
 }
+
+/// A forge that answers every branch page slowly and always has a next one.
+fn endless_forge(delay: Duration) -> crate::support::http1::Server {
+    use crate::support::http1::{Request, Response, Server};
+    Server::start_with(move |port| {
+        move |req: Request| {
+            std::thread::sleep(delay);
+            let page: u64 = req.url.split("&page=").nth(1).and_then(|p| p.split('&').next()?.parse().ok()).unwrap_or(1);
+            let body = format!(r#"[{{"name":"b{page}","commit":{{"sha":"{}"}}}}]"#, "a".repeat(40));
+            let next = format!(
+                "<http://127.0.0.1:{port}/api/v3/repos/acme/app/branches?per_page=100&page={}>; rel=\"next\"",
+                page + 1
+            );
+            Response::new(200, body).header("Link", next)
+        }
+    })
+}
+
+/// Item 5: a listing that never ends costs its repository its budget, checked on every page.
+#[test]
+fn an_endless_slow_listing_ends_at_the_repository_budget() {
+    let server = endless_forge(Duration::from_millis(100));
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Conf::new()
+        .repo(
+            Repo::new("app")
+                .monitor_url(format!("http://127.0.0.1:{}/acme/app", server.port()))
+                .kind("github")
+                .branches(["b.*"]),
+        )
+        .yaml()
+        .replace(
+            "repo_type: \"github\"",
+            &format!("repo_type: \"github\"\n      api_url: \"http://127.0.0.1:{}/api/v3\"", server.port()),
+        );
+    let config = sentry::config::parse(&dir.path().join("sentry.yaml"), &config, &|_| None).expect("config");
+    let checker = sentry::forge::Checker::new(&config.global).expect("checker").with_budget(Duration::from_secs(2));
+    let started = Instant::now();
+    let e = checker.check(&config.repositories[0], None).expect_err("bounded");
+    assert!(e.message.contains("ran out of time") || e.message.contains("timed out"), "{}", e.message);
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+}
+
+/// Item 5: SIGTERM is heard between pages: the run ends soon, the repository is reported.
+#[test]
+fn sigterm_stops_an_endless_listing() {
+    let server = endless_forge(Duration::from_millis(200));
+    let sb = Sandbox::new();
+    let yaml = Conf::new()
+        .repo(Repo::new("app").monitor_url(format!("http://127.0.0.1:{}/acme/app", server.port())).kind("github"))
+        .yaml()
+        .replace(
+            "repo_type: \"github\"",
+            &format!("repo_type: \"github\"\n      api_url: \"http://127.0.0.1:{}/api/v3\"", server.port()),
+        );
+    sb.write("sentry.yaml", &yaml);
+    let child =
+        sb.sentry().args(["poll", "--once"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success());
+    let started = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}: {stderr}", started.elapsed());
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("stop requested"), "{stderr}");
+    assert!(sb.path().join("sentry-state.json").exists(), "the state is saved after the checks");
+}
+
+/// Item 7: a webhook receiver that never answers holds neither the run nor its lock beyond
+/// notify_timeout; the notification waits in the outbox, and after 5 runs it is dropped.
+#[test]
+fn a_silent_webhook_costs_at_most_notify_timeout_and_is_dropped_after_five_runs() {
+    use crate::support::http1::{Request, Response, Server};
+    let silent = Server::start(|_req: Request| {
+        std::thread::sleep(Duration::from_secs(30));
+        Response::new(200, "late")
+    });
+    let (w, app) = World::with_app();
+    w.conf()
+        .global("webhook_url", format!("http://127.0.0.1:{}/hook", silent.port()))
+        .global("notify_timeout", 2)
+        .repo(w.repo("app"))
+        .write(&w.sb);
+    app.commit("main", &[("v", "2")], "v2");
+    let started = Instant::now();
+    let r = w.poll();
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(started.elapsed() < Duration::from_secs(20), "the webhook held the run: {:?}", started.elapsed());
+    assert_eq!(w.deployed().len(), 1, "deployed before any notification");
+    assert_eq!(w.state()["outbox"][0]["runs"], 1, "{}", w.state());
+    for run in 2..=5 {
+        let r = w.sentry(&["poll", "--once", "--output", "json"]);
+        assert_eq!(r.code, 0, "run {run}: {}", r.all());
+        if run < 5 {
+            assert_eq!(w.state()["outbox"][0]["runs"], run, "{}", w.state());
+        } else {
+            assert!(w.state().get("outbox").is_none(), "dropped after 5 runs: {}", w.state());
+            assert!(r.json()["errors"].to_string().contains("dropped"), "{}", r.stdout);
+        }
+    }
+}

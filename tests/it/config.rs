@@ -241,14 +241,14 @@ fn every_problem_is_reported_with_its_line() {
 fn env_expansion_rules() {
     let sb = Sandbox::new();
     let with_alpha = |alpha: Repo| base_with(alpha, entry("beta")).yaml();
-    // Default used, $$ kept as $, bare $HOME and $(pwd) left for the shell.
+    // Default used in a value; commands are shell code, left entirely to the shell.
     let yaml = with_alpha(
-        entry("alpha").project("${PROJ:-alpha-default}").commands(["echo $$HOME costs $$5 in $(pwd) for $HOME"]),
+        entry("alpha").project("${PROJ:-alpha-default}").commands(["echo $$ costs \\$5 in $(pwd) for ${HOME}"]),
     );
     let r = validate(&sb, &yaml, &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     // A value containing ": " or a newline stays one string: the YAML structure does not change.
-    let yaml = with_alpha(entry("alpha").commands(["${TRICKY}"]));
+    let yaml = with_alpha(entry("alpha").env("TRICKY", "${TRICKY}"));
     let r = validate(&sb, &yaml, &[("TRICKY", "echo a: b\nfoo: [1, 2]\n- rm -rf /")]);
     assert_eq!(r.code, 0, "{}", r.all());
     // And an injected value cannot smuggle an invalid field in: it is just a string.

@@ -240,8 +240,8 @@ fn deploy_cleanup_false_keeps_private_unique_directories() {
 fn deploy_timeout_kills_the_whole_process_group() {
     let qa = Qa::new();
     let (sh_pid, bg_pid) = (qa.file("sh.pid"), qa.file("bg.pid"));
-    // `$$$$` is `$$` once the configuration's own `$$` escape is undone.
-    let commands = cmds(&[&format!("echo $$$$ > {sh_pid}; sleep 300 & echo $! > {bg_pid}"), "sleep 300"]);
+    // Commands reach `sh` as written: `$$` is the shell's own PID.
+    let commands = cmds(&[&format!("echo $$ > {sh_pid}; sleep 300 & echo $! > {bg_pid}"), "sleep 300"]);
     let config = Conf::new().repo(app("slow", &qa.url, &commands)).parse(qa.path(), &[]);
     let ctx = context(qa.path(), &config, Duration::from_secs(2));
     let start = Instant::now();
@@ -264,7 +264,7 @@ fn deploy_timeout_escalates_to_sigkill_for_processes_ignoring_sigterm() {
     let qa = Qa::new();
     let (sh_pid, bg_pid) = (qa.file("sh.pid"), qa.file("bg.pid"));
     // Ignored signals stay ignored across exec: both sleeps ignore SIGTERM too.
-    let commands = cmds(&["trap '' TERM", &format!("echo $$$$ > {sh_pid}; sleep 300 & echo $! > {bg_pid}; sleep 300")]);
+    let commands = cmds(&["trap '' TERM", &format!("echo $$ > {sh_pid}; sleep 300 & echo $! > {bg_pid}; sleep 300")]);
     let config = Conf::new().repo(app("stubborn", &qa.url, &commands)).parse(qa.path(), &[]);
     // The grace is a parameter (10 s in a real run): a short one keeps the test quick.
     let grace = Duration::from_secs(2);
@@ -287,7 +287,7 @@ fn deploy_leftover_background_processes_neither_hang_nor_survive_the_job() {
     let (sh_pid, bg_pid, escaped_pid) = (qa.file("sh.pid"), qa.file("bg.pid"), qa.file("escaped.pid"));
     let commands = cmds(&[
         // Holds the output pipe, in the job's group.
-        &format!("echo $$$$ > {sh_pid}; (sleep 300; echo late) & echo $! > {bg_pid}"),
+        &format!("echo $$ > {sh_pid}; (sleep 300; echo late) & echo $! > {bg_pid}"),
         // Holds the output pipe from a session of its own: out of reach, but must not hang us.
         &format!("setsid sleep 301 & echo $! > {escaped_pid}"),
         "echo done",
@@ -755,7 +755,7 @@ fn child_signal() {
     std::fs::create_dir_all(&out).expect("mkdir");
     let o = |n: &str| out.join(n).display().to_string();
     let slow = cmds(&[
-        &format!("echo $$$$ > {}; sleep 300 & echo $! > {}", o("sh.pid"), o("bg.pid")),
+        &format!("echo $$ > {}; sleep 300 & echo $! > {}", o("sh.pid"), o("bg.pid")),
         &format!("touch {}; sleep 300", o("started")),
     ]);
     let config =

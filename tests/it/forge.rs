@@ -538,7 +538,7 @@ fn validate_connectivity_exit_codes() {
     assert_eq!(ls_remotes, 1, "{:?}", git.requests());
     let r = sb.run(&["--output", "json", "validate", "--connectivity"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(r.json(), serde_json::json!({"valid": true, "errors": []}));
+    assert_eq!(r.json(), serde_json::json!({"valid": true, "errors": [], "warnings": []}));
     // At debug, one line per HTTP request: method, URL (origin and path, never the query),
     // status, duration, cache hit; no token.
     let r = sb.run(&["--log-level", "debug", "validate", "--connectivity"]);

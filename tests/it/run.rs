@@ -75,13 +75,18 @@ fn branches_appear_change_vanish_and_force_push() {
     assert_eq!(w.deployed().last(), Some(&line("app", "release/2.0", &r2, None, None)));
     assert_eq!(w.deployed().len(), 3);
 
-    // A deleted branch disappears from the state and the run still succeeds.
+    // A deleted branch is marked gone (kept 30 days, SPEC §3) and the run still succeeds.
     app.delete_branch("dev");
     let r = w.poll();
     assert_eq!(r.code, 0, "{}", r.all());
     let status = w.status_json();
-    assert!(status["repositories"]["app"]["branches"].get("dev").is_none(), "{status}");
-    assert!(status["repositories"]["app"]["branches"].get("main").is_some(), "{status}");
+    assert!(status["repositories"]["app"]["branches"]["dev"]["gone_since"].is_string(), "{status}");
+    assert!(status["repositories"]["app"]["branches"]["main"]["gone_since"].is_null(), "{status}");
+    // It comes back at the head that was deployed: not a change.
+    app.set_branch("dev", &d2);
+    let before = w.deployed().len();
+    assert_eq!(w.poll().code, 0);
+    assert_eq!(w.deployed().len(), before, "no redeploy of the unchanged head");
 
     // A force-push back to an older commit is deployed like any change.
     app.set_branch("main", &m1);

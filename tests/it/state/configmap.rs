@@ -43,7 +43,11 @@ fn creates_the_configmap_when_missing_then_updates_it() {
     store.save(&numbered_state(1)).expect("saves");
     store.save(&numbered_state(2)).expect("saves again");
     assert_eq!(stored(&kube), numbered_state(2));
-    assert_eq!(kube.state_json(NS, NAME).expect("data"), to_json(&numbered_state(2)), "same stable text as the file");
+    // The same document as the file, compact (SPEC §3 v2: gzip under binaryData).
+    let stored_text = kube.state_json(NS, NAME).expect("data");
+    let pretty: serde_json::Value = serde_json::from_str(&to_json(&numbered_state(2))).expect("json");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stored_text).expect("json"), pretty);
+    assert!(!stored_text.contains('\n'), "compact: {stored_text}");
     let puts: Vec<_> = kube.log().into_iter().filter(|l| l.method == "PUT").collect();
     assert_eq!(puts.len(), 2);
     for put in &puts {
@@ -127,6 +131,19 @@ fn a_corrupt_or_newer_configmap_state_is_never_overwritten() {
     }
 }
 
+/// `n` hex digits from a fixed xorshift sequence: about 4 bits of entropy per byte.
+fn noise(n: usize) -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_digit((x % 16) as u32, 16).unwrap_or('0')
+        })
+        .collect()
+}
+
 #[test]
 fn a_state_over_one_mib_is_refused_before_sending() {
     let kube = FakeKube::start();
@@ -134,7 +151,8 @@ fn a_state_over_one_mib_is_refused_before_sending() {
     let mut big = numbered_state(1);
     big.repos.insert(
         "huge".into(),
-        sentry::state::RepoState { last_error: Some("x".repeat(1024 * 1024)), ..Default::default() },
+        // Compressed, so it must be text gzip cannot squeeze under 1 MiB: pseudo-random hex.
+        sentry::state::RepoState { last_error: Some(noise(3 * 1024 * 1024)), ..Default::default() },
     );
     kube.clear_log();
     let err = store.save(&big).expect_err("too large");
@@ -337,4 +355,44 @@ fn endpoint_from_env_explains_what_is_missing() {
     // `configmap:NAME` outside a pod has no namespace to go by.
     let err = ConfigMapStore::open_at(&e, None, NAME, LockMode::None, &opts("r")).expect_err("no namespace");
     assert!(err.to_string().contains("configmap:NAMESPACE/sentry-state"), "{err}");
+}
+
+/// SPEC §3 v2: one ConfigMap holds at least 10,000 single-branch repositories with the default
+/// history — each here with a deployment in its history, check times and a run id, as after a
+/// first deploy (the compressed document must stay under 1 MiB).
+#[test]
+fn ten_thousand_repositories_fit_in_one_configmap() {
+    use sentry::model::{JobStatus, Reason};
+    use sentry::state::{HistoryEntry, RefState, RepoState};
+    let kube = FakeKube::start();
+    let mut store = open(&kube, LockMode::Try, "run-big").expect("opens");
+    let mut state = State::default();
+    let hex = |i: u64| format!("{:040x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) as u128 * 0x1_0000_0001);
+    for i in 0..10_000u64 {
+        let commit = sentry::model::Sha::parse(&hex(i)).expect("sha");
+        let mut repo = RepoState { last_checked: Some("2026-11-22T12:00:00Z".into()), ..Default::default() };
+        repo.branches.insert(
+            "main".into(),
+            RefState {
+                seen: Some(commit.clone()),
+                deployed: Some(commit.clone()),
+                deployed_at: Some("2026-11-22T12:00:03Z".into()),
+                history: vec![HistoryEntry {
+                    attempt: 1,
+                    commit,
+                    duration_ms: 1000 + i % 5000,
+                    exit_code: None,
+                    failed_command: None,
+                    reason: Reason::Changed,
+                    run_id: "6929c5f0-1f-1a2b3c4d".into(),
+                    started_at: "2026-11-22T12:00:01Z".into(),
+                    status: JobStatus::Succeeded,
+                }],
+                ..Default::default()
+            },
+        );
+        state.repos.insert(format!("service-{i:05}"), repo);
+    }
+    store.save(&state).expect("10,000 repositories fit");
+    assert_eq!(stored(&kube).repos.len(), 10_000);
 }

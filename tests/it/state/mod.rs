@@ -3,9 +3,10 @@
 mod configmap;
 mod file;
 mod status;
+mod upgrade;
 
 use sentry::model::Sha;
-use sentry::state::{BranchState, Failure, LastRun, RepoState, State, StoreOptions};
+use sentry::state::{Failure, LastRun, RefState, RepoState, State, StoreOptions};
 use std::time::Duration;
 
 /// Store options for a test run.
@@ -30,7 +31,7 @@ pub fn numbered_state(n: u64) -> State {
             RepoState { last_checked: Some(format!("2026-01-01T00:00:{:02}Z", (n + r) % 60)), ..Default::default() };
         repo.branches.insert(
             "main".into(),
-            BranchState {
+            RefState {
                 seen: Some(sha(hex[((n + r) % 16) as usize])),
                 deployed: Some(sha(hex[(n % 16) as usize])),
                 deployed_at: None,
@@ -40,6 +41,7 @@ pub fn numbered_state(n: u64) -> State {
                     error: "x".repeat(((n * 37) % 5000) as usize),
                     at: "t".into(),
                 }),
+                ..Default::default()
             },
         );
         s.repos.insert(format!("repo-{r}"), repo);

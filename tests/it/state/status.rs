@@ -5,7 +5,7 @@ use crate::support::Sandbox;
 use crate::support::config::{Conf, Repo};
 use crate::support::fake_kube::{self, FakeKube};
 use sentry::state::file::FileStore;
-use sentry::state::{BranchState, Failure, LastRun, LockMode, RepoState, State, StateStore, to_json};
+use sentry::state::{Failure, LastRun, LockMode, RefState, RepoState, State, StateStore, to_json};
 
 /// Two repositories, `one` and `two`, parked after three attempts.
 fn config() -> Conf {
@@ -23,20 +23,22 @@ fn state() -> State {
     let mut repo = RepoState { last_checked: Some("2026-11-22T12:00:00Z".into()), ..Default::default() };
     repo.branches.insert(
         "main".into(),
-        BranchState {
+        RefState {
             seen: Some(sha('a')),
             deployed: Some(sha('a')),
             deployed_at: Some("2026-11-22T11:00:00Z".into()),
             failure: None,
+            ..Default::default()
         },
     );
     repo.branches.insert(
         "dev".into(),
-        BranchState {
+        RefState {
             seen: Some(sha('c')),
             deployed: Some(sha('b')),
             deployed_at: None,
             failure: Some(Failure { commit: sha('c'), attempts: 3, error: "command 2 failed".into(), at: "t".into() }),
+            ..Default::default()
         },
     );
     let mut s = State {
@@ -58,7 +60,7 @@ fn status_prints_a_table_of_a_saved_state() {
     let sb = sandbox_with(config());
     save(&sb.path().join("sentry-state.json"), &state());
     let r = sb.run(&["status"]);
-    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.code, 1, "a parked failure needs a human: {}", r.all());
     let out = &r.stdout;
     assert!(out.contains("./sentry-state.json (saved by run run-7 at 2026-11-22T12:00:01Z)"), "{out}");
     assert!(out.contains("aaaaaaaa  aaaaaaaa  2026-11-22T11:00:00Z"), "{out}");
@@ -73,7 +75,7 @@ fn status_json_has_every_repository_and_branch() {
     let sb = sandbox_with(config());
     save(&sb.path().join("sentry-state.json"), &state());
     let r = sb.run(&["--output", "json", "status"]);
-    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.code, 1, "a parked failure needs a human: {}", r.all());
     let j = r.json();
     let one = &j["repositories"]["one"];
     assert_eq!(one["last_checked"], "2026-11-22T12:00:00Z");
@@ -96,7 +98,9 @@ fn status_finds_the_state_by_flag_env_and_config() {
     save(&sb.path().join("from-config/s.json"), &state());
     save(&sb.path().join("flag.json"), &State::default());
     let shows = |r: crate::support::Run, what: &str| {
-        assert_eq!(r.code, 0, "{}", r.all());
+        // Exit 1 for the state with a parked failure, 0 for the empty ones.
+        let parked = what.contains("run-7");
+        assert_eq!(r.code, i32::from(parked), "{}", r.all());
         assert!(r.stdout.contains(what), "{what}: {}", r.stdout);
     };
     shows(sb.run(&["status"]), "./from-config/s.json (saved by run run-7");
@@ -131,15 +135,15 @@ fn a_corrupt_state_file_exits_4_and_stays_byte_for_byte() {
 #[test]
 fn a_newer_state_version_exits_4_and_says_upgrade() {
     let sb = sandbox_with(config());
-    let newer = "{\"version\": 2, \"repos\": {}, \"something_new\": true}\n";
+    let newer = "{\"version\": 3, \"repos\": {}, \"something_new\": true}\n";
     let path = sb.write("sentry-state.json", newer);
     let r = sb.run(&["--output", "json", "status"]);
     assert_eq!(r.code, 4, "{}", r.all());
-    assert!(r.stderr.contains("format version 2") && r.stderr.contains("upgrade"), "{}", r.stderr);
+    assert!(r.stderr.contains("format version 3") && r.stderr.contains("upgrade"), "{}", r.stderr);
     // SPEC §5 (v2): a failure before any summary is one JSON object on stdout.
     let doc = r.json();
     assert_eq!(doc["exit_code"], 4, "{doc}");
-    assert!(doc["error"].as_str().is_some_and(|e| e.contains("format version 2")), "{doc}");
+    assert!(doc["error"].as_str().is_some_and(|e| e.contains("format version 3")), "{doc}");
     assert_eq!(std::fs::read_to_string(&path).expect("read"), newer);
 }
 
@@ -155,7 +159,7 @@ fn status_reads_a_configmap_through_kubectl_proxy() {
         .output()
         .expect("run");
     let r = crate::support::Run::from(r);
-    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.code, 1, "a parked failure needs a human: {}", r.all());
     assert_eq!(r.json()["location"], "configmap:ops/sentry-state");
     assert_eq!(r.json()["repositories"]["one"]["branches"]["dev"]["parked"], true);
     assert!(kube.log().iter().all(|l| l.method == "GET"), "status only reads: {:?}", kube.calls());
@@ -195,7 +199,7 @@ fn status_in_a_pod_uses_the_service_account_over_tls() {
         .output()
         .expect("run");
     let r = crate::support::Run::from(r);
-    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.code, 1, "a parked failure needs a human: {}", r.all());
     assert!(r.stdout.contains("configmap:team-a/sentry-state (saved by run run-7"), "{}", r.stdout);
     // At trace level too, where ureq would hex-dump the request headers.
     assert!(!r.all().contains("pod-token-321"), "the token never shows: {}", r.all());

@@ -4,7 +4,7 @@
 //! unquoted path, URL or token that happens to hold `: `, `#` or a leading `-` changes the
 //! document instead of the value. Here every string is written as a double-quoted scalar, so the
 //! configuration holds exactly the text given; `${VAR}` and `$$` pass through untouched, since
-//! expanding them is sentry's job, not YAML's.
+//! expanding them is sentry's job (or, in commands, the shell's), not YAML's.
 //!
 //! Broken or hostile YAML is out of scope on purpose: those tests keep raw text (often a textual
 //! mutation of what this builder writes), because a builder can only write what it knows.
@@ -188,6 +188,7 @@ pub struct Repo {
     qa_kind: Option<String>,
     project: Option<String>,
     commands: Vec<String>,
+    on_failure: Vec<String>,
     env: Vec<(String, String)>,
     deploy_auth: Option<Auth>,
     webhook: Option<String>,
@@ -216,6 +217,7 @@ impl Repo {
             qa_kind: None,
             project: None,
             commands: vec!["echo deploying".into()],
+            on_failure: Vec::new(),
             env: Vec::new(),
             deploy_auth: None,
             webhook: None,
@@ -269,7 +271,14 @@ impl Repo {
         self
     }
 
-    /// Shell commands, written as given: `$$` stays `$$` for sentry to unescape.
+    /// `deploy.on_failure`: shell commands run after a failed or timed-out deployment.
+    pub fn on_failure<I: IntoIterator<Item: AsRef<str>>>(mut self, commands: I) -> Repo {
+        self.on_failure = commands.into_iter().map(|c| c.as_ref().to_string()).collect();
+        self
+    }
+
+    /// Shell commands, written as given; sentry passes them to `sh` verbatim (no `${VAR}` or
+    /// `$$` processing), so `$$` is the shell's PID.
     pub fn commands<I: IntoIterator<Item: AsRef<str>>>(mut self, commands: I) -> Repo {
         self.commands = commands.into_iter().map(|c| c.as_ref().to_string()).collect();
         self
@@ -318,6 +327,12 @@ impl Repo {
         *y += "      commands:\n";
         for c in &self.commands {
             *y += &format!("        - {}\n", quote(c));
+        }
+        if !self.on_failure.is_empty() {
+            *y += "      on_failure:\n";
+            for c in &self.on_failure {
+                *y += &format!("        - {}\n", quote(c));
+            }
         }
         if !self.env.is_empty() {
             *y += "      env:\n";

@@ -105,8 +105,19 @@ impl FakeKube {
     }
 
     /// The `state.json` data of an object.
+    /// The state document stored in an object: format 2's `binaryData` `state.json.gz`
+    /// (unpacked here, as `kubectl ... | base64 -d | gunzip` would), else format 1's `data`.
     pub fn state_json(&self, ns: &str, name: &str) -> Option<String> {
-        self.object(ns, name)?.pointer("/data/state.json")?.as_str().map(String::from)
+        use base64::Engine;
+        use std::io::Read;
+        let obj = self.object(ns, name)?;
+        if let Some(packed) = obj.pointer("/binaryData/state.json.gz").and_then(Value::as_str) {
+            let gz = base64::engine::general_purpose::STANDARD.decode(packed).expect("binaryData is base64");
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(gz.as_slice()).read_to_string(&mut text).expect("gzip JSON");
+            return Some(text);
+        }
+        obj.pointer("/data/state.json")?.as_str().map(String::from)
     }
 
     /// The lease annotation of an object, parsed.
