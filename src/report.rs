@@ -22,6 +22,8 @@ pub struct Summary {
     pub checked: Vec<Checked>,
     /// One entry per deployment (planned ones in a dry run, with status `skipped`).
     pub deployments: Vec<DeploymentRecord>,
+    /// Deployments parked after `max_attempts` failures: listed on every run until a human acts.
+    pub parked: Vec<Parked>,
     /// Problems that did not stop the run (unreachable repositories, failed state saves).
     pub errors: Vec<String>,
     /// Why the pass did nothing at all (another run holds the lock); absent otherwise.
@@ -30,6 +32,21 @@ pub struct Summary {
     /// A state save failed after a deployment (exit 4: the next run may deploy it again).
     #[serde(skip)]
     pub state_error: bool,
+}
+
+/// A parked deployment (SPEC §5 `parked`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Parked {
+    /// Repository name.
+    pub repo: String,
+    /// The branch.
+    pub branch: String,
+    /// The commit that keeps failing.
+    pub commit: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
 }
 
 /// One repository's check.
@@ -81,15 +98,18 @@ impl Summary {
                 .iter()
                 .map(|d| {
                     let detail = match (&d.failed_command, &d.error) {
+                        // A timeout says so, not "exited by signal" of the command it stopped.
+                        (_, Some(e)) if d.status == crate::model::JobStatus::TimedOut => e.clone(),
                         (Some(f), _) => f.to_string(),
                         (None, Some(e)) => e.clone(),
                         (None, None) if self.dry_run => d.reason.as_str().to_string(),
                         (None, None) => String::new(),
                     };
-                    let status = if self.dry_run { "planned" } else { d.status.as_str() };
+                    // The JSON's word too: planned deployments of a dry run are `skipped`.
+                    let status = d.status.as_str();
                     [
-                        d.repo.clone(),
-                        d.branch.clone(),
+                        crate::text::printable(&d.repo),
+                        crate::text::printable(&d.branch),
                         d.commit.short().to_string(),
                         status.to_string(),
                         format!("{:.1}s", d.duration_ms as f64 / 1000.0),
@@ -100,7 +120,20 @@ impl Summary {
             let header = ["REPOSITORY", "BRANCH", "COMMIT", "STATUS", "TIME", "DETAIL"].map(String::from);
             out.push_str(&table(&header, &rows));
         }
-        for e in &self.errors {
+        for p in &self.parked {
+            let line = format!(
+                "parked: {}/{} {} after {} attempts: {} (push a new commit or run `sentry deploy`)",
+                p.repo,
+                p.branch,
+                p.commit.chars().take(8).collect::<String>(),
+                p.attempts,
+                crate::text::first_line(&p.error, 200)
+            );
+            out.push_str(&format!("{}\n", terminal_safe(&line)));
+        }
+        // A check error was listed with its repository above: once is enough.
+        let said = |e: &str| self.checked.iter().any(|c| c.error.is_some() && e.starts_with(&format!("{}: ", c.repo)));
+        for e in self.errors.iter().filter(|e| !said(e)) {
             out.push_str(&format!("error: {}\n", terminal_safe(e)));
         }
         out
@@ -163,6 +196,7 @@ mod tests {
                 error: check_error.then(|| "unreachable".into()),
             }],
             deployments,
+            parked: vec![],
             errors: vec![],
             skipped: None,
             state_error: false,

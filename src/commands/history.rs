@@ -35,7 +35,7 @@ pub fn history(
     let (state, _) = crate::pipeline::read_state(&location, config.global.http_timeout)?;
     let rows = rows(&state, args);
     let text = match output {
-        OutputFormat::Json => json_text(&rows, false) + "\n",
+        OutputFormat::Json => json_text(&rows) + "\n",
         OutputFormat::Human if rows.is_empty() => "no deployment recorded\n".to_string(),
         OutputFormat::Human => {
             let header = ["STARTED", "REPOSITORY", "BRANCH", "COMMIT", "STATUS", "REASON", "ATTEMPT", "TIME", "RUN"]

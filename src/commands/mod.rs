@@ -45,8 +45,8 @@ fn emit(text: &str, exit: Exit) -> Exit {
 }
 
 /// JSON text of a value that always serializes (plain data, string keys).
-fn json_text(value: &impl serde::Serialize, pretty: bool) -> String {
-    let text = if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) };
+fn json_text(value: &impl serde::Serialize) -> String {
+    let text = serde_json::to_string(value);
     // Our report types have string keys and no custom serializers that fail.
     text.unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize the output: {e}\"}}"))
 }
@@ -54,26 +54,36 @@ fn json_text(value: &impl serde::Serialize, pretty: bool) -> String {
 /// True when a run's summary is worth printing under `--quiet` (SPEC §1 v2): something was
 /// deployed (or would be, in a dry run), failed, or could not be checked.
 fn noteworthy(summary: &Summary) -> bool {
-    !summary.deployments.is_empty() || summary.checked.iter().any(|c| c.error.is_some()) || !summary.errors.is_empty()
+    !summary.deployments.is_empty()
+        || !summary.parked.is_empty()
+        || summary.checked.iter().any(|c| c.error.is_some())
+        || !summary.errors.is_empty()
 }
 
 /// Prints a run's summary and returns its exit code, logging the one-line run record. Quiet:
 /// stdout stays empty unless the run did something worth a mail.
 fn finish(summary: &Summary, output: OutputFormat, quiet: bool) -> Exit {
     let exit = summary.exit();
-    log::info!(
-        run_id = summary.run_id.as_str(), checked = summary.checked.len(),
-        check_errors = summary.checked.iter().filter(|c| c.error.is_some()).count(),
-        deployments = summary.deployments.len(),
-        failed = summary.deployments.iter().filter(|d| d.status.is_failure()).count(),
-        duration_ms = summary.duration_ms, exit = exit.code();
-        "run finished"
-    );
+    let failed = summary.deployments.iter().filter(|d| d.status.is_failure()).count();
+    let check_errors = summary.checked.iter().filter(|c| c.error.is_some()).count();
+    if summary.dry_run {
+        log::info!(
+            checked = summary.checked.len(), check_errors = check_errors, planned = summary.deployments.len(),
+            duration_ms = summary.duration_ms, exit = exit.code();
+            "dry run finished: nothing deployed, nothing recorded"
+        );
+    } else {
+        log::info!(
+            checked = summary.checked.len(), check_errors = check_errors, deployments = summary.deployments.len(),
+            failed = failed, parked = summary.parked.len(), duration_ms = summary.duration_ms, exit = exit.code();
+            "run finished"
+        );
+    }
     if quiet && !noteworthy(summary) {
         return exit;
     }
     match output {
-        OutputFormat::Json => emit(&(json_text(summary, false) + "\n"), exit),
+        OutputFormat::Json => emit(&(json_text(summary) + "\n"), exit),
         OutputFormat::Human => emit(&summary.human(), exit),
     }
 }

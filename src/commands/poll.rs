@@ -52,6 +52,13 @@ pub fn poll(
                 match crate::pipeline::poll(&current, &location, &selected, false) {
                     Ok(summary) if summary.skipped.is_some() && (output == OutputFormat::Human || quiet) => {}
                     Ok(summary) => {
+                        // Passes follow one another on one stdout: each says when it started.
+                        if output == OutputFormat::Human && (!quiet || super::noteworthy(&summary)) {
+                            super::emit(
+                                &format!("== pass {} at {}\n", summary.run_id, summary.started_at),
+                                Exit::Success,
+                            );
+                        }
                         finish(&summary, output, quiet);
                     }
                     // A loop that serves a Deployment keeps going; the next pass may well succeed.

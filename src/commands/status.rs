@@ -45,7 +45,7 @@ pub fn status(
     }
     let text = match output {
         OutputFormat::Human => human(&report),
-        OutputFormat::Json => json_text(&report, true) + "\n",
+        OutputFormat::Json => json_text(&report) + "\n",
     };
     Ok(emit(&text, exit))
 }
@@ -224,8 +224,22 @@ pub fn human(report: &Report) -> String {
         }
         for (i, (branch, b)) in repo.branches.iter().enumerate() {
             let status = match &b.failure {
+                // Said first: a failing check makes every other word about this repository stale.
+                _ if repo.last_error.is_some() => {
+                    format!("check failed: {}", first_line(repo.last_error.as_deref().unwrap_or(""), 60))
+                }
+                Some(f) if b.parked => {
+                    details.push(format!(
+                        "{name}/{branch}: parked for {} after {} attempts, at {}: {} (push a new commit or run `sentry deploy`)",
+                        short(&Some(f.commit.clone())),
+                        f.attempts,
+                        f.at,
+                        first_line(&f.error, 200)
+                    ));
+                    format!("PARKED after {} attempts ({})", f.attempts, short(&Some(f.commit.clone())))
+                }
                 Some(f) => {
-                    let (word, what) = if b.parked { ("PARKED", "parked") } else { ("retry", "retry pending") };
+                    let (word, what) = ("retry", "retry pending");
                     details.push(format!(
                         "{name}/{branch}: {what} for {}, attempt {} of {}, at {}: {}",
                         short(&Some(f.commit.clone())),
@@ -239,17 +253,19 @@ pub fn human(report: &Report) -> String {
                 None if b.gone_since.is_some() => format!("gone since {}", b.gone_since.as_deref().unwrap_or("?")),
                 None if b.pinned_at.is_some() => "pinned (rollback)".into(),
                 None if b.seen.is_some() && b.seen != b.deployed => "not deployed yet".into(),
-                None if b.baseline => "baseline".into(),
+                None if b.baseline => "baseline (recorded at first sight, not deployed)".into(),
                 None => "up to date".into(),
             };
             let (repo_cell, checked_cell) =
                 if i == 0 { (label.clone(), checked.clone()) } else { (String::new(), String::new()) };
+            // A baseline was recorded, not deployed: no deployment time to show.
+            let deployed_at = if b.baseline { "-".to_string() } else { dash(&b.deployed_at) };
             rows.push([
-                repo_cell,
-                branch.clone(),
+                crate::text::printable(&repo_cell),
+                crate::text::printable(branch),
                 short(&b.seen),
                 short(&b.deployed),
-                dash(&b.deployed_at),
+                deployed_at,
                 checked_cell,
                 status,
             ]);
@@ -375,8 +391,8 @@ mod tests {
         assert!(text.contains("aaaaaaaa  aaaaaaaa"), "{text}");
         assert!(!text.contains(&"a".repeat(9)), "short SHAs only: {text}");
         assert!(text.contains("retry cccccccc (1/3)"), "{text}");
-        assert!(text.contains("PARKED dddddddd (3/3)"), "{text}");
-        assert!(text.contains("one/rel: parked for dddddddd, attempt 3 of 3, at t3: no space"), "{text}");
+        assert!(text.contains("PARKED after 3 attempts (dddddddd)"), "{text}");
+        assert!(text.contains("one/rel: parked for dddddddd after 3 attempts, at t3: no space"), "{text}");
         assert!(text.contains("one/dev: retry pending for cccccccc, attempt 1 of 3, at t2: exit 1 …"), "{text}");
         assert!(text.contains("no state yet"), "{text}");
         assert!(text.contains("gone (not configured)"), "{text}");

@@ -107,7 +107,7 @@ pub fn connectivity(config: &Config, output: OutputFormat, quiet: bool) -> Resul
     let warnings: Vec<_> = config.warnings.iter().map(problem_json).collect();
     let text = match output {
         OutputFormat::Json => {
-            json_text(&json!({"valid": errors.is_empty(), "errors": errors, "warnings": warnings}), false) + "\n"
+            json_text(&json!({"valid": errors.is_empty(), "errors": errors, "warnings": warnings})) + "\n"
         }
         OutputFormat::Human => {
             print_warnings(config);

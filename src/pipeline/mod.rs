@@ -53,6 +53,7 @@ impl Run {
             dry_run,
             checked: Vec::new(),
             deployments: Vec::new(),
+            parked: Vec::new(),
             errors: Vec::new(),
             skipped: None,
             state_error: false,
@@ -136,8 +137,33 @@ pub fn poll(config: &Config, location: &Location, repos: &[&Repository], dry_run
     let checks = check(&clients.checker, repos, &state, &mut summary);
     let now = crate::time::now_rfc3339();
     let planned = plan::plan(config, &checks.heads, &state, &now);
-    log_notes(&planned.notes);
+    log_notes(&planned.notes, dry_run);
+    // Parked deployments are listed on every run until a human acts (SPEC §5).
+    summary.parked = parked(&planned.notes, &planned.state);
     proceed(config, &run, &clients, store, planned.state, planned.jobs, checks, summary, &now)
+}
+
+/// The parked deployments the plan noted, with their last error.
+fn parked(notes: &[Note], state: &State) -> Vec<crate::report::Parked> {
+    notes
+        .iter()
+        .filter_map(|n| match n {
+            Note::Parked { repo, branch, commit, attempts } => Some(crate::report::Parked {
+                repo: repo.clone(),
+                branch: branch.clone(),
+                commit: commit.to_string(),
+                attempts: *attempts,
+                error: state
+                    .repos
+                    .get(repo)
+                    .and_then(|r| r.branches.get(branch))
+                    .and_then(|b| b.failure.as_ref())
+                    .map(|f| f.error.clone())
+                    .unwrap_or_default(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `sentry deploy`: deploy now, whatever changed; waits for the lock.
@@ -323,9 +349,13 @@ fn absorb_checks(next: &mut State, checks: &Checks) {
     }
 }
 
-fn log_notes(notes: &[Note]) {
+fn log_notes(notes: &[Note], dry_run: bool) {
     for note in notes {
         match note {
+            Note::Baseline { repo, branch, head } if dry_run => log::info!(
+                repo = repo.as_str(), branch = branch.as_str(), head = head.as_str();
+                "first seen: would be recorded as baseline (dry run: nothing is recorded)"
+            ),
             Note::Baseline { repo, branch, head } => {
                 log::info!(repo = repo.as_str(), branch = branch.as_str(), head = head.as_str(); "first seen: recorded as baseline")
             }

@@ -120,6 +120,15 @@ fn failures_are_retried_then_parked_and_cleared_by_hand() {
     assert_eq!(r.code, 0, "parked: nothing attempted, {}", r.all());
     assert_eq!(r.json()["deployments"].as_array().map(Vec::len), Some(0));
     assert!(r.stderr.contains("parked"), "{}", r.stderr);
+    // Parked deployments stay in the open: in the JSON summary and the human one, every run.
+    let parked = &r.json()["parked"][0];
+    assert_eq!((parked["repo"].as_str(), parked["branch"].as_str()), (Some("app"), Some("main")), "{}", r.stdout);
+    assert_eq!((parked["commit"].as_str(), parked["attempts"].as_u64()), (Some(v2.as_str()), Some(2)));
+    assert!(parked["error"].as_str().is_some_and(|e| e.contains("exited 3")), "{parked}");
+    let human = w.sentry(&["poll", "--once"]);
+    assert!(human.stdout.contains("parked: app/main"), "{}", human.stdout);
+    let quiet = w.sentry(&["poll", "--once", "--quiet"]);
+    assert!(quiet.stdout.contains("parked"), "--quiet still reports a parked deployment: {}", quiet.stdout);
     let status = w.sentry(&["status"]);
     assert!(status.stdout.to_lowercase().contains("parked"), "{}", status.stdout);
 
@@ -197,8 +206,10 @@ fn dry_run_writes_nothing_and_prints_the_plan() {
     assert_eq!(doc["dry_run"], true);
     assert_eq!(doc["deployments"][0]["commit"], v2.as_str());
     assert_eq!(doc["deployments"][0]["reason"], "changed");
+    assert_eq!(doc["deployments"][0]["status"], "skipped");
+    // One word in both outputs (issue 20): the table says what the JSON says.
     let r = w.sentry(&["poll", "--dry-run"]);
-    assert!(r.stdout.contains("planned"), "{}", r.stdout);
+    assert!(r.stdout.contains("[dry run]") && r.stdout.contains("skipped"), "{}", r.stdout);
     let r = w.sentry(&["deploy", "--repo", "app", "--dry-run"]);
     assert_eq!(r.code, 0, "{}", r.all());
 

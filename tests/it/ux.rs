@@ -184,7 +184,7 @@ fn status_needs_only_the_state_and_exits_1_when_a_human_is_needed() {
     // No E2E_TOKEN in the environment: the config's ${E2E_TOKEN} cannot be expanded.
     let r = Run::from(w.sb.sentry().arg("status").output().expect("run"));
     assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("app ") && r.stdout.contains("up to date"), "{}", r.stdout);
+    assert!(r.stdout.contains("app ") && r.stdout.contains("baseline"), "{}", r.stdout);
     // Two failures park the commit (max_attempts 2): a human is needed.
     std::fs::write(w.ctrl().join("fail-app"), "").expect("fail");
     app.commit("main", &[("v", "2")], "v2");

@@ -64,8 +64,8 @@ fn status_prints_a_table_of_a_saved_state() {
     let out = &r.stdout;
     assert!(out.contains("./sentry-state.json (saved by run run-7 at 2026-11-22T12:00:01Z)"), "{out}");
     assert!(out.contains("aaaaaaaa  aaaaaaaa  2026-11-22T11:00:00Z"), "{out}");
-    assert!(out.contains("PARKED cccccccc (3/3)"), "{out}");
-    assert!(out.contains("one/dev: parked for cccccccc, attempt 3 of 3, at t: command 2 failed"), "{out}");
+    assert!(out.contains("PARKED after 3 attempts (cccccccc)"), "{out}");
+    assert!(out.contains("one/dev: parked for cccccccc after 3 attempts, at t: command 2 failed"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("two ") && l.ends_with("no state yet")), "{out}");
     assert!(!out.contains(&"a".repeat(9)), "short SHAs in the table: {out}");
 }
