@@ -103,6 +103,11 @@ fn clap_error(e: clap::Error, args: &[std::ffi::OsString]) -> u8 {
 pub(crate) fn run(cli: Cli) -> Exit {
     let explicit = cli.log_level.or_else(debug_level);
     crate::logging::init(explicit.unwrap_or(log::LevelFilter::Info), cli.log_format == crate::cli::LogFormat::Json);
+    // Before any child starts: the deployment commands run as the same user, and must not read
+    // the tokens from /proc/<sentry>/environ or memory; a core dump must not carry them either.
+    if let Err(e) = crate::sys::make_undumpable() {
+        log::warn!("cannot close this process to other processes of its user (PR_SET_DUMPABLE): {e}");
+    }
     // A panic is a bug, never a crash with exit 101: report it as one and exit 2 (SPEC §5).
     let output = cli.output;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli, explicit)))

@@ -32,12 +32,26 @@ pub fn temp_prefix(path: &Path) -> OsString {
 
 /// Replaces `path` with `bytes` so that a reader, or a crash at any instant, sees either the old
 /// or the new content: temporary file in the same directory, fsync, rename, fsync of the directory.
+/// The file is private to its owner (0600): the state.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write_atomic_with(path, bytes, 0o600)
+}
+
+/// Like [`write_atomic`], with the mode a new file gets from the process umask (0666 less the
+/// umask), for files other users read: the metrics file, read by node-exporter (SPEC §4).
+pub fn write_atomic_shared(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write_atomic_with(path, bytes, 0o666)
+}
+
+fn write_atomic_with(path: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteError> {
+    use std::os::unix::fs::PermissionsExt;
     let fail = |action: String| move |source| WriteError { action, source };
     let dir = parent_dir(path);
+    // The kernel applies the umask to the mode given at creation.
     let mut tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(path))
         .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(&dir)
         .map_err(fail(format!("create a temporary file in {}", dir.display())))?;
     let tmp_name = tmp.path().display().to_string();
@@ -63,6 +77,26 @@ mod tests {
         write_atomic(&path, b"two").expect("write");
         assert_eq!(std::fs::read(&path).expect("read"), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn shared_files_follow_the_umask_and_private_ones_do_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let private = dir.path().join("state.json");
+        write_atomic(&private, b"{}").expect("write");
+        assert_eq!(mode(&private), 0o600);
+        let shared = dir.path().join("metrics.prom");
+        write_atomic_shared(&shared, b"m 1\n").expect("write");
+        // Whatever the umask of the test process is, it is what the file got.
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        let umask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            .expect("umask");
+        assert_eq!(mode(&shared), 0o666 & !umask, "umask {umask:o}");
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub fn init(level: log::LevelFilter, json: bool) {
             let mut kv = KvWriter(&mut line);
             let _ = record.key_values().visit(&mut kv);
             let line = redact(&line);
-            writeln!(buf, "{line}")
+            // Names from forges reach log fields: no escape sequence goes to the terminal.
+            writeln!(buf, "{}", crate::text::terminal_safe_keeping(&line, &['\n', '\t']))
         })
         .try_init();
     log::set_max_level(level);

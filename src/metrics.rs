@@ -116,7 +116,7 @@ fn format_value(v: f64) -> String {
 
 /// Writes the metrics file atomically (the collector never reads half a file).
 pub fn write_file(path: &Path, text: &str) -> Result<(), String> {
-    crate::fsutil::write_atomic(path, text.as_bytes())
+    crate::fsutil::write_atomic_shared(path, text.as_bytes())
         .map_err(|e| format!("metrics file {}: cannot {}: {}", path.display(), e.action, e.source))
 }
 

@@ -48,9 +48,17 @@ pub fn body(format: WebhookFormat, n: &Notification) -> Value {
     }
 }
 
-/// A Slack incoming-webhook message: `text` for notifications, blocks for the channel.
+/// Text for Slack's `mrkdwn`: `&`, `<` and `>` escaped as Slack documents, so a branch name
+/// such as ``feat/x`<!channel>` `` or an error message cannot ping a channel or make a link.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A Slack incoming-webhook message: `text` for notifications, blocks for the channel. Every
+/// value that comes from outside (names, commands, errors, output) is escaped.
 fn slack(n: &Notification) -> Value {
     let r = &n.record;
+    let e = slack_escape;
     let icon = match r.status {
         JobStatus::Succeeded => ":white_check_mark:",
         JobStatus::TimedOut => ":hourglass:",
@@ -60,24 +68,24 @@ fn slack(n: &Notification) -> Value {
     let secs = r.duration_ms as f64 / 1000.0;
     let text = format!(
         "{icon} {} `{}` {} {} (attempt {}, {secs:.1}s)",
-        r.repo,
-        r.branch,
+        e(&r.repo),
+        e(&r.branch),
         r.commit.short(),
         status.replace('_', " "),
         r.attempt
     );
     let mut detail = format!(
         "*Repository:* {}\n*Branch:* `{}`\n*Commit:* `{}` (was `{}`)\n*Status:* {status}",
-        r.repo,
-        r.branch,
+        e(&r.repo),
+        e(&r.branch),
         r.commit.short(),
         r.previous_commit.as_ref().map_or("none", |c| c.short()),
     );
     if let Some(f) = &r.failed_command {
         let code = f.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "null".into());
-        detail.push_str(&format!("\n*Failed command* {}: `{}` (exit {code})", f.index, f.command));
-    } else if let Some(e) = &r.error {
-        detail.push_str(&format!("\n*Error:* {e}"));
+        detail.push_str(&format!("\n*Failed command* {}: `{}` (exit {code})", f.index, e(&f.command)));
+    } else if let Some(error) = &r.error {
+        detail.push_str(&format!("\n*Error:* {}", e(error)));
     }
     let mut blocks = vec![
         json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}),
@@ -88,10 +96,10 @@ fn slack(n: &Notification) -> Value {
         let last: Vec<&str> = tail.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
         // Slack section text is capped at 3000 characters.
         let code: String = last.join("\n").chars().rev().take(2900).collect::<Vec<_>>().into_iter().rev().collect();
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{code}```")}}));
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{}```", e(&code))}}));
     }
     blocks.push(json!({"type": "context", "elements": [
-        {"type": "mrkdwn", "text": format!("sentry run `{}` on {}", n.run_id, n.host)}
+        {"type": "mrkdwn", "text": format!("sentry run `{}` on {}", e(&n.run_id), e(&n.host))}
     ]}));
     json!({"text": text, "blocks": blocks})
 }
@@ -212,6 +220,23 @@ mod tests {
         let blocks = s["blocks"].as_array().expect("blocks");
         assert!(blocks.iter().any(|b| b["text"]["text"].as_str().is_some_and(|t| t.contains("kubectl apply"))));
         assert!(blocks.iter().any(|b| b["text"]["text"].as_str().is_some_and(|t| t.contains("error: boom"))));
+    }
+
+    #[test]
+    fn slack_text_cannot_ping_a_channel_or_make_a_link() {
+        let mut r = record(JobStatus::Failed);
+        r.branch = "feat/x`<!channel>`".into();
+        r.repo = "a&b".into();
+        r.failed_command =
+            Some(FailedCommand { index: 0, command: "echo <@U123> <https://evil|ok>".into(), exit_code: Some(1) });
+        r.output_tail = "<!here> done".into();
+        let p = pending(&r, "run<!everyone>", "host", "t").expect("pending");
+        let text = body(WebhookFormat::Slack, &p.payload).to_string();
+        for raw in ["<!channel>", "<!here>", "<!everyone>", "<@U123>", "<https://evil"] {
+            assert!(!text.contains(raw), "{raw} reached Slack: {text}");
+        }
+        assert!(text.contains("feat/x`&lt;!channel&gt;`"), "{text}");
+        assert!(text.contains("a&amp;b"), "{text}");
     }
 
     #[test]

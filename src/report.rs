@@ -3,6 +3,7 @@
 
 use crate::error::Exit;
 use crate::model::DeploymentRecord;
+use crate::text::terminal_safe;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -86,7 +87,8 @@ impl Summary {
             if failed_checks > 0 { format!(", {failed_checks} could not be checked") } else { String::new() }
         ));
         for c in self.checked.iter().filter(|c| c.error.is_some()) {
-            out.push_str(&format!("  {}: {}\n", crate::text::printable(&c.repo), c.error.as_deref().unwrap_or("")));
+            let line = format!("{}: {}", c.repo, c.error.as_deref().unwrap_or(""));
+            out.push_str(&format!("  {}\n", terminal_safe(&line)));
         }
         if self.deployments.is_empty() {
             out.push_str("nothing to deploy\n");
@@ -119,25 +121,28 @@ impl Summary {
             out.push_str(&table_coloured(&header, &rows, Some(3)));
         }
         for p in &self.parked {
-            out.push_str(&format!(
-                "parked: {}/{} {} after {} attempts: {} (push a new commit or run `sentry deploy`)\n",
-                crate::text::printable(&p.repo),
-                crate::text::printable(&p.branch),
+            let line = format!(
+                "parked: {}/{} {} after {} attempts: {} (push a new commit or run `sentry deploy`)",
+                p.repo,
+                p.branch,
                 p.commit.chars().take(8).collect::<String>(),
                 p.attempts,
                 crate::text::first_line(&p.error, 200)
-            ));
+            );
+            out.push_str(&format!("{}\n", terminal_safe(&line)));
         }
         // A check error was listed with its repository above: once is enough.
         let said = |e: &str| self.checked.iter().any(|c| c.error.is_some() && e.starts_with(&format!("{}: ", c.repo)));
         for e in self.errors.iter().filter(|e| !said(e)) {
-            out.push_str(&format!("error: {e}\n"));
+            out.push_str(&format!("error: {}\n", terminal_safe(e)));
         }
         out
     }
 }
 
-/// Left-aligned columns, two spaces apart, trailing blanks trimmed.
+/// Left-aligned columns, two spaces apart, trailing blanks trimmed. Cells are shown
+/// terminal-safe (names come from forges and state files: no escape sequence reaches the
+/// terminal, no newline breaks a row).
 pub fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
     table_coloured(header, rows, None)
 }
@@ -146,6 +151,8 @@ pub fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> Stri
 /// red for what needs a human, yellow for what waits). The codes are always written; the
 /// command layer's stdout drops them unless it is a terminal without `NO_COLOR`.
 pub fn table_coloured<const N: usize>(header: &[String; N], rows: &[[String; N]], status: Option<usize>) -> String {
+    let rows: Vec<[String; N]> = rows.iter().map(|r| r.each_ref().map(|c| terminal_safe(c).into_owned())).collect();
+    let rows = rows.as_slice();
     let mut widths = header.each_ref().map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -272,6 +279,21 @@ mod tests {
         assert!(text.contains("\u{1b}[32msucceeded\u{1b}[0m"), "{text:?}");
         let plain = anstream::adapter::strip_str(&text).to_string();
         assert_eq!(plain, table(&header, &rows), "same layout without the codes");
+    }
+
+    #[test]
+    fn control_characters_from_names_never_reach_the_terminal() {
+        let mut d = deployment(JobStatus::Failed);
+        d.branch = "evil\x1b]0;pwned\x07\u{9b}2J".into();
+        d.error = Some("line one\nline two".into());
+        let mut s = summary(vec![d], true);
+        s.errors.push("bad \x1b[31m".into());
+        // Our own colour codes aside, nothing that reaches the terminal is a control character.
+        let text = anstream::adapter::strip_str(&s.human()).to_string();
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("evil\\x1b]0;pwned\\x07\\x9b2J"), "{text}");
+        assert!(text.contains("line one\\x0aline two"), "{text}");
+        assert!(text.contains("error: bad \\x1b[31m"), "{text}");
     }
 
     #[test]

@@ -49,11 +49,18 @@ impl fmt::Debug for Redactor {
     }
 }
 
+/// The user names git sends with a token when none is configured (GitHub, GitLab, others; see
+/// `gitcmd::default_username`). Every token's Basic form with each of them is redacted, so a
+/// trace of what git sent (`GIT_TRACE_CURL`) cannot carry `base64(user:token)` past the redactor.
+pub const DEFAULT_BASIC_USERS: [&str; 3] = ["x-access-token", "oauth2", "sentry"];
+
 /// Shortest value worth redacting: shorter ones would mangle ordinary text ("a", "ci").
 const MIN_SECRET_LEN: usize = 4;
 
 impl Redactor {
-    /// Builds a redactor for the given secrets, with the usernames they are paired with for Basic auth.
+    /// Builds a redactor for the given secrets, with the usernames they are paired with for Basic
+    /// auth; the Basic forms with the default user names ([`DEFAULT_BASIC_USERS`]) are always
+    /// redacted too, whether a user name is configured or not.
     pub fn new<'a>(pairs: impl IntoIterator<Item = (Option<&'a str>, &'a Secret)>) -> Self {
         let mut needles = Vec::new();
         for (user, secret) in pairs {
@@ -63,7 +70,7 @@ impl Redactor {
             }
             needles.push(token.to_string());
             // The Basic header that git and HTTP send is base64("user:token"); redact that form too.
-            if let Some(user) = user {
+            for user in user.into_iter().chain(DEFAULT_BASIC_USERS) {
                 needles.push(base64(format!("{user}:{token}").as_bytes()));
             }
         }
@@ -146,7 +153,18 @@ mod tests {
     #[test]
     fn redactor_debug_prints_no_secret() {
         let r = Redactor::new([(Some("bob"), &Secret::new("tok-abcdef"))]);
-        assert_eq!(format!("{r:?}"), "Redactor(2 secrets)");
+        assert_eq!(format!("{r:?}"), "Redactor(5 secrets)");
+    }
+
+    #[test]
+    fn redactor_scrubs_the_basic_form_with_every_default_user() {
+        // No user name configured: git sends one of the defaults (issue 16, item 8).
+        let t = Secret::new("tok-abcdef");
+        let r = Redactor::new([(None, &t)]);
+        for user in DEFAULT_BASIC_USERS {
+            let basic = base64(format!("{user}:tok-abcdef").as_bytes());
+            assert_eq!(r.redact(&format!("Authorization: Basic {basic}")), "Authorization: Basic ***", "{user}");
+        }
     }
 
     #[test]

@@ -1,9 +1,71 @@
 //! Every `unsafe` call of sentry, each behind a small safe function: signal handlers, process
-//! groups, polling a pipe, the host name. Nothing here knows what it is used for.
+//! groups, polling a pipe, the host name, what a child inherits, who may read our memory.
+//! Nothing here knows what it is used for.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::time::Duration;
+
+/// Closes this process to other processes of the same user: no core dump, and
+/// `/proc/<pid>/environ`, `mem`, `maps` and `ptrace` need CAP_SYS_PTRACE (Linux; elsewhere a
+/// no-op). Children are not affected: exec makes them dumpable again.
+pub fn make_undumpable() -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: PR_SET_DUMPABLE takes an integer argument and touches no memory of ours.
+        let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Prepares `cmd` to start a job process: it is killed when the thread that starts it ends
+/// (sentry's death included: `PR_SET_PDEATHSIG`, Linux only), and it inherits `keep` (a
+/// descriptor sentry opened close-on-exec, such as the state lock) so that the lock lives as
+/// long as any process of the job. A child whose parent is already gone when it starts exits
+/// at once instead of running unwatched.
+///
+/// The death signal belongs to the thread that spawns: spawn from the thread that waits for
+/// the process.
+pub fn job_child(cmd: &mut Command, keep: Option<RawFd>) {
+    // SAFETY: getpid has no memory effects.
+    let parent = unsafe { libc::getpid() };
+    let hook = move || -> io::Result<()> {
+        // Only async-signal-safe calls between fork and exec: prctl, getppid, fcntl.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory is touched.
+            if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: getppid has no memory effects.
+            if unsafe { libc::getppid() } != parent {
+                // sentry died between fork and prctl: the signal will never come.
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = parent;
+        if let Some(fd) = keep {
+            // SAFETY: fcntl on a descriptor this child inherited from its parent's table; only
+            // the close-on-exec flag of this process's copy changes.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only makes async-signal-safe system calls (prctl, getppid, fcntl) and
+    // allocates nothing (its errors are raw OS errors).
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
 
 /// Makes `signal` call `handler`, which must only do async-signal-safe work (an atomic store).
 /// SA_RESTART keeps unrelated blocking calls from failing with EINTR; children do not inherit
@@ -87,4 +149,20 @@ pub fn hostname() -> Option<String> {
     }
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     Some(String::from_utf8_lossy(&buf[..end]).into_owned()).filter(|n| !n.is_empty())
+}
+
+/// This process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no memory effects and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// True while a process with id `pid` exists (a process of another user counts).
+pub fn process_exists(pid: libc::pid_t) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing, it only checks existence.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }

@@ -278,7 +278,8 @@ pub fn human(report: &Report) -> String {
     if !details.is_empty() {
         out.push('\n');
         for d in details {
-            out.push_str(&d);
+            // Branch names and errors come from forges and the state file.
+            out.push_str(&crate::text::terminal_safe(&d));
             out.push('\n');
         }
     }
@@ -365,6 +366,23 @@ mod tests {
         assert_eq!(json["repositories"]["one"]["branches"]["main"]["failure"], serde_json::Value::Null);
         assert_eq!(json["repositories"]["one"]["branches"]["main"]["seen"], "a".repeat(40));
         assert!(json.get("order").is_none());
+    }
+
+    #[test]
+    fn control_characters_in_branch_names_never_reach_the_terminal() {
+        let mut s = state();
+        let mut r = RepoState::default();
+        let failure = Failure { commit: sha('e'), attempts: 1, error: "boom\x1b[2J".into(), at: "t".into() };
+        r.branches.insert(
+            "x\x1b]0;pwned\x07".into(),
+            RefState { seen: Some(sha('e')), failure: Some(failure), ..Default::default() },
+        );
+        s.repos.insert("one".into(), r);
+        // Our own colour codes aside, nothing that reaches the terminal is a control character.
+        let text = anstream::adapter::strip_str(&human(&report(Some(&config(&["one"])), &s, "s.json"))).to_string();
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("x\\x1b]0;pwned\\x07"), "{text}");
+        assert!(text.contains("boom\\x1b[2J"), "{text}");
     }
 
     #[test]

@@ -3,20 +3,25 @@
 //! A job (SPEC §4) gets a private directory under `tmp_dir`:
 //!
 //! ```text
-//! <tmp_dir>/<repo>-<branch>-XXXXXX/   mode 0700, removed afterwards when `cleanup: true`
+//! <tmp_dir>/<repo>-<branch>-XXXXXXXX/ mode 0700, removed afterwards when `cleanup: true`
 //!     repo/        the shallow clone; SENTRY_QA_DIR and where the commands start
-//!     tmp/         the commands' TMPDIR
-//!     script.sh    the commands, one `sh` session (see `script`)
-//!     progress     index of the command running, written by the script
+//!     tmp/         the commands' TMPDIR (0700)
+//!     script.sh    the commands, one `sh` session (see `script`), 0600
+//!     progress     index of the command running, created by sentry (0600), written by the script
 //! ```
+//!
+//! `tmp_dir` must be safe from other users, and sentry's own files in a job directory are made
+//! and read through directory handles without following links (see `dir`).
 //!
 //! The clone and the shell each run as their own process group (see `process`); the job's
 //! deadline is the sooner of `global.timeout` from its start and its group's `global_timeout`.
+//! Both inherit the run's state lock (see [`Context::lock`]) and are killed if sentry dies.
 //! A stop requested by SIGTERM/SIGINT ends a running job as `failed` with the error
 //! "stopped by signal" (it did not run out of time: the deployment was interrupted), and jobs
 //! not yet started as `skipped`.
 
 mod batch;
+mod dir;
 mod on_failure;
 mod output;
 mod process;
@@ -27,13 +32,14 @@ pub use batch::{Batch, run_batches};
 use crate::config::Repository;
 use crate::model::{DeploymentRecord, FailedCommand, Job, JobStatus, OnFailureOutcome};
 use crate::secret::{Redactor, Secret};
+use dir::JobDir;
 use output::Tail;
 use process::{Ended, Stop};
-use std::fs;
-use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What every job of a run shares.
@@ -53,6 +59,16 @@ pub struct Context {
     pub strip_env: Vec<Secret>,
     /// How long a timed-out job's processes get between SIGTERM and SIGKILL (SPEC §4: 10 s).
     pub kill_grace: Duration,
+    /// The run's state lock (a file lock), inherited by every process of every job: the lock
+    /// is held as long as any of them lives, even after sentry was killed (SPEC §3).
+    pub lock: Option<Arc<File>>,
+}
+
+impl Context {
+    /// The descriptor job processes inherit, if any.
+    fn lock_fd(&self) -> Option<RawFd> {
+        self.lock.as_ref().map(|f| f.as_raw_fd())
+    }
 }
 
 /// SPEC §4: SIGTERM, then SIGKILL after this long.
@@ -106,6 +122,9 @@ impl JobResult {
     }
 }
 
+/// Longest wait for the credential-less second look at a refused redirect.
+const REDIRECT_PROBE: Duration = Duration::from_secs(30);
+
 /// Longest branch part of a job directory's name.
 const DIR_BRANCH_MAX: usize = 40;
 
@@ -137,7 +156,7 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
                 let failed = failed.as_ref().filter(|_| status == JobStatus::Failed);
                 on_failure = Some(on_failure::run(ctx, repo, job, &dir, failed, &mut tail));
             }
-            (status, failed, error, Some(dir))
+            (status, failed, error, Some(dir.path))
         }
         Err(e) => {
             let error = format!("cannot create the job directory under {}: {e}", ctx.tmp_dir.display());
@@ -152,7 +171,7 @@ pub fn run_job(ctx: &Context, repo: &Repository, job: &Job, deadline: Option<Ins
 
     let kept_dir = dir.and_then(|dir| {
         if ctx.cleanup {
-            if let Err(e) = remove_dir(&dir) {
+            if let Err(e) = dir::remove(&dir) {
                 log::warn!(repo = job.repo.as_str(), path = dir.display().to_string(); "cannot remove the deployment directory: {e}");
             }
             None
@@ -243,25 +262,27 @@ fn clone_and_run(
     ctx: &Context,
     repo: &Repository,
     job: &Job,
-    dir: &Path,
+    job_dir: &JobDir,
     limit: &Limit,
     tail: &mut Tail,
 ) -> (JobStatus, Option<FailedCommand>, Option<String>) {
+    let dir = job_dir.path.as_path();
     let qa_dir = dir.join("repo");
-    let tmp = dir.join("tmp");
-    if let Err(e) = fs::create_dir(&tmp) {
-        return (JobStatus::FailedToStart, None, Some(format!("cannot create the job's TMPDIR: {e}")));
-    }
+    let tmp = match job_dir.subdir("tmp") {
+        Ok(tmp) => tmp,
+        Err(e) => return (JobStatus::FailedToStart, None, Some(format!("cannot create the job's TMPDIR: {e}"))),
+    };
 
     // Clone.
     let d = &repo.deploy;
-    let mut clone = crate::gitcmd::command(&d.auth, d.kind);
+    let mut clone = crate::gitcmd::command(&d.qa_repo_url, &d.auth, d.kind);
     clone
         .args(["clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags", "--branch", &d.qa_repo_branch, "--"])
         .arg(&d.qa_repo_url)
         .arg(&qa_dir)
         .current_dir(dir)
         .env("TMPDIR", &tmp);
+    crate::sys::job_child(&mut clone, ctx.lock_fd());
     // Git needs none of sentry's own tokens (its credentials are in GIT_CONFIG_*).
     for (k, v) in std::env::vars_os() {
         if script::holds_token(&v, &ctx.strip_env) {
@@ -281,6 +302,13 @@ fn clone_and_run(
         Ok(Ended::Exited(code)) => {
             let code = code.map_or("killed by a signal".to_string(), |c| format!("exit code {c}"));
             let last = tail.last_lines(1).pop().unwrap_or_default();
+            if crate::gitcmd::refused_redirect(&last) {
+                // Name where it was sent, asked again without credentials (bounded by the job).
+                let left = limit.at.saturating_duration_since(Instant::now()).min(REDIRECT_PROBE);
+                let target = crate::gitcmd::redirect_target(&d.qa_repo_url, left);
+                let why = crate::gitcmd::redirect_error(&d.qa_repo_url, target.as_deref());
+                return (JobStatus::FailedToStart, None, Some(format!("clone failed: {why}")));
+            }
             return (JobStatus::FailedToStart, None, Some(format!("clone failed ({code}): {last}")));
         }
         Ok(Ended::Stopped(why)) => {
@@ -294,11 +322,15 @@ fn clone_and_run(
     if d.commands.is_empty() {
         return (JobStatus::Succeeded, None, None);
     }
-    let progress = dir.join("progress");
-    let script_path = dir.join("script.sh");
-    if let Err(e) = write_private(&script_path, &script::script(&d.commands, &progress)) {
-        return (JobStatus::FailedToStart, None, Some(format!("cannot write the job script: {e}")));
-    }
+    // Created by sentry, so the file it reads back is its own (the script only truncates it).
+    let progress = match job_dir.write_private("progress", b"") {
+        Ok(p) => p,
+        Err(e) => return (JobStatus::FailedToStart, None, Some(format!("cannot create the progress file: {e}"))),
+    };
+    let script_path = match job_dir.write_private("script.sh", &script::script(&d.commands, &progress)) {
+        Ok(p) => p,
+        Err(e) => return (JobStatus::FailedToStart, None, Some(format!("cannot write the job script: {e}"))),
+    };
     let env = script::environment(
         std::env::vars_os(),
         &ctx.strip_env,
@@ -306,8 +338,9 @@ fn clone_and_run(
     );
     let mut sh = Command::new("sh");
     sh.arg(&script_path).current_dir(&qa_dir).env_clear().envs(env);
+    crate::sys::job_child(&mut sh, ctx.lock_fd());
     let ended = process::run(sh, limit.at, ctx.kill_grace, tail);
-    let index = fs::read_to_string(&progress).ok().as_deref().and_then(script::running_index);
+    let index = job_dir.read_small("progress").ok().as_deref().and_then(script::running_index);
     let failed = |exit_code| {
         let (index, command) = index.and_then(|i| d.commands.get(i).map(|c| (i, c)))?;
         Some(FailedCommand { index, command: ctx.redactor.redact(command), exit_code })
@@ -340,41 +373,7 @@ fn stopped(why: Stop, limit: &Limit) -> (JobStatus, String) {
 }
 
 /// Creates the job's private directory (0700), unique even for jobs started together.
-fn make_dir(ctx: &Context, job: &Job) -> io::Result<PathBuf> {
-    fs::create_dir_all(&ctx.tmp_dir)?;
-    // Absolute, so paths handed to the shell stay valid after a `cd`.
-    let base = fs::canonicalize(&ctx.tmp_dir)?;
+fn make_dir(ctx: &Context, job: &Job) -> std::io::Result<JobDir> {
     let prefix = format!("{}-{}-", script::sanitize(&job.repo, 64), script::sanitize(&job.branch, DIR_BRANCH_MAX));
-    let dir =
-        tempfile::Builder::new().prefix(&prefix).permissions(fs::Permissions::from_mode(0o700)).tempdir_in(base)?;
-    Ok(dir.keep())
-}
-
-/// Writes a file only its owner can read (the script may hold expanded values).
-pub(super) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(bytes)
-}
-
-/// Removes a job directory, first making read-only directories writable (a clone can hold some).
-fn remove_dir(dir: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(first) => {
-            make_writable(dir);
-            fs::remove_dir_all(dir).map_err(|_| first)
-        }
-    }
-}
-
-fn make_writable(dir: &Path) {
-    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                make_writable(&entry.path());
-            }
-        }
-    }
+    JobDir::create(&ctx.tmp_dir, &prefix)
 }

@@ -2,9 +2,10 @@
 //! the same job directory and shell setup as the deployment's own, under a timeout of their
 //! own. Their outcome is reported; it never changes the deployment's status.
 
+use super::dir::JobDir;
 use super::output::Tail;
 use super::process::{self, Ended, Stop};
-use super::{Context, script, write_private};
+use super::{Context, script};
 use crate::config::Repository;
 use crate::model::{FailedCommand, Job, JobStatus, OnFailureOutcome};
 use std::ffi::OsString;
@@ -18,19 +19,21 @@ pub(super) fn run(
     ctx: &Context,
     repo: &Repository,
     job: &Job,
-    dir: &Path,
+    job_dir: &JobDir,
     failed: Option<&FailedCommand>,
     tail: &mut Tail,
 ) -> OnFailureOutcome {
     let commands = &repo.deploy.on_failure;
+    let dir: &Path = &job_dir.path;
     let (qa_dir, tmp) = (dir.join("repo"), dir.join("tmp"));
     let progress = dir.join("on_failure.progress");
-    let script_path = dir.join("on_failure.sh");
     tail.note("running on_failure");
     log::info!(repo = job.repo.as_str(), branch = job.branch.as_str(); "deployment failed: running on_failure");
-    if let Err(e) = write_private(&script_path, &script::script(commands, &progress)) {
-        return failure(tail, format!("cannot write the on_failure script: {e}"));
-    }
+    // Made through the job directory's handle, never through a link (SPEC §4 "Files").
+    let script_path = match job_dir.write_private("on_failure.sh", &script::script(commands, &progress)) {
+        Ok(p) => p,
+        Err(e) => return failure(tail, format!("cannot write the on_failure script: {e}")),
+    };
     let mut env = script::environment(
         std::env::vars_os(),
         &ctx.strip_env,
@@ -49,6 +52,8 @@ pub(super) fn run(
     let deadline = start.checked_add(ctx.timeout).unwrap_or(start);
     let mut sh = Command::new("sh");
     sh.arg(&script_path).current_dir(if qa_dir.is_dir() { qa_dir.as_path() } else { dir }).env_clear().envs(env);
+    // Like the deployment's own shell: it inherits the state lock and dies with sentry.
+    crate::sys::job_child(&mut sh, ctx.lock_fd());
     let outcome = match process::run(sh, deadline, ctx.kill_grace, tail) {
         Ok(Ended::Exited(Some(0))) => OnFailureOutcome { status: JobStatus::Succeeded, exit_code: Some(0) },
         Ok(Ended::Exited(code)) => OnFailureOutcome { status: JobStatus::Failed, exit_code: code },

@@ -31,7 +31,7 @@ pub(super) fn ls_remote(
     patterns: &[String],
     timeout: Duration,
 ) -> Result<Vec<(String, Sha)>, GitFailure> {
-    let mut cmd = crate::gitcmd::command(auth, kind);
+    let mut cmd = crate::gitcmd::command(url, auth, kind);
     cmd.args(["ls-remote", "--heads", "--", url]).args(patterns);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // Its own process group, so a timeout also ends git-remote-https and ssh.
@@ -72,6 +72,11 @@ pub(super) fn ls_remote(
     log::debug!(url = url, duration_ms = ms, exit = status.code().unwrap_or(-1); "git ls-remote");
     if !status.success() {
         let text = String::from_utf8_lossy(&err);
+        if crate::gitcmd::refused_redirect(&text) {
+            // Credentials go only to the configured origin: say where it was sent instead.
+            let target = crate::gitcmd::redirect_target(url, timeout);
+            return Err(fail(CheckErrorKind::Protocol, crate::gitcmd::redirect_error(url, target.as_deref())));
+        }
         let (kind, hint) = classify(&text);
         return Err(fail(kind, format!("git ls-remote {url} failed: {}{hint}", stderr_summary(&text))));
     }

@@ -148,7 +148,8 @@ pub(crate) struct Api {
 
 impl Api {
     fn request(&self, url: &str, deadline: Instant) -> Request {
-        let mut r = Request::get(url).deadline(deadline);
+        // Forge API paths name the repository and the listing, never a credential.
+        let mut r = Request::get(url).deadline(deadline).public_path();
         for (k, v) in &self.headers {
             r = r.header(k, *v);
         }

@@ -157,7 +157,7 @@ impl Http {
                 return Err(err);
             }
             log::debug!(
-                method = req.method.as_str(), url = req.url.as_str(), attempt = attempt,
+                method = req.method.as_str(), url = req.shown(&req.url).as_str(), attempt = attempt,
                 wait_ms = wait.as_millis() as u64; "http retry after {}", err.detail
             );
             std::thread::sleep(wait);
@@ -184,9 +184,9 @@ impl Http {
                 Err(e) => {
                     self.record(&origin.host, 0, &Vec::new());
                     let mut err = transport_error(e, req, redactor);
-                    err.url = url.clone();
+                    err.url = req.shown(&url);
                     log::debug!(
-                        method = method.as_str(), url = url.as_str(), duration_ms = ms,
+                        method = method.as_str(), url = err.url.as_str(), duration_ms = ms,
                         error = err.detail.as_str(); "http request failed"
                     );
                     return Err(err);
@@ -194,7 +194,7 @@ impl Http {
             };
             self.record(&origin.host, status, &headers);
             log::debug!(
-                method = method.as_str(), url = url.as_str(), status = status, duration_ms = ms,
+                method = method.as_str(), url = req.shown(&url).as_str(), status = status, duration_ms = ms,
                 cache_hit = status == 304; "http request"
             );
             if self.inner.follow_and_retry && matches!(status, 301 | 302 | 303 | 307 | 308) {

@@ -46,7 +46,8 @@ pub struct HttpError {
     pub kind: HttpErrorKind,
     /// Method sent.
     pub method: Method,
-    /// URL asked (never carries a secret).
+    /// What may be shown of the URL asked: `scheme://host[:port]`, with the path for requests
+    /// marked [`Request::public_path`].
     pub url: String,
     /// Status of the last answer, if there was one.
     pub status: Option<u16>,
@@ -65,7 +66,7 @@ impl HttpError {
         HttpError {
             kind,
             method: req.method,
-            url: req.url.clone(),
+            url: req.shown(&req.url),
             status: None,
             headers: Vec::new(),
             body: String::new(),
@@ -130,7 +131,7 @@ pub(super) fn status_error(req: &Request, redactor: &Redactor, resp: Response) -
     HttpError {
         kind: HttpErrorKind::Status,
         method: req.method,
-        url: resp.url,
+        url: req.shown(&resp.url),
         status: Some(resp.status),
         headers: resp.headers,
         body: snippet,

@@ -111,6 +111,21 @@ pub struct Request {
     attempts: u32,
     max_body: u64,
     any_status: bool,
+    /// The URL's path may be logged: it carries no secret (forge API paths). Off by default,
+    /// since a webhook's path is often its key (Slack's `/services/T/B/KEY`).
+    public_path: bool,
+}
+
+/// What logs and errors show of `url`: `scheme://host[:port]`, and the path (never the query)
+/// when `with_path`.
+pub(crate) fn shown_url(url: &str, with_path: bool) -> String {
+    let Ok(p) = crate::model::url::split(url) else { return "(invalid URL)".into() };
+    let origin = p.origin_text();
+    if !with_path {
+        return origin;
+    }
+    let path = p.rest.split(['?', '#']).next().unwrap_or("");
+    format!("{origin}{path}")
 }
 
 impl Request {
@@ -126,6 +141,7 @@ impl Request {
             attempts: ATTEMPTS,
             max_body: MAX_BODY,
             any_status: false,
+            public_path: false,
         }
     }
 
@@ -183,9 +199,21 @@ impl Request {
         self
     }
 
-    /// The URL (never carries a secret).
+    /// Declares that the URL's path carries no secret, so logs and errors may show it (never
+    /// the query). Without it they show `scheme://host[:port]` only.
+    pub fn public_path(mut self) -> Request {
+        self.public_path = true;
+        self
+    }
+
+    /// The URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// What logs and errors may show of `url` (this request's or a redirect's).
+    pub(crate) fn shown(&self, url: &str) -> String {
+        shown_url(url, self.public_path)
     }
 
     /// The method.
@@ -244,5 +272,14 @@ mod tests {
         assert_eq!(r.url(), "https://h/x");
         assert!(!format!("{r:?}").contains("tok-abcdef"));
         assert_eq!(r.redactor().redact("say tok-abcdef"), "say ***");
+    }
+
+    #[test]
+    fn logs_show_the_origin_and_a_public_path_only() {
+        let hook = Request::new(Method::Post, "https://hooks.slack.com/services/T0/B0/XSECRET?x=1");
+        assert_eq!(hook.shown(hook.url()), "https://hooks.slack.com");
+        let api = Request::get("http://127.0.0.1:8080/repos/o/r/branches?per_page=100&t=1").public_path();
+        assert_eq!(api.shown(api.url()), "http://127.0.0.1:8080/repos/o/r/branches");
+        assert_eq!(shown_url("not a url", true), "(invalid URL)");
     }
 }

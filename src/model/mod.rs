@@ -7,8 +7,8 @@ pub mod shard;
 pub mod url;
 
 pub use location::Location;
-pub use shard::Shard;
 pub use record::{DeploymentRecord, JobStatus, Notification, OnFailureOutcome};
+pub use shard::Shard;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

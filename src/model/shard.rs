@@ -18,7 +18,8 @@ pub const MAX_SHARDS: u32 = 1000;
 impl Shard {
     /// Parses `I/N`, `all/N`, or `auto/N` with I from `JOB_COMPLETION_INDEX` (`index_env`).
     pub fn parse(s: &str, index_env: Option<&str>) -> Result<Shard, String> {
-        let (i, n) = s.split_once('/').ok_or_else(|| format!("--shard {s:?}: expected I/N, auto/N or all/N (e.g. 0/4)"))?;
+        let (i, n) =
+            s.split_once('/').ok_or_else(|| format!("--shard {s:?}: expected I/N, auto/N or all/N (e.g. 0/4)"))?;
         let count: u32 = n
             .trim()
             .parse()

@@ -492,6 +492,7 @@ fn deploy_and_record(
         redactor: config.redactor(),
         strip_env: config.tokens().into_iter().cloned().collect(),
         kill_grace: deploy::KILL_GRACE,
+        lock: store.lock_handle(),
     };
     let leftovers = state.outbox.clone();
     if !leftovers.is_empty() {

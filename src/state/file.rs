@@ -1,19 +1,30 @@
 //! The JSON-file backend: atomic replace, and an exclusive lock on `<file>.lock` for the whole run.
 //!
 //! The lock is an advisory `flock` (std `File::try_lock`) on a separate, never-deleted file: it
-//! dies with the process, so a SIGKILL never leaves a lock that blocks the next run, and the
-//! state file itself can be replaced by rename without losing the lock.
+//! dies with the last process holding its descriptor, so a SIGKILL never leaves a lock that
+//! blocks the next run once the processes of the killed run's jobs (which inherit it, SPEC §3)
+//! are gone, and the state file itself can be replaced by rename without losing the lock.
+//!
+//! A state path that is a symbolic link is resolved once, at open (SPEC §3): the link stays,
+//! its target is what is read, replaced and locked (`<target>.lock`), so two names of one state
+//! share one lock. The lock file itself is never opened through a link (`O_NOFOLLOW`), so
+//! writing the holder's note can never truncate another file.
 
 use super::{LockMode, State, StateError, StateStore, StoreOptions, from_json, to_json};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest state file read or written: a state for hundreds of repositories is a few hundred
 /// kilobytes; anything near this is a mistake, not a state.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Symbolic links followed when resolving a state path (as the kernel's own limit).
+const MAX_LINKS: usize = 40;
 
 /// How often `LockMode::Wait` tries the lock again.
 const LOCK_POLL: Duration = Duration::from_millis(100);
@@ -21,10 +32,12 @@ const LOCK_POLL: Duration = Duration::from_millis(100);
 /// A state kept in a JSON file.
 #[derive(Debug)]
 pub struct FileStore {
+    /// The state file itself: the configured path with symbolic links resolved.
     path: PathBuf,
     location: String,
-    /// The open, locked `<file>.lock`; closing it (drop) releases the lock.
-    lock: Option<File>,
+    /// The open, locked `<file>.lock`; closing it (drop, and the end of every job process
+    /// that inherited it) releases the lock.
+    lock: Option<Arc<File>>,
     read_only: bool,
     /// The file on disk is known to parse (or to be missing), so `save` may replace it.
     verified: bool,
@@ -41,21 +54,43 @@ impl FileStore {
             verified: false,
         };
         let wait = match mode {
-            LockMode::None => return Ok(store),
+            LockMode::None => {
+                store.path = resolve(path).map_err(|e| store.io("resolve the symbolic link".into(), e))?;
+                return Ok(store);
+            }
             LockMode::Try => Duration::ZERO,
             LockMode::Wait(d) => d,
         };
         let dir = store.dir();
         fs::create_dir_all(&dir).map_err(|e| store.io(format!("create directory {}", dir.display()), e))?;
-        let lock_path = lock_path(path);
-        // Rust opens files close-on-exec, so deployment commands never inherit (and keep) the lock.
+        store.path = resolve(path).map_err(|e| store.io("resolve the symbolic link".into(), e))?;
+        let lock_path = lock_path(&store.path);
+        // Never through a link: the holder's note below truncates what it opened. Rust opens
+        // files close-on-exec: only job processes inherit the lock, on purpose (`lock_handle`).
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&lock_path)
-            .map_err(|e| store.io(format!("open lock file {}", lock_path.display()), e))?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => store.io(
+                    format!("open lock file {}", lock_path.display()),
+                    io::Error::other("it is a symbolic link, which sentry never follows for its lock: remove it"),
+                ),
+                _ => store.io(format!("open lock file {}", lock_path.display()), e),
+            })?;
+        match file.metadata() {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(store.io(
+                    format!("open lock file {}", lock_path.display()),
+                    io::Error::other("it is not a regular file"),
+                ));
+            }
+            Err(e) => return Err(store.io(format!("read metadata of lock file {}", lock_path.display()), e)),
+        }
         let deadline = Instant::now().checked_add(wait);
         let mut said_waiting = false;
         loop {
@@ -79,9 +114,9 @@ impl FileStore {
                     std::thread::sleep(LOCK_POLL.min(left));
                 }
                 Err(TryLockError::WouldBlock) => {
-                    let holder = fs::read_to_string(&lock_path).unwrap_or_default();
-                    let holder = holder.trim();
-                    let holder = if holder.is_empty() { "holder unknown".to_string() } else { holder.to_string() };
+                    let mut note = String::new();
+                    let _ = file.rewind().and_then(|_| (&file).take(4096).read_to_string(&mut note));
+                    let holder = describe_holder(note.trim());
                     return Err(StateError::Busy { location: store.location.clone(), holder });
                 }
                 Err(TryLockError::Error(e)) => {
@@ -91,9 +126,15 @@ impl FileStore {
         }
         // Who holds the lock, for the message of a run that finds it taken. Best effort: the lock
         // is what counts, not this text.
-        let note = format!("run {}, pid {}, since {}\n", opts.run_id, std::process::id(), crate::time::now_rfc3339());
+        let note = format!(
+            "run {}, pid {} on {}, since {}\n",
+            opts.run_id,
+            std::process::id(),
+            this_host(),
+            crate::time::now_rfc3339()
+        );
         let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(note.as_bytes()));
-        store.lock = Some(file);
+        store.lock = Some(Arc::new(file));
         store.remove_stale_temp_files();
         Ok(store)
     }
@@ -133,6 +174,56 @@ impl FileStore {
     fn too_large(&self, size: u64) -> StateError {
         StateError::TooLarge { location: self.location.clone(), size, limit: MAX_FILE_BYTES }
     }
+}
+
+/// This machine's name, for the lock's note (a state on a shared volume may be locked from
+/// another machine, whose pids mean nothing here).
+fn this_host() -> String {
+    crate::sys::hostname().unwrap_or_else(|| "unknown".into())
+}
+
+/// Who holds the lock, from its note (`run R, pid P on H, since T`): when that pid is gone from
+/// this machine, the lock is held by processes its deployments left running (they inherit it,
+/// SPEC §3).
+fn describe_holder(note: &str) -> String {
+    if note.is_empty() {
+        return "holder unknown".to_string();
+    }
+    let here = this_host();
+    let pid = note
+        .split(", ")
+        .find_map(|part| part.strip_prefix("pid "))
+        .and_then(|p| p.split_once(" on "))
+        .filter(|(_, host)| *host == here)
+        .and_then(|(p, _)| p.trim().parse::<i32>().ok());
+    match pid {
+        Some(pid) if !crate::sys::process_exists(pid) => format!(
+            "{note}; that sentry is gone, a process of its deployments still runs and holds the lock until it ends"
+        ),
+        _ => note.to_string(),
+    }
+}
+
+/// `path` with symbolic links resolved, whether or not the final target exists yet: the link
+/// stays, and its target is the state file. A path that is not a link is returned as it is.
+pub fn resolve(path: &Path) -> io::Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match fs::symlink_metadata(&current) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = fs::read_link(&current)?;
+                current = if target.is_absolute() { target } else { crate::fsutil::parent_dir(&current).join(target) };
+            }
+            _ if current == path => return Ok(current),
+            _ => {
+                // A resolved target: its directory, links and all, made absolute once.
+                let dir = fs::canonicalize(crate::fsutil::parent_dir(&current))?;
+                let name = current.file_name().ok_or_else(|| io::Error::other("the link points to a directory"))?;
+                return Ok(dir.join(name));
+            }
+        }
+    }
+    Err(io::Error::other(format!("more than {MAX_LINKS} symbolic links")))
 }
 
 /// `<file>.lock`, next to the state file.
@@ -183,6 +274,10 @@ impl StateStore for FileStore {
 
     fn location(&self) -> String {
         self.location.clone()
+    }
+
+    fn lock_handle(&self) -> Option<Arc<File>> {
+        self.lock.clone()
     }
 }
 
@@ -282,5 +377,53 @@ mod tests {
         FileStore::open(&path, LockMode::Try, &opts("r")).expect("opens");
         assert!(!stale.exists());
         assert!(other.exists(), "another state's files are not ours");
+    }
+
+    #[test]
+    fn a_symlinked_state_keeps_its_link_and_shares_one_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("data")).expect("mkdir");
+        let target = dir.path().join("data/state.json");
+        let link = dir.path().join("state.json");
+        // A relative link whose target does not exist yet: the first save creates the target.
+        std::os::unix::fs::symlink("data/state.json", &link).expect("link");
+        let mut store = FileStore::open(&link, LockMode::Try, &opts("first")).expect("opens");
+        assert_eq!(store.load().expect("loads"), State::default());
+        let s = State { last_run: Some(LastRun { run_id: "first".into(), at: "t".into() }), ..Default::default() };
+        store.save(&s).expect("saves");
+        assert!(fs::symlink_metadata(&link).expect("lstat").file_type().is_symlink(), "the link stays");
+        assert_eq!(fs::read_to_string(&target).expect("target"), to_json(&s), "its target is replaced");
+        // The other name of the same state finds the same lock taken.
+        let other = FileStore::open(&target, LockMode::Try, &opts("second"));
+        assert!(matches!(other, Err(StateError::Busy { .. })), "{other:?}");
+        assert!(lock_path(&target).exists() && !lock_path(&link).exists(), "one lock, on the resolved path");
+        drop(store);
+        FileStore::open(&target, LockMode::Try, &opts("third")).expect("free again");
+    }
+
+    #[test]
+    fn a_symlinked_lock_file_is_never_truncated_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let precious = dir.path().join("precious.txt");
+        fs::write(&precious, "keep me").expect("write");
+        let path = dir.path().join("state.json");
+        std::os::unix::fs::symlink(&precious, lock_path(&path)).expect("link");
+        let e = FileStore::open(&path, LockMode::Try, &opts("r")).expect_err("refused");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(fs::read_to_string(&precious).expect("read"), "keep me");
+    }
+
+    #[test]
+    fn a_holder_that_is_gone_is_named_as_such() {
+        assert_eq!(describe_holder(""), "holder unknown");
+        let here = this_host();
+        let alive = format!("run r, pid {} on {here}, since t", std::process::id());
+        assert_eq!(describe_holder(&alive), alive);
+        // Far above any pid_max: no such process.
+        let gone = format!("run r, pid 2000000000 on {here}, since t");
+        assert!(describe_holder(&gone).contains("still runs and holds the lock"));
+        // Another machine's pid says nothing here.
+        let elsewhere = "run r, pid 2000000000 on another-host-xyz, since t";
+        assert_eq!(describe_holder(elsewhere), elsewhere);
     }
 }

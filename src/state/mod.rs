@@ -611,6 +611,11 @@ pub trait StateStore: Send {
     fn save(&mut self, state: &State) -> Result<(), StateError>;
     /// Where the state lives, for messages.
     fn location(&self) -> String;
+    /// The open lock file, for job processes to inherit (so the lock outlives a killed run as
+    /// long as they live); `None` for stores without a file lock.
+    fn lock_handle(&self) -> Option<std::sync::Arc<std::fs::File>> {
+        None
+    }
 }
 
 /// Opens the store at `location`, taking the lock (file) or lease (ConfigMap) as `mode` says.

@@ -63,6 +63,7 @@ fn context(dir: &Path, config: &Config, timeout: Duration) -> Context {
         redactor: config.redactor(),
         strip_env: config.tokens().into_iter().cloned().collect(),
         kill_grace: sentry::deploy::KILL_GRACE,
+        lock: None,
     }
 }
 

@@ -539,15 +539,17 @@ fn validate_connectivity_exit_codes() {
     let r = sb.run(&["--output", "json", "validate", "--connectivity"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.json(), serde_json::json!({"valid": true, "errors": [], "warnings": []}));
-    // At debug, one line per HTTP request: method, URL, status, duration, cache hit; no token.
+    // At debug, one line per HTTP request: method, URL (origin and path, never the query),
+    // status, duration, cache hit; no token.
     let r = sb.run(&["--log-level", "debug", "validate", "--connectivity"]);
     assert_eq!(r.code, 0, "{}", r.all());
     let lines: Vec<&str> = r.stderr.lines().filter(|l| l.contains("http request")).collect();
     assert_eq!(lines.len(), 3, "{}", r.stderr);
     for l in &lines {
-        for key in ["method=GET", "url=\"http://127.0.0.1:", "status=200", "duration_ms=", "cache_hit=false"] {
+        for key in ["method=GET", "url=http://127.0.0.1:", "status=200", "duration_ms=", "cache_hit=false"] {
             assert!(l.contains(key), "{key} missing in {l}");
         }
+        assert!(!l.contains("per_page"), "no query in {l}");
     }
     assert!(!r.all().contains(TOKEN) && !r.all().contains("qa-pass-123"), "{}", r.all());
 

@@ -14,6 +14,7 @@ mod operator;
 mod reliability;
 mod rollback;
 mod run;
+mod security;
 mod state;
 mod support_selftest;
 mod ux;

@@ -65,9 +65,15 @@ fn sigkill_at_random_moments_never_corrupts_or_invents_state() {
                 );
             }
         }
-        // The next run completes normally: no stale lock, and it catches up.
-        // (Jobs of the killed run may still be finishing: their script runs in its own group.)
-        std::thread::sleep(Duration::from_millis(120));
+        // The next run completes normally: no stale lock, and it catches up. Processes of the
+        // killed run's jobs hold the lock until they are gone (SPEC §3): they die with sentry
+        // (the shell) or within the 50 ms of their sleep, so wait for that, bounded.
+        let lock = w.sb.path().join("sentry-state.json.lock");
+        let freed = Instant::now() + Duration::from_secs(20);
+        while std::fs::File::open(&lock).is_ok_and(|f| f.try_lock().is_err()) {
+            assert!(Instant::now() < freed, "iteration {i}: the lock stayed held after the kill");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let r = w.poll();
         assert_eq!(r.code, 0, "iteration {i}: recovery run failed: {}", r.all());
         assert!(!r.stderr.contains("another run"), "iteration {i}: stale lock: {}", r.stderr);
@@ -158,28 +164,57 @@ fn secrets_audit_finds_no_token_anywhere() {
     let app = w.create("app");
     app.commit("main", &[("v", "1")], "v1");
     let metrics = w.sb.path().join("metrics.prom");
+    // A webhook whose path is its key, as Slack's: the path is a secret too (issue 16).
+    let hook_key = "XHOOKKEY-audit-0123456789";
+    // The job also tries to read sentry's own environment (issue 16): whatever it gets is
+    // written under the sandbox, which is scanned below.
+    let peek = r#"cat "/proc/$PPID/environ" > "$CTRL/sentry-environ-seen-by-job" 2>&1; true"#;
     w.conf()
         .global("cleanup", false)
         .global("metrics_file", &metrics)
-        .global("webhook_url", rx.url("/all"))
+        .global("webhook_url", rx.url(&format!("/services/T0/B0/{hook_key}")))
         .global("log_level", "trace")
-        .repo(w.repo("app"))
+        .repo(w.repo("app").commands([peek, "./deploy.sh"]))
         .write(&w.sb);
     assert_eq!(w.poll().code, 0);
     // The job records its own environment and sleeps, so its processes can be inspected live.
     std::fs::write(w.ctrl().join("sleep"), "1").expect("ctrl");
     app.commit("main", &[("v", "2")], "v2");
-    let basic = sentry::secret::base64(format!("{}:{TOKEN}", crate::support::world::USER).as_bytes());
-    let needles = [TOKEN.to_string(), basic];
+    let user = crate::support::world::USER;
+    // The token, and every Basic form git may send it in (configured and default user names).
+    let mut needles = vec![TOKEN.to_string()];
+    for u in [user, "x-access-token", "oauth2", "sentry"] {
+        needles.push(sentry::secret::base64(format!("{u}:{TOKEN}").as_bytes()));
+    }
 
-    let child =
-        w.sb.sentry()
-            .args(["--log-level", "trace", "poll", "--once", "--output", "json"])
-            .env("E2E_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+    let mut cmd = w.sb.sentry();
+    // As root, run without capabilities, as in production: CAP_SYS_PTRACE would let the job
+    // read sentry's environment whatever sentry does.
+    let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    if root {
+        let program = cmd.get_program().to_owned();
+        let mut via = Command::new("setpriv");
+        via.args(["--inh-caps=-all", "--bounding-set=-all", "--"]).arg(program);
+        via.current_dir(w.sb.path());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => via.env(k, v),
+                None => via.env_remove(k),
+            };
+        }
+        cmd = via;
+    }
+    let child = cmd
+        .args(["--log-level", "trace", "poll", "--once", "--output", "json"])
+        .env("E2E_TOKEN", TOKEN)
+        // Tracing asked for by the environment must not print what git sends.
+        .env("GIT_TRACE_CURL", "1")
+        .env("GIT_TRACE_REDACT", "0")
+        .env("GIT_CURL_VERBOSE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let sentry_pid = child.id();
     // Scan every process's argv while the run goes on, and the environment of the deployment's
     // processes (descendants of sentry other than git, which must get the header through env).
@@ -240,10 +275,14 @@ fn secrets_audit_finds_no_token_anywhere() {
     assert!(places.iter().any(|(p, _)| p.contains("sentry-state.json")));
     assert!(places.iter().any(|(p, _)| p.contains("/tmp/")), "cleanup: false kept the job directory");
     assert!(places.iter().any(|(p, _)| p.starts_with("webhook")), "a notification was sent");
+    assert!(places.iter().any(|(p, _)| p.ends_with("sentry-environ-seen-by-job")), "the job tried to read sentry");
     for (place, text) in &places {
         for n in &needles {
             assert!(!text.contains(n.as_str()), "token found in {place}");
         }
+    }
+    for (place, text) in places.iter().filter(|(p, _)| p == "stdout" || p == "stderr") {
+        assert!(!text.contains(hook_key), "the webhook's key found in {place}");
     }
 }
 
