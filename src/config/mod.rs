@@ -886,7 +886,9 @@ pub fn check_url(url: &str, schemes: &[&str], scp: bool) -> Result<(), String> {
             // too); ssh and git may name a user, never a password.
             match p.userinfo {
                 Some(_) if matches!(scheme_l.as_str(), "http" | "https") => {
-                    return Err("credentials (user information) in the URL are not allowed: use the auth section".into());
+                    return Err(
+                        "credentials (user information) in the URL are not allowed: use the auth section".into()
+                    );
                 }
                 Some(u) if u.contains(':') => {
                     return Err("credentials in the URL are not allowed: use the auth section".into());
