@@ -14,15 +14,15 @@ pub mod page;
 pub mod url;
 
 use crate::config::{ForgeKind, Global, Repository};
-use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Request, Response};
+use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Origin, Request, Response};
 use crate::model::{Heads, Sha, Validators};
 use crate::secret::Secret;
 use page::Pager;
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Pages followed at most per listing (100 per page: 100 000 branches).
 const MAX_PAGES: usize = 1000;
@@ -104,6 +104,9 @@ pub struct Checker {
     budget: Duration,
     /// API host -> forge name, learnt while checking, to label the HTTP statistics.
     hosts: Mutex<BTreeMap<String, &'static str>>,
+    /// API origins that rate-limited this run beyond what it could wait for, and until when:
+    /// not asked again this run (SPEC §4: GitHub's secondary limit grows when hammered).
+    limited: Mutex<HashMap<Origin, Option<SystemTime>>>,
 }
 
 /// Forge traffic of this checker, for metrics.
@@ -192,7 +195,7 @@ impl Checker {
         // Capped, so that no deadline below (`Instant::now() + ...`) can overflow the clock.
         let http_timeout = global.http_timeout.min(crate::http::MAX_TIMEOUT);
         let budget = (http_timeout * 2).max(MIN_BUDGET);
-        Ok(Checker { http, pool, http_timeout, budget, hosts: Mutex::default() })
+        Ok(Checker { http, pool, http_timeout, budget, hosts: Mutex::default(), limited: Mutex::default() })
     }
 
     /// Limits the time one repository check may spend (retries and rate-limit waits included):
@@ -506,9 +509,29 @@ impl Checker {
         Ok(Walk::Listed { items, etags, requests, consistent })
     }
 
-    /// One request of a listing, its failure said in the forge's terms.
+    /// One request of a listing, its failure said in the forge's terms. An origin that rate
+    /// limited this run beyond its budget is not asked again.
     fn send(&self, repo: &Repository, api: &Api, req: &Request) -> Result<Response, CheckError> {
-        self.http.send(req).map_err(|e| http_error(repo, api, e))
+        let origin = Origin::parse(req.url()).ok();
+        if let Some(o) = &origin
+            && let Some(until) = self.limited.lock().ok().and_then(|l| l.get(o).copied())
+        {
+            let when = until.map(|t| format!(" until {}", crate::time::rfc3339(t))).unwrap_or_default();
+            return Err(CheckError {
+                repo: repo.name.clone(),
+                kind: CheckErrorKind::RateLimited,
+                message: format!(
+                    "repository {}: {} at {} rate limited this run{when}: not asked again before the next run",
+                    repo.name, api.forge, o.host
+                ),
+            });
+        }
+        self.http.send(req).map_err(|e| {
+            if let (HttpErrorKind::RateLimited { until }, Some(o), Ok(mut l)) = (&e.kind, origin, self.limited.lock()) {
+                l.insert(o, *until);
+            }
+            http_error(repo, api, e)
+        })
     }
 }
 
@@ -599,13 +622,20 @@ fn http_error(repo: &Repository, api: &Api, e: HttpError) -> CheckError {
         ),
         (HttpErrorKind::Status, Some(s)) if s >= 500 => (CheckErrorKind::Server, format!("{forge} server error")),
         (HttpErrorKind::Status, _) => (CheckErrorKind::Protocol, format!("unexpected answer from {forge}")),
-        (HttpErrorKind::RateLimited { until }, _) => (
-            CheckErrorKind::RateLimited,
-            match until {
-                Some(t) => format!("rate limited by {forge} until {}", crate::time::rfc3339(*t)),
-                None => format!("rate limited by {forge}"),
-            },
-        ),
+        (HttpErrorKind::RateLimited { until }, status) => {
+            let which = if crate::http::is_secondary_rate_limit(status.unwrap_or(0), e.body.as_bytes()) {
+                " (secondary rate limit: at least a minute, more than this run can wait)"
+            } else {
+                ""
+            };
+            (
+                CheckErrorKind::RateLimited,
+                match until {
+                    Some(t) => format!("rate limited by {forge}{which} until {}", crate::time::rfc3339(*t)),
+                    None => format!("rate limited by {forge}{which}"),
+                },
+            )
+        }
         (HttpErrorKind::Network | HttpErrorKind::Timeout, _) => {
             (CheckErrorKind::Network, format!("cannot reach {forge} at {}", api.api_base))
         }

@@ -4,8 +4,9 @@ use super::error::{status_error, transport_error};
 use super::proxy::Proxies;
 use super::retry::DEFAULT_MAX_WAIT;
 use super::{
-    Headers, HttpError, HttpErrorKind, HttpSettings, HttpStats, MAX_HEAD, MAX_TIMEOUT, Method, Origin, Request,
-    Response, USER_AGENT, backoff, header, is_rate_limited, resolve, server_wait,
+    Headers, HttpError, HttpErrorKind, HttpSettings, HttpStats, MAX_HEAD, MAX_TIMEOUT, MIN_RATE_LIMIT_WAIT, Method,
+    Origin, Request, Response, USER_AGENT, backoff, header, is_rate_limited, is_secondary_rate_limit, resolve,
+    server_wait,
 };
 use crate::secret::Redactor;
 use std::fmt;
@@ -109,8 +110,12 @@ impl Http {
                     return Ok(Response { requests, ..resp });
                 }
                 Ok(resp) => {
-                    let rate_limited = is_rate_limited(resp.status, &resp.headers);
-                    let wait = server_wait(&resp.headers, SystemTime::now());
+                    let rate_limited =
+                        is_rate_limited(resp.status, &resp.headers) || is_secondary_rate_limit(resp.status, &resp.body);
+                    // A rate limit that names no time (GitHub's secondary limit, a bare 429):
+                    // at least a minute, never a quick retry that makes it worse.
+                    let wait = server_wait(&resp.headers, SystemTime::now())
+                        .or_else(|| rate_limited.then_some(MIN_RATE_LIMIT_WAIT));
                     let retryable = rate_limited || resp.status >= 500 || resp.status == 408;
                     let err = status_error(req, &redactor, resp);
                     if !retryable {

@@ -166,3 +166,41 @@ fn gitlab_tokens_go_as_bearer_so_oauth_tokens_work() {
     assert_eq!(log[0].headers.get("authorization").map(String::as_str), Some(format!("Bearer {TOKEN}").as_str()));
     assert!(!log[0].headers.contains_key("private-token"));
 }
+
+/// Item 4: GitHub's secondary rate limit (403 or 429, no `Retry-After`, the documented message)
+/// is a rate limit, never "token lacks access", and never retried within a second: sentry waits
+/// at least a minute or gives the host up for the run. Here the budget is shorter than a minute,
+/// so the repository fails at once, clearly, and the next one on that host is not even asked.
+#[test]
+fn github_secondary_rate_limit_gives_the_host_up_for_the_run() {
+    use sentry::forge::CheckErrorKind;
+    use std::time::{Duration, Instant};
+    for status in [403, 429] {
+        let sb = Sandbox::new();
+        BareRepo::create(sb.path(), "acme/app.git").commit("main", &[("a", "b")], "c");
+        BareRepo::create(sb.path(), "acme/other.git").commit("main", &[("a", "b")], "c");
+        let forge = FakeForge::start(sb.path());
+        forge.require_token(TOKEN);
+        forge.secondary_limit_next(5, status);
+        let main = ["main"];
+        let c = config(
+            &[
+                repo("app", "github", forge.repo_url("acme/app"), &main, Some(TOKEN)),
+                repo("other", "github", forge.repo_url("acme/other"), &main, Some(TOKEN)),
+            ],
+            1,
+        );
+        let ck = checker(&c).with_budget(Duration::from_secs(10));
+        let started = Instant::now();
+        let e = ck.check(&c.repositories[0], None).expect_err("limited");
+        assert!(started.elapsed() < Duration::from_secs(5), "{status}: it waited {:?}", started.elapsed());
+        assert_eq!(e.kind, CheckErrorKind::RateLimited, "{status}: {e}");
+        assert!(e.message.contains("secondary rate limit") && e.message.contains("repository app"), "{e}");
+        assert!(!e.message.contains("lacks access"), "{e}");
+        assert_eq!(forge.requests().len(), 1, "{status}: not retried at once");
+        let e = ck.check(&c.repositories[1], None).expect_err("host given up");
+        assert_eq!(e.kind, CheckErrorKind::RateLimited);
+        assert!(e.message.contains("repository other") && e.message.contains("not asked again"), "{e}");
+        assert_eq!(forge.requests().len(), 1, "{status}: the host is not asked again this run");
+    }
+}
