@@ -36,6 +36,7 @@ pub struct Global {
     pub metrics_file: Option<S<String>>,
     pub pushgateway_url: Option<S<String>>,
     pub notify_timeout: Option<S<u64>>,
+    pub known_hosts: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +75,7 @@ pub struct Monitor {
 pub struct Auth {
     pub username: Option<S<String>>,
     pub token: Option<S<String>>,
+    pub ssh_key_file: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

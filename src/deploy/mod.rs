@@ -241,7 +241,7 @@ fn clone_and_run(
 
     // Clone.
     let d = &repo.deploy;
-    let mut clone = crate::gitcmd::command(&d.auth, d.kind);
+    let mut clone = crate::gitcmd::command_for(&d.auth, d.kind, &d.qa_repo_url);
     clone
         .args(["clone", "--depth", "1", "--single-branch", "--no-tags", "--branch", &d.qa_repo_branch, "--"])
         .arg(&d.qa_repo_url)
@@ -266,8 +266,14 @@ fn clone_and_run(
         }
         Ok(Ended::Exited(code)) => {
             let code = code.map_or("killed by a signal".to_string(), |c| format!("exit code {c}"));
-            let last = tail.last_lines(1).pop().unwrap_or_default();
-            return (JobStatus::FailedToStart, None, Some(format!("clone failed ({code}): {last}")));
+            // The cause, not git's closing advice ("Please make sure you have the correct
+            // access rights"): the telling lines, and what to check for this transport.
+            let why = crate::gitcmd::explain(&tail.last_lines(30).join("\n"), &d.qa_repo_url);
+            return (
+                JobStatus::FailedToStart,
+                None,
+                Some(format!("clone failed ({code}): {}{}", why.summary, why.hint)),
+            );
         }
         Ok(Ended::Stopped(why)) => {
             let (status, error) = stopped(why, limit);

@@ -68,6 +68,8 @@ pub enum CheckErrorKind {
     RateLimited,
     /// The host was not reached, or did not answer in time.
     Network,
+    /// ssh does not know or trust the server's host key (never retried).
+    HostKey,
     /// The host answered 5xx on every attempt.
     Server,
     /// An answer we cannot use (bad JSON, pagination loop, body too large, bad URL).
@@ -82,6 +84,7 @@ impl CheckErrorKind {
             CheckErrorKind::NotFound => "not_found",
             CheckErrorKind::RateLimited => "rate_limited",
             CheckErrorKind::Network => "network",
+            CheckErrorKind::HostKey => "host_key",
             CheckErrorKind::Server => "server",
             CheckErrorKind::Protocol => "protocol",
         }

@@ -34,6 +34,7 @@ impl Proxies {
         Ok(Proxies { http: proxy(http)?, https: proxy(https)?, no_proxy })
     }
 
+    /// The proxy that `o` goes through, if any (`NO_PROXY` applied).
     pub(crate) fn for_origin(&self, o: &Origin) -> Option<ureq::Proxy> {
         let p = if o.scheme == "https" { &self.https } else { &self.http };
         match p {
@@ -41,6 +42,24 @@ impl Proxies {
             _ => None,
         }
     }
+}
+
+/// The proxy URL (as the environment gives it) that a request to `url` goes through: the same
+/// choice the HTTP client makes (`HTTPS_PROXY` or `HTTP_PROXY`/`http_proxy`, then `ALL_PROXY`;
+/// `NO_PROXY` with domains, IP addresses and CIDR blocks). For other processes that speak HTTP
+/// (git), which must be told explicitly: curl ignores the uppercase `HTTP_PROXY`, and its
+/// `NO_PROXY` rules are not ours.
+pub fn proxy_url_for(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let o = Origin::parse(url).ok()?;
+    let var =
+        |names: &[&str]| names.iter().find_map(|n| env(n).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()));
+    let chosen =
+        if o.scheme == "https" { var(&["HTTPS_PROXY", "https_proxy"]) } else { var(&["HTTP_PROXY", "http_proxy"]) }
+            .or_else(|| var(&["ALL_PROXY", "all_proxy"]))?;
+    let no_proxy: Vec<String> = var(&["NO_PROXY", "no_proxy"])
+        .map(|v| v.split(',').map(|e| e.trim().to_ascii_lowercase()).filter(|e| !e.is_empty()).collect())
+        .unwrap_or_default();
+    (!no_proxy_matches(&no_proxy, &o.host)).then_some(chosen)
 }
 
 /// `NO_PROXY` matching as curl does it: `*`, exact host, domain suffix (`example.com` and

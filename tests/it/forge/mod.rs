@@ -600,3 +600,4 @@ fn validate_connectivity_exit_codes() {
 }
 
 mod quirks;
+mod ssh;
