@@ -44,14 +44,28 @@ pub fn basic_auth_header(auth: &Auth, kind: ForgeKind) -> Option<Secret> {
 /// `NO_PROXY`), and for ssh with [`ssh_command`]. git starts without a controlling terminal.
 pub fn command_for(auth: &Auth, kind: ForgeKind, url: &str) -> Command {
     let mut extra = Vec::new();
-    if let Some(proxy) = crate::http::proxy_url_for(url, &|n| std::env::var(n).ok()) {
-        extra.push(("http.proxy".to_string(), proxy));
+    let proxy = crate::http::proxy_url_for(url, &|n| std::env::var(n).ok());
+    if let Some(p) = &proxy {
+        extra.push(("http.proxy".to_string(), p.clone()));
     }
     let mut cmd = build(auth, kind, extra);
+    if proxy.is_none() {
+        // Our NO_PROXY said no (a CIDR block, say): curl must not decide otherwise.
+        cmd.env("NO_PROXY", "*").env("no_proxy", "*");
+    }
     let own = std::env::var("GIT_SSH_COMMAND").ok().filter(|c| !c.trim().is_empty());
     cmd.env("GIT_SSH_COMMAND", ssh_command(own.as_deref(), auth.known_hosts.as_deref(), auth.ssh_key_file.as_deref()));
     crate::sys::without_terminal(&mut cmd);
     cmd
+}
+
+/// The proxy a git command for `url` goes through, as `host:port` (no credentials), to name it
+/// in errors.
+pub fn proxy_for(url: &str) -> Option<String> {
+    let p = crate::http::proxy_url_for(url, &|n| std::env::var(n).ok())?;
+    let with_scheme = if p.contains("://") { p } else { format!("http://{p}") };
+    let o = crate::http::Origin::parse(&with_scheme).ok()?;
+    Some(format!("{}:{}", o.host, o.port))
 }
 
 /// The ssh command git runs: `base` (the user's own `GIT_SSH_COMMAND`, else `ssh`) with batch

@@ -272,7 +272,14 @@ fn clone_and_run(
             return (
                 JobStatus::FailedToStart,
                 None,
-                Some(format!("clone failed ({code}): {}{}", why.summary, why.hint)),
+                Some(format!(
+                    "clone failed ({code}): {}{}{}",
+                    why.summary,
+                    crate::gitcmd::proxy_for(&d.qa_repo_url)
+                        .map(|p| format!(" (through proxy {p})"))
+                        .unwrap_or_default(),
+                    why.hint
+                )),
             );
         }
         Ok(Ended::Stopped(why)) => {

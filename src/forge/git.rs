@@ -80,7 +80,8 @@ pub(super) fn ls_remote(
             Failure::Network => CheckErrorKind::Network,
             Failure::Server => CheckErrorKind::Server,
         };
-        return Err(fail(kind, format!("git ls-remote {url} failed: {}{}", why.summary, why.hint)));
+        let via = crate::gitcmd::proxy_for(url).map(|p| format!(" (through proxy {p})")).unwrap_or_default();
+        return Err(fail(kind, format!("git ls-remote {url} failed: {}{via}{}", why.summary, why.hint)));
     }
     if out.len() as u64 >= MAX_STDOUT {
         return Err(fail(
