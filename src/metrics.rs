@@ -61,10 +61,23 @@ pub fn render(config: &Config, state: &State, run: &RunMetrics) -> String {
             sample(&mut out, "sentry_deployment_duration_seconds", &[("repo", repo)], ms as f64 / 1000.0);
         }
     }
+    // The state keeps `git ls-remote` runs beside the HTTP requests, as `git/<outcome>`: they are
+    // processes, not HTTP requests (SPEC §5), so they get a family of their own.
+    let (git, http): (Vec<_>, Vec<_>) = state.http.requests.iter().partition(|(k, _)| k.starts_with("git/"));
     family(&mut out, "sentry_http_requests_total", "counter", "HTTP requests to forge APIs, by forge and status.");
-    for (key, n) in &state.http.requests {
+    for (key, n) in http {
         let (forge, status) = key.split_once('/').unwrap_or((key, ""));
         sample(&mut out, "sentry_http_requests_total", &[("forge", forge), ("status", status)], *n as f64);
+    }
+    family(
+        &mut out,
+        "sentry_git_commands_total",
+        "counter",
+        "git ls-remote runs listing plain Git repositories, by outcome.",
+    );
+    for (key, n) in git {
+        let outcome = key.strip_prefix("git/").unwrap_or(key);
+        sample(&mut out, "sentry_git_commands_total", &[("outcome", outcome)], *n as f64);
     }
     family(
         &mut out,

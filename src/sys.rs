@@ -139,6 +139,28 @@ pub fn set_nonblocking(fd: &impl AsRawFd) -> bool {
     }
 }
 
+/// Makes `cmd` start without a controlling terminal, so nothing it runs (ssh asking to trust a
+/// host key or for a passphrase) can prompt on the terminal sentry was started from: a new
+/// session (`setsid`), or, when the child already leads a process group (`process_group(0)`,
+/// which std applies first and which makes `setsid` fail), `TIOCNOTTY` on its terminal.
+pub fn without_terminal(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and calls only
+    // async-signal-safe functions (setsid, open, ioctl, close) on no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                let fd = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::ioctl(fd, libc::TIOCNOTTY);
+                    libc::close(fd);
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// This machine's name (the pod name in Kubernetes), if the OS tells it.
 pub fn hostname() -> Option<String> {
     let mut buf = [0u8; 256];

@@ -10,11 +10,11 @@ fuzz_target!(|data: &[u8]| {
     let current = "https://api.example.com/repos/o/r/branches?per_page=100&page=2";
     for name in ["link", "x-next-page", "x-total-count"] {
         let headers = vec![(name.to_string(), text.to_string())];
-        if let Some(next) = sentry::forge::page::next_page(current, &headers) {
+        if let Some(next) = sentry::forge::page::next_page(current, &headers, None) {
             assert!(next.contains("://"), "{next}");
         }
-        if let Ok(mut pager) = sentry::forge::page::Pager::new(current, 10) {
-            let _ = pager.next(current, &headers);
+        if let Ok(mut pager) = sentry::forge::page::Pager::new(current, "https://api.example.com", 10) {
+            let _ = pager.next(current, &headers, 100);
         }
     }
     let _ = sentry::http::parse_http_date(text);

@@ -97,6 +97,8 @@ pub struct Global {
     pub notify_timeout: Duration,
     /// Finished deployments kept per branch or tag (SPEC §3).
     pub history: usize,
+    /// The ssh known_hosts file for git over ssh (host keys are always checked).
+    pub known_hosts: Option<PathBuf>,
 }
 
 /// A notification endpoint.
@@ -262,13 +264,18 @@ impl BranchPattern {
     }
 }
 
-/// Username and token; both optional (public repositories).
+/// Username and token; both optional (public repositories). For git over ssh: the private key,
+/// and the known_hosts of `global` (copied here so that every git command of this side has it).
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
     /// Username for Basic auth.
     pub username: Option<String>,
     /// Token; never printed.
     pub token: Option<Secret>,
+    /// Private key for ssh (`ssh -i`, `IdentitiesOnly=yes`); never read, copied or logged.
+    pub ssh_key_file: Option<PathBuf>,
+    /// `global.known_hosts`: the host keys ssh checks against.
+    pub known_hosts: Option<PathBuf>,
 }
 
 /// The deploy side of a repository.
@@ -632,6 +639,16 @@ impl Validator<'_> {
                 repositories.push(repo);
             }
         }
+        // SPEC §2: relative key and known_hosts paths are relative to the config file's directory.
+        let dir = file.parent().unwrap_or(Path::new(""));
+        let known_hosts = global.as_ref().and_then(|g| g.known_hosts.as_ref()).map(|p| dir.join(p));
+        for r in &mut repositories {
+            for auth in [&mut r.monitor.auth, &mut r.deploy.auth] {
+                auth.ssh_key_file = auth.ssh_key_file.take().map(|p| dir.join(p));
+                auth.known_hosts = known_hosts.clone();
+            }
+        }
+        let global = global.map(|g| Global { known_hosts, ..g });
         self.command_warnings(&raw, &indices, &repositories);
         let by_name = repositories.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect();
         Some(Config {
@@ -780,6 +797,10 @@ impl Validator<'_> {
             webhook,
             metrics_file,
             pushgateway_url,
+            known_hosts: self
+                .opt_string("global.known_hosts", &g.known_hosts)?
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
         })
     }
 
@@ -916,6 +937,7 @@ impl Validator<'_> {
             self.problem(format!("{path}.api_url"), line(s), msg);
         }
         let auth = self.auth(&format!("{path}.auth"), &m.auth)?;
+        self.ssh_key_only_for_ssh(path, &repo_url, &m.auth);
         Some(Monitor { repo_url, patterns, branches, kind, api_url, auth })
     }
 
@@ -949,7 +971,24 @@ impl Validator<'_> {
             let l = a.token.as_ref().and_then(line);
             self.problem(format!("{path}.token"), l, "the token contains whitespace or control characters");
         }
-        Some(Auth { username, token: token.map(Secret::new) })
+        let ssh_key_file = self
+            .opt_string(&format!("{path}.ssh_key_file"), &a.ssh_key_file)?
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        Some(Auth { username, token: token.map(Secret::new), ssh_key_file, known_hosts: None })
+    }
+
+    /// SPEC §2: `ssh_key_file` with an http(s) URL is refused (the key would never be used).
+    fn ssh_key_only_for_ssh(&mut self, path: &str, url: &str, a: &Option<raw::Auth>) {
+        let Some(key) = a.as_ref().and_then(|a| a.ssh_key_file.as_ref()) else { return };
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if matches!(scheme.as_deref(), Some("http" | "https")) {
+            self.problem(
+                format!("{path}.auth.ssh_key_file"),
+                line(key),
+                "an ssh key is used only with ssh:// and scp-like URLs (user@host:path), not with http(s)",
+            );
+        }
     }
 
     fn deploy(&mut self, path: &str, d: &raw::Deploy, repo_name: &str, name_line: Option<u64>) -> Option<Deploy> {
@@ -1029,6 +1068,7 @@ impl Validator<'_> {
             }
         }
         let auth = self.auth(&format!("{path}.auth"), &d.auth)?;
+        self.ssh_key_only_for_ssh(path, &qa_repo_url, &d.auth);
         Some(Deploy { qa_repo_url, qa_repo_branch: branch, kind, project_name, commands, on_failure, env, auth })
     }
 }

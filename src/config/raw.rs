@@ -37,6 +37,7 @@ pub struct Global {
     pub pushgateway_url: Option<S<String>>,
     pub notify_timeout: Option<S<u64>>,
     pub history: Option<S<u64>>,
+    pub known_hosts: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +76,7 @@ pub struct Monitor {
 pub struct Auth {
     pub username: Option<S<String>>,
     pub token: Option<S<String>>,
+    pub ssh_key_file: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

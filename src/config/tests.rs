@@ -363,3 +363,17 @@ fn project_name_defaults_to_a_name_that_must_be_a_dns_label() {
     assert_eq!(e.problems[0].path, "repositories[0].deploy.project_name");
     assert!(e.problems[0].message.contains("set project_name"), "{e}");
 }
+
+#[test]
+fn ssh_key_and_known_hosts_paths_and_the_http_refusal() {
+    let yaml = "global:\n  known_hosts: ssh/known_hosts\nrepositories:\n  - name: a\n    monitor:\n      repo_url: git@h:o/a.git\n      branches: [main]\n      repo_type: git\n      auth:\n        ssh_key_file: ssh/id\n    deploy:\n      qa_repo_url: ssh://git@h/qa.git\n      commands: [\"true\"]\n      auth:\n        ssh_key_file: /abs/id\n";
+    let c = parse(Path::new("/etc/sentry/sentry.yaml"), yaml, &|_| None).expect("valid");
+    let r = &c.repositories[0];
+    assert_eq!(c.global.known_hosts.as_deref(), Some(Path::new("/etc/sentry/ssh/known_hosts")));
+    assert_eq!(r.monitor.auth.ssh_key_file.as_deref(), Some(Path::new("/etc/sentry/ssh/id")));
+    assert_eq!(r.deploy.auth.ssh_key_file.as_deref(), Some(Path::new("/abs/id")));
+    assert_eq!(r.deploy.auth.known_hosts, c.global.known_hosts);
+    let bad = yaml.replace("git@h:o/a.git", "https://h/o/a.git");
+    let e = parse(Path::new("/etc/sentry/sentry.yaml"), &bad, &|_| None).expect_err("refused");
+    assert!(e.problems.iter().any(|p| p.path == "repositories[0].monitor.auth.ssh_key_file"), "{e}");
+}

@@ -191,7 +191,7 @@ const fn req(name: &'static str, shape: Shape) -> Field {
 
 pub(super) const AUTH: Section = Section {
     name: "auth (under monitor or deploy)",
-    fields: &[opt("username", Shape::Text), opt("token", Shape::Text)],
+    fields: &[opt("username", Shape::Text), opt("token", Shape::Text), opt("ssh_key_file", Shape::Text)],
 };
 
 pub(super) const MONITOR: Section = Section {
@@ -261,6 +261,7 @@ pub(super) const GLOBAL: Section = Section {
         opt("pushgateway_url", Shape::Text),
         opt("notify_timeout", Shape::Seconds),
         opt("history", Shape::Count),
+        opt("known_hosts", Shape::Text),
     ],
 };
 

@@ -309,7 +309,21 @@ fn clone_and_run(
                 let why = crate::gitcmd::redirect_error(&d.qa_repo_url, target.as_deref());
                 return (JobStatus::FailedToStart, None, Some(format!("clone failed: {why}")));
             }
-            return (JobStatus::FailedToStart, None, Some(format!("clone failed ({code}): {last}")));
+            // The cause, not git's closing advice ("Please make sure you have the correct
+            // access rights"): the telling lines, and what to check for this transport.
+            let why = crate::gitcmd::explain(&tail.last_lines(30).join("\n"), &d.qa_repo_url);
+            return (
+                JobStatus::FailedToStart,
+                None,
+                Some(format!(
+                    "clone failed ({code}): {}{}{}",
+                    why.summary,
+                    crate::gitcmd::proxy_for(&d.qa_repo_url)
+                        .map(|p| format!(" (through proxy {p})"))
+                        .unwrap_or_default(),
+                    why.hint
+                )),
+            );
         }
         Ok(Ended::Stopped(why)) => {
             let (status, error) = stopped(why, limit);

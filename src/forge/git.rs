@@ -1,12 +1,13 @@
-//! Any Git host: `git ls-remote --heads` through the hardened [`crate::gitcmd::command`]
-//! (credentials in the environment only, no prompts), bounded in time and output.
+//! Any Git host: `git ls-remote --heads` through the hardened [`crate::gitcmd::command_for`]
+//! (credentials in the environment only, no terminal and no prompts, ssh host keys checked, the
+//! proxy of the URL), bounded in time and output.
 
 use super::CheckErrorKind;
 use crate::config::{Auth, ForgeKind};
+use crate::gitcmd::Failure;
 use crate::model::Sha;
 use crate::secret::Redactor;
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -31,11 +32,11 @@ pub(super) fn ls_remote(
     patterns: &[String],
     timeout: Duration,
 ) -> Result<Vec<(String, Sha)>, GitFailure> {
+    // A session of its own (so no terminal, and its own process group: a timeout also ends
+    // git-remote-https and ssh).
     let mut cmd = crate::gitcmd::command(url, auth, kind);
     cmd.args(["ls-remote", "--heads", "--", url]).args(patterns);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // Its own process group, so a timeout also ends git-remote-https and ssh.
-    cmd.process_group(0);
     let redactor = Redactor::new(auth.token.as_ref().map(|t| (auth.username.as_deref(), t)));
     let fail = |kind, message: String| GitFailure { kind, message: crate::logging::redact(&redactor.redact(&message)) };
     let started = Instant::now();
@@ -77,8 +78,16 @@ pub(super) fn ls_remote(
             let target = crate::gitcmd::redirect_target(url, timeout);
             return Err(fail(CheckErrorKind::Protocol, crate::gitcmd::redirect_error(url, target.as_deref())));
         }
-        let (kind, hint) = classify(&text);
-        return Err(fail(kind, format!("git ls-remote {url} failed: {}{hint}", stderr_summary(&text))));
+        let why = crate::gitcmd::explain(&text, url);
+        let kind = match why.failure {
+            Failure::Auth => CheckErrorKind::Unauthorized,
+            Failure::HostKey => CheckErrorKind::HostKey,
+            Failure::NotFound => CheckErrorKind::NotFound,
+            Failure::Network => CheckErrorKind::Network,
+            Failure::Server => CheckErrorKind::Server,
+        };
+        let via = crate::gitcmd::proxy_for(url).map(|p| format!(" (through proxy {p})")).unwrap_or_default();
+        return Err(fail(kind, format!("git ls-remote {url} failed: {}{via}{}", why.summary, why.hint)));
     }
     if out.len() as u64 >= MAX_STDOUT {
         return Err(fail(
@@ -111,47 +120,6 @@ pub(super) fn parse(out: &str) -> Result<Vec<(String, Sha)>, String> {
     Ok(heads)
 }
 
-/// The last meaningful lines of git's stderr, on one line.
-fn stderr_summary(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-    let tail = if tail.is_empty() { "no error output".to_string() } else { tail };
-    match tail.char_indices().nth(400) {
-        Some((i, _)) => format!("{}…", &tail[..i]),
-        None => tail,
-    }
-}
-
-/// What git's (LC_ALL=C) stderr means, and what to check.
-fn classify(stderr: &str) -> (CheckErrorKind, &'static str) {
-    let s = stderr.to_ascii_lowercase();
-    let any = |needles: &[&str]| needles.iter().any(|n| s.contains(n));
-    if any(&[
-        "returned error: 401",
-        "returned error: 403",
-        "authentication failed",
-        "could not read username",
-        "could not read password",
-        "terminal prompts disabled",
-        "permission denied",
-        "access denied",
-    ]) {
-        (CheckErrorKind::Unauthorized, " (check the auth username and token, and that they may read this repository)")
-    } else if any(&[
-        "returned error: 404",
-        "not found",
-        "does not appear to be a git repository",
-        "does not exist",
-        "no such file or directory",
-    ]) {
-        (CheckErrorKind::NotFound, " (repository not found, or the credentials lack access to it)")
-    } else if any(&["returned error: 5"]) {
-        (CheckErrorKind::Server, "")
-    } else {
-        (CheckErrorKind::Network, "")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,31 +134,5 @@ mod tests {
         assert_eq!(heads[1].0, "release/1.0");
         assert!(parse("zzz\trefs/heads/x").is_err());
         assert!(parse("no tab here").is_err());
-    }
-
-    #[test]
-    fn classifies_git_errors() {
-        let c = |s| classify(s).0;
-        assert_eq!(
-            c("fatal: unable to access 'http://h/r/': The requested URL returned error: 401"),
-            CheckErrorKind::Unauthorized
-        );
-        assert_eq!(
-            c("fatal: could not read Username for 'https://h': terminal prompts disabled"),
-            CheckErrorKind::Unauthorized
-        );
-        assert_eq!(
-            c("remote: Repository not found.\nfatal: repository 'https://h/x/' not found"),
-            CheckErrorKind::NotFound
-        );
-        assert_eq!(c("fatal: '/nope' does not appear to be a git repository"), CheckErrorKind::NotFound);
-        assert_eq!(c("fatal: unable to access 'x': The requested URL returned error: 503"), CheckErrorKind::Server);
-        assert_eq!(c("fatal: unable to access 'x': Could not resolve host: nowhere"), CheckErrorKind::Network);
-    }
-
-    #[test]
-    fn summary_keeps_the_last_lines() {
-        assert_eq!(stderr_summary("a\n\nb\nc\nd\n"), "b | c | d");
-        assert_eq!(stderr_summary(""), "no error output");
     }
 }

@@ -1,9 +1,11 @@
 //! GitLab: `GET {api}/projects/{url-encoded path}/repository/branches`, `X-Next-Page` / `Link`
-//! pagination, `PRIVATE-TOKEN` authentication.
+//! pagination, `Authorization: Bearer` authentication (personal, project, group and OAuth
+//! tokens alike; `PRIVATE-TOKEN` refuses OAuth tokens).
 
 use super::Api;
 use super::url::{RepoUrl, api_base, encode, project_path};
 use crate::config::{ForgeKind, Monitor};
+use crate::secret::Secret;
 
 /// Page size: GitLab's maximum.
 const PER_PAGE: u32 = 100;
@@ -24,7 +26,7 @@ pub(super) fn api(m: &Monitor) -> Result<Api, String> {
         api_base: base,
         first_url,
         headers: vec![("Accept", "application/json")],
-        secret: m.auth.token.clone().map(|t| ("PRIVATE-TOKEN", t)),
+        secret: m.auth.token.as_ref().map(|t| ("Authorization", Secret::new(format!("Bearer {}", t.expose())))),
         sha_field: "id",
     })
 }

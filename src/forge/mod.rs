@@ -14,15 +14,15 @@ pub mod page;
 pub mod url;
 
 use crate::config::{ForgeKind, Global, Repository};
-use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Request, Response};
+use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Origin, Request, Response};
 use crate::model::{Heads, Sha, Validators};
 use crate::secret::Secret;
 use page::Pager;
 use rayon::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Pages followed at most per listing (100 per page: 100 000 branches).
 const MAX_PAGES: usize = 1000;
@@ -74,6 +74,8 @@ pub enum CheckErrorKind {
     RateLimited,
     /// The host was not reached, or did not answer in time.
     Network,
+    /// ssh does not know or trust the server's host key (never retried).
+    HostKey,
     /// The host answered 5xx on every attempt.
     Server,
     /// An answer we cannot use (bad JSON, pagination loop, body too large, bad URL).
@@ -88,6 +90,7 @@ impl CheckErrorKind {
             CheckErrorKind::NotFound => "not_found",
             CheckErrorKind::RateLimited => "rate_limited",
             CheckErrorKind::Network => "network",
+            CheckErrorKind::HostKey => "host_key",
             CheckErrorKind::Server => "server",
             CheckErrorKind::Protocol => "protocol",
         }
@@ -110,6 +113,9 @@ pub struct Checker {
     budget: Duration,
     /// API host -> forge name, learnt while checking, to label the HTTP statistics.
     hosts: Mutex<BTreeMap<String, &'static str>>,
+    /// API origins that rate-limited this run beyond what it could wait for, and until when:
+    /// not asked again this run (SPEC §4: GitHub's secondary limit grows when hammered).
+    limited: Mutex<HashMap<Origin, Option<SystemTime>>>,
 }
 
 /// Forge traffic of this checker, for metrics.
@@ -148,8 +154,7 @@ pub(crate) struct Api {
 
 impl Api {
     fn request(&self, url: &str, deadline: Instant) -> Request {
-        // Forge API paths name the repository and the listing, never a credential.
-        let mut r = Request::get(url).deadline(deadline).public_path();
+        let mut r = Request::get(url).deadline(deadline);
         for (k, v) in &self.headers {
             r = r.header(k, *v);
         }
@@ -164,8 +169,9 @@ impl Api {
 enum Walk {
     /// Every page answered 304, as many pages as cached.
     Unchanged { requests: u32 },
-    /// A full listing: (branch, head) of every page and each page's ETag (`None` if one lacked it).
-    Listed { items: Vec<(String, Sha)>, etags: Option<Vec<String>>, requests: u32 },
+    /// A full listing: (branch, head) of every page and each page's ETag (`None` if one lacked
+    /// it). `consistent` is false when the listing visibly changed while it was walked.
+    Listed { items: Vec<(String, Sha)>, etags: Option<Vec<String>>, requests: u32, consistent: bool },
     /// Some pages answered 304 and others changed: the 304 pages have no body, list again.
     Mixed { requests: u32 },
 }
@@ -198,7 +204,7 @@ impl Checker {
         // Capped, so that no deadline below (`Instant::now() + ...`) can overflow the clock.
         let http_timeout = global.http_timeout.min(crate::http::MAX_TIMEOUT);
         let budget = (http_timeout * 2).max(MIN_BUDGET);
-        Ok(Checker { http, pool, http_timeout, budget, hosts: Mutex::default() })
+        Ok(Checker { http, pool, http_timeout, budget, hosts: Mutex::default(), limited: Mutex::default() })
     }
 
     /// Limits the time one repository check may spend (retries and rate-limit waits included):
@@ -354,24 +360,42 @@ impl Checker {
                         requests: r,
                     });
                 }
-                Walk::Listed { items, etags, requests: r } => {
+                Walk::Listed { items, etags, requests: r, consistent: true } => {
                     return Ok(listing(m, fingerprint, items, etags, r));
                 }
-                Walk::Mixed { requests: r } => requests = r,
+                Walk::Listed { requests: r, .. } | Walk::Mixed { requests: r } => requests = r,
             }
         }
-        match self.walk(repo, &api, None, deadline)? {
-            Walk::Listed { items, etags, requests: r } => Ok(listing(m, fingerprint, items, etags, requests + r)),
-            // Unreachable without etags sent; treated as a broken server rather than trusted.
-            Walk::Unchanged { .. } | Walk::Mixed { .. } => Err(CheckError {
-                repo: repo.name.clone(),
-                kind: CheckErrorKind::Protocol,
-                message: format!("repository {}: {} answered 304 to an unconditional request", repo.name, api.forge),
-            }),
+        // Offset pagination is no snapshot: a listing seen changing while it was walked is
+        // walked again, once. If it changed again, the second one is used but not cached, so
+        // the next run lists it whole.
+        for attempt in 1..=2 {
+            match self.walk(repo, &api, None, deadline)? {
+                Walk::Listed { items, etags, requests: r, consistent } => {
+                    requests = requests.saturating_add(r);
+                    if consistent || attempt == 2 {
+                        let etags = etags.filter(|_| consistent);
+                        return Ok(listing(m, fingerprint, items, etags, requests));
+                    }
+                    log::debug!(repo = repo.name.as_str(); "the listing changed while it was walked: walking it again");
+                }
+                // Unreachable without etags sent; treated as a broken server rather than trusted.
+                Walk::Unchanged { .. } | Walk::Mixed { .. } => break,
+            }
         }
+        Err(CheckError {
+            repo: repo.name.clone(),
+            kind: CheckErrorKind::Protocol,
+            message: format!("repository {}: {} answered 304 to an unconditional request", repo.name, api.forge),
+        })
     }
 
     /// Walks every page; with `etags`, page i is asked `If-None-Match: etags[i]` until a page changes.
+    ///
+    /// A last page that is full is followed by a request for the next one: a branch added
+    /// since lands there while the full page may well answer 304 (GitHub's 304 carries no
+    /// `Link`). A listing of several pages is checked for changes made while it was walked: a
+    /// branch listed twice, a total that moved, or an earlier page whose ETag no longer holds.
     fn walk(
         &self,
         repo: &Repository,
@@ -384,16 +408,26 @@ impl Checker {
             kind: CheckErrorKind::Protocol,
             message: format!("repository {}: {} listing of {}: {msg}", repo.name, api.forge, api.project),
         };
-        let mut pager = Pager::new(&api.first_url, MAX_PAGES).map_err(&protocol)?;
+        let cached = etags.map_or(0, <[String]>::len);
+        let asked: usize = page::query_param(&api.first_url, "per_page")
+            .or_else(|| page::query_param(&api.first_url, "limit"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
+        let mut pager = Pager::new(&api.first_url, &api.api_base, MAX_PAGES).map_err(&protocol)?;
         let mut url = api.first_url.clone();
-        let mut items = Vec::new();
-        let mut seen_etags: Vec<String> = Vec::new();
+        let mut items: Vec<(String, Sha)> = Vec::new();
+        let mut names: HashSet<String> = HashSet::new();
+        let mut previous: Option<Vec<(String, Sha)>> = None;
+        // (url, etag) of every page walked; an empty etag when the page had none.
+        let mut pages: Vec<(String, String)> = Vec::new();
         let mut all_etags = true;
+        let mut consistent = true;
+        let mut total: Option<String> = None;
         let (mut not_modified, mut changed) = (0usize, false);
-        let mut requests = 0;
+        let mut requests: u32 = 0;
         let mut bytes: u64 = 0;
         loop {
-            let page = seen_etags.len();
+            let page = pages.len();
             // Checked before every page: a slow forge that keeps saying "next" costs this
             // repository its budget, never the run, and a stop request is heard at once.
             if crate::signals::stop_requested() {
@@ -410,74 +444,140 @@ impl Checker {
                 });
             }
             let mut req = api.request(&url, deadline);
-            let conditional = match etags.and_then(|t| t.get(page)) {
+            let sent = match etags.and_then(|t| t.get(page)) {
                 Some(tag) if !changed => {
                     req = req.if_none_match(tag);
-                    true
+                    Some(tag.as_str())
                 }
-                _ => false,
+                _ => None,
             };
-            let resp = self.http.send(&req).map_err(|e| http_error(repo, api, e))?;
-            requests += resp.requests;
-            if resp.not_modified() {
-                if !conditional {
+            let resp = self.send(repo, api, &req)?;
+            requests = requests.saturating_add(resp.requests);
+            let etag = resp.header("etag").map(str::trim).filter(|t| !t.is_empty()).map(String::from);
+            let count = if resp.not_modified() {
+                let Some(sent) = sent else {
                     return Err(protocol(format!("{} answered 304 without If-None-Match", resp.url)));
+                };
+                // A 304 names the entity it validated: another ETag means the page moved on.
+                if etag.as_deref().is_some_and(|t| t != sent) {
+                    return Ok(Walk::Mixed { requests });
                 }
                 not_modified += 1;
+                // A cached page before the last was full; the pager only needs a size.
+                pager.page_size()
             } else {
                 if not_modified > 0 {
                     return Ok(Walk::Mixed { requests });
                 }
                 changed = true;
-                let page =
+                let parsed =
                     parse_branches(&resp.body, api.sha_field).map_err(|m| protocol(format!("{}: {m}", resp.url)))?;
-                if page.skipped > 0 {
+                if parsed.skipped > 0 {
                     log::warn!(
-                        repo = repo.name.as_str(), skipped = page.skipped;
-                        "skipping unreadable branch entries: {}", page.first_skipped.as_deref().unwrap_or("")
+                        repo = repo.name.as_str(), skipped = parsed.skipped;
+                        "skipping unreadable branch entries: {}", parsed.first_skipped.as_deref().unwrap_or("")
                     );
                 }
+                let found = parsed.branches;
+                // An old GitLab ignored `page` and `per_page` and answered the whole list on
+                // every page (with `X-Next-Page: 2` forever): the same page twice, and not of the
+                // size asked, is the end, and nothing to cache. (A full page repeated is a loop.)
+                if !found.is_empty() && found.len() != asked && previous.as_ref() == Some(&found) {
+                    all_etags = false;
+                    break;
+                }
+                for (name, _) in &found {
+                    if !names.insert(name.clone()) {
+                        consistent = false;
+                    }
+                }
+                if let Some(t) = resp.header("x-total-count").or_else(|| resp.header("x-total")) {
+                    match &total {
+                        Some(before) if before != t.trim() => consistent = false,
+                        Some(_) => {}
+                        None => total = Some(t.trim().to_string()),
+                    }
+                }
+                let n = found.len();
                 // Patterns apply page by page: a huge listing keeps only what is watched.
-                items.extend(page.branches.into_iter().filter(|(b, _)| repo.monitor.matches(b)));
+                items.extend(found.iter().filter(|(b, _)| repo.monitor.matches(b)).cloned());
                 if items.len() > MAX_REFS {
                     return Err(protocol(format!("more than {MAX_REFS} matching branches: narrow monitor.branches")));
                 }
-            }
+                previous = Some(found);
+                n
+            };
             bytes = bytes.saturating_add(resp.body.len() as u64);
             if bytes > MAX_LISTING_BYTES {
                 return Err(protocol(format!("the listing is larger than {} MiB", MAX_LISTING_BYTES >> 20)));
             }
-            match resp.header("etag") {
-                Some(tag) if !tag.trim().is_empty() => seen_etags.push(tag.trim().to_string()),
-                _ => {
-                    all_etags = false;
-                    seen_etags.push(String::new());
-                }
+            if etag.is_none() {
+                all_etags = false;
             }
-            let next = match pager.next(&resp.url, &resp.headers).map_err(&protocol)? {
+            pages.push((url.clone(), etag.unwrap_or_default()));
+            let next = match pager.next(&resp.url, &resp.headers, count).map_err(&protocol)? {
                 Some(next) => Some(next),
                 // A 304 need not repeat the pagination headers: the cached page count says.
-                None if resp.not_modified() && !has_pagination(&resp) => {
-                    let cached = etags.map_or(0, <[String]>::len);
-                    (page + 1 < cached).then(|| page::set_query(&api.first_url, "page", &(page + 2).to_string()))
+                None if resp.not_modified() => (page + 1 < cached).then(|| page_url(&api.first_url, page + 2)),
+                // A full last page: the next one is asked too (it is empty, or holds what was added).
+                None if count > 0 && (count >= asked || (page > 0 && count >= pager.page_size())) => {
+                    Some(page_url(&api.first_url, page + 2))
                 }
                 None => None,
             };
             match next {
-                Some(n) => url = n,
+                Some(n) if pages.len() <= MAX_PAGES => url = n,
+                Some(_) => return Err(protocol(format!("more than {MAX_PAGES} pages: listing stopped"))),
                 None => break,
             }
         }
         if not_modified > 0 {
-            let cached = etags.map_or(0, <[String]>::len);
             return Ok(if not_modified == cached { Walk::Unchanged { requests } } else { Walk::Mixed { requests } });
         }
-        Ok(Walk::Listed { items, etags: all_etags.then_some(seen_etags), requests })
+        // The pages before the last were read before the last was: ask whether they still hold.
+        if consistent && all_etags && pages.len() > 1 {
+            for (url, tag) in &pages[..pages.len() - 1] {
+                let resp = self.send(repo, api, &api.request(url, deadline).if_none_match(tag))?;
+                requests = requests.saturating_add(resp.requests);
+                if !resp.not_modified() {
+                    consistent = false;
+                    break;
+                }
+            }
+        }
+        let etags = all_etags.then(|| pages.into_iter().map(|(_, t)| t).collect());
+        Ok(Walk::Listed { items, etags, requests, consistent })
+    }
+
+    /// One request of a listing, its failure said in the forge's terms. An origin that rate
+    /// limited this run beyond its budget is not asked again.
+    fn send(&self, repo: &Repository, api: &Api, req: &Request) -> Result<Response, CheckError> {
+        let origin = Origin::parse(req.url()).ok();
+        if let Some(o) = &origin
+            && let Some(until) = self.limited.lock().ok().and_then(|l| l.get(o).copied())
+        {
+            let when = until.map(|t| format!(" until {}", crate::time::rfc3339(t))).unwrap_or_default();
+            return Err(CheckError {
+                repo: repo.name.clone(),
+                kind: CheckErrorKind::RateLimited,
+                message: format!(
+                    "repository {}: {} at {} rate limited this run{when}: not asked again before the next run",
+                    repo.name, api.forge, o.host
+                ),
+            });
+        }
+        self.http.send(req).map_err(|e| {
+            if let (HttpErrorKind::RateLimited { until }, Some(o), Ok(mut l)) = (&e.kind, origin, self.limited.lock()) {
+                l.insert(o, *until);
+            }
+            http_error(repo, api, e)
+        })
     }
 }
 
-fn has_pagination(resp: &Response) -> bool {
-    ["link", "x-next-page", "x-total-count"].iter().any(|h| resp.header(h).is_some())
+/// Page `n` of the listing that starts at `first`.
+fn page_url(first: &str, n: usize) -> String {
+    page::set_query(first, "page", &n.to_string())
 }
 
 /// Builds the listing: matching heads only, and validators when every page had an ETag.
@@ -509,13 +609,13 @@ pub fn fingerprint(kind: ForgeKind, first_url: &str, patterns: &[String]) -> Str
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    feed(b"v1");
+    feed(b"v2");
     feed(kind.as_str().as_bytes());
     feed(first_url.as_bytes());
     for p in patterns {
         feed(p.as_bytes());
     }
-    format!("v1-{h:016x}")
+    format!("v2-{h:016x}")
 }
 
 /// Reads one page of branches: a JSON array of `{"name": ..., "commit": {"sha"|"id": ...}}`.
@@ -589,13 +689,20 @@ fn http_error(repo: &Repository, api: &Api, e: HttpError) -> CheckError {
         ),
         (HttpErrorKind::Status, Some(s)) if s >= 500 => (CheckErrorKind::Server, format!("{forge} server error")),
         (HttpErrorKind::Status, _) => (CheckErrorKind::Protocol, format!("unexpected answer from {forge}")),
-        (HttpErrorKind::RateLimited { until }, _) => (
-            CheckErrorKind::RateLimited,
-            match until {
-                Some(t) => format!("rate limited by {forge} until {}", crate::time::rfc3339(*t)),
-                None => format!("rate limited by {forge}"),
-            },
-        ),
+        (HttpErrorKind::RateLimited { until }, status) => {
+            let which = if crate::http::is_secondary_rate_limit(status.unwrap_or(0), e.body.as_bytes()) {
+                " (secondary rate limit: at least a minute, more than this run can wait)"
+            } else {
+                ""
+            };
+            (
+                CheckErrorKind::RateLimited,
+                match until {
+                    Some(t) => format!("rate limited by {forge}{which} until {}", crate::time::rfc3339(*t)),
+                    None => format!("rate limited by {forge}{which}"),
+                },
+            )
+        }
         (HttpErrorKind::Network | HttpErrorKind::Timeout, _) => {
             (CheckErrorKind::Network, format!("cannot reach {forge} at {}", api.api_base))
         }

@@ -68,7 +68,8 @@ fn api_suffix(kind: ForgeKind) -> &'static str {
     }
 }
 
-/// The API base (SPEC §2): `api_url` if set; github.com -> `https://api.github.com`; any other
+/// The API base (SPEC §2): `api_url` if set; github.com -> `https://api.github.com`;
+/// `SUB.ghe.com` -> `https://api.SUB.ghe.com`; any other
 /// host keeps the URL's scheme, host and port and adds `/api/v3`, `/api/v4` or `/api/v1`.
 pub fn api_base(kind: ForgeKind, url: &RepoUrl, api_url: Option<&str>) -> String {
     if let Some(api) = api_url {
@@ -76,6 +77,15 @@ pub fn api_base(kind: ForgeKind, url: &RepoUrl, api_url: Option<&str>) -> String
     }
     if kind == ForgeKind::Github && matches!(url.host.as_str(), "github.com" | "www.github.com") {
         return "https://api.github.com".to_string();
+    }
+    // GitHub Enterprise Cloud with data residency: `SUBDOMAIN.ghe.com` has its REST API at
+    // `api.SUBDOMAIN.ghe.com`, not under `/api/v3`.
+    if kind == ForgeKind::Github
+        && let Some(sub) = url.host.strip_suffix(".ghe.com")
+        && !sub.is_empty()
+        && !sub.contains('.')
+    {
+        return format!("https://api.{}", url.host);
     }
     format!("{}{}", url.web_base(), api_suffix(kind))
 }
@@ -160,6 +170,12 @@ mod tests {
         assert_eq!(api_base(ForgeKind::Github, &gh, None), "https://api.github.com");
         let ghe = p("https://ghe.example.com:8443/acme/rag");
         assert_eq!(api_base(ForgeKind::Github, &ghe, None), "https://ghe.example.com:8443/api/v3");
+        let ghe_com = p("https://octocorp.ghe.com/acme/rag");
+        assert_eq!(api_base(ForgeKind::Github, &ghe_com, None), "https://api.octocorp.ghe.com");
+        assert_eq!(
+            api_base(ForgeKind::Github, &p("git@octocorp.ghe.com:acme/rag.git"), None),
+            "https://api.octocorp.ghe.com"
+        );
         let gl = p("http://gitlab.local/a/b/c");
         assert_eq!(api_base(ForgeKind::Gitlab, &gl, None), "http://gitlab.local/api/v4");
         let gt = p("git@gitea.local:o/r.git");

@@ -1,17 +1,20 @@
 //! The client: the ureq agent, TLS roots, redirects and the retry loop.
 
 use super::error::{status_error, transport_error};
-use super::proxy::Proxies;
+use super::proxy::{AbsoluteFormConnector, Proxies, ProxyResolver};
 use super::retry::DEFAULT_MAX_WAIT;
 use super::{
-    Headers, HttpError, HttpErrorKind, HttpSettings, HttpStats, MAX_HEAD, MAX_TIMEOUT, Method, Origin, Request,
-    Response, USER_AGENT, backoff, header, is_rate_limited, resolve, server_wait,
+    Headers, HttpError, HttpErrorKind, HttpSettings, HttpStats, MAX_HEAD, MAX_TIMEOUT, MIN_RATE_LIMIT_WAIT, Method,
+    Origin, Request, Response, USER_AGENT, backoff, header, is_rate_limited, is_secondary_rate_limit, resolve,
+    server_wait,
 };
 use crate::secret::Redactor;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector, TcpConnector};
 
 /// Redirects followed per request.
 const MAX_REDIRECTS: u32 = 5;
@@ -24,7 +27,7 @@ pub struct Http {
 
 struct Inner {
     agent: ureq::Agent,
-    proxies: Proxies,
+    proxies: Arc<Proxies>,
     redactor: Redactor,
     /// Redirects are followed and retryable failures retried (the shared client); a cluster
     /// client does neither.
@@ -58,8 +61,8 @@ impl Http {
             roots.extend(certificates(&pem).map_err(|m| anyhow::anyhow!("the CA file {} {m}", path.display()))?);
             tls = tls.root_certs(RootCerts::new_with_certs(&roots));
         }
-        let agent = agent(s.timeout, s.max_idle, tls.build());
-        let proxies = Proxies::from_env(env)?;
+        let proxies = Arc::new(Proxies::from_env(env)?);
+        let agent = agent(s.timeout, s.max_idle, tls.build(), &proxies);
         Ok(Http::from_parts(agent, proxies, s.redactor.clone(), true, s.timeout))
     }
 
@@ -71,12 +74,13 @@ impl Http {
         if let Some(pem) = ca_pem {
             tls = tls.root_certs(RootCerts::new_with_certs(&certificates(pem)?));
         }
-        Ok(Http::from_parts(agent(timeout, 1, tls.build()), Proxies::default(), Redactor::default(), false, timeout))
+        let proxies = Arc::new(Proxies::default());
+        Ok(Http::from_parts(agent(timeout, 1, tls.build(), &proxies), proxies, Redactor::default(), false, timeout))
     }
 
     fn from_parts(
         agent: ureq::Agent,
-        proxies: Proxies,
+        proxies: Arc<Proxies>,
         redactor: Redactor,
         follow_and_retry: bool,
         timeout: Duration,
@@ -106,6 +110,17 @@ impl Http {
     // An error is rare and ends a request: its size costs nothing worth a Box in every signature.
     #[allow(clippy::result_large_err)]
     pub fn send(&self, req: &Request) -> Result<Response, HttpError> {
+        self.send_once_or_more(req).map_err(|mut e| {
+            // What failed may be the proxy, not the server: say which proxy it went through.
+            if let Some(proxy) = Origin::parse(&e.url).ok().and_then(|o| self.inner.proxies.for_origin(&o)) {
+                e.detail = format!("{} (through proxy {}:{})", e.detail, proxy.host(), proxy.port());
+            }
+            e
+        })
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn send_once_or_more(&self, req: &Request) -> Result<Response, HttpError> {
         let redactor = req.redactor().merged(&self.inner.redactor);
         let attempts = if self.inner.follow_and_retry { req.attempts } else { 1 };
         let mut requests = 0;
@@ -118,8 +133,12 @@ impl Http {
                     return Ok(Response { requests, ..resp });
                 }
                 Ok(resp) => {
-                    let rate_limited = is_rate_limited(resp.status, &resp.headers);
-                    let wait = server_wait(&resp.headers, SystemTime::now());
+                    let rate_limited =
+                        is_rate_limited(resp.status, &resp.headers) || is_secondary_rate_limit(resp.status, &resp.body);
+                    // A rate limit that names no time (GitHub's secondary limit, a bare 429):
+                    // at least a minute, never a quick retry that makes it worse.
+                    let wait = server_wait(&resp.headers, SystemTime::now())
+                        .or_else(|| rate_limited.then_some(MIN_RATE_LIMIT_WAIT));
                     let retryable = rate_limited || resp.status >= 500 || resp.status == 408;
                     let err = status_error(req, &redactor, resp);
                     if !retryable {
@@ -236,6 +255,10 @@ impl Http {
         with_secrets: bool,
         body: Option<&[u8]>,
     ) -> Result<(u16, Headers, Vec<u8>), ureq::Error> {
+        // https and SOCKS go through ureq's tunnel; plain http through an http proxy goes in
+        // absolute form (see `proxy`), so ureq is given no proxy for it.
+        let proxy =
+            self.inner.proxies.for_origin(origin).filter(|_| self.inner.proxies.absolute_form_origin(origin).is_none());
         let mut b = ureq::http::Request::builder().method(method.as_str()).uri(url);
         for (k, v) in &req.headers {
             b = b.header(k.as_str(), v.as_str());
@@ -245,7 +268,6 @@ impl Http {
                 b = b.header(k.as_str(), v.expose());
             }
         }
-        let proxy = self.inner.proxies.for_origin(origin);
         let agent = &self.inner.agent;
         // The request's deadline (a listing's budget, notify_timeout) shortens the agent's limit,
         // so a server that never answers cannot hold a run longer than its caller allows.
@@ -294,10 +316,10 @@ impl Http {
 
 /// The agent of every client: statuses as answers, redirects left to [`Http::send`], proxies
 /// chosen per request, small buffers.
-fn agent(timeout: Duration, max_idle: usize, tls: TlsConfig) -> ureq::Agent {
+fn agent(timeout: Duration, max_idle: usize, tls: TlsConfig, proxies: &Arc<Proxies>) -> ureq::Agent {
     let idle = max_idle.max(1);
     let timeout = timeout.min(MAX_TIMEOUT);
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         // Redirects are followed here, so credentials never follow one to another origin.
         .max_redirects(0)
@@ -316,8 +338,16 @@ fn agent(timeout: Duration, max_idle: usize, tls: TlsConfig) -> ureq::Agent {
         .max_response_header_size(MAX_HEAD)
         .output_buffer_size(16 * 1024)
         .tls_config(tls)
-        .build()
-        .new_agent()
+        .build();
+    // ureq's default chain (CONNECT tunnel, TCP, TLS) with the absolute-form wrapper for plain
+    // http through a proxy, and a resolver that sends those requests to the proxy.
+    let connector =
+        ().chain(ConnectProxyConnector::default())
+            .chain(TcpConnector::default())
+            .chain(AbsoluteFormConnector { proxies: proxies.clone() })
+            .chain(RustlsConnector::default());
+    let resolver = ProxyResolver { proxies: proxies.clone(), inner: DefaultResolver::default() };
+    ureq::Agent::with_parts(config, connector, resolver)
 }
 
 /// The certificates of a PEM bundle; an error (to follow the bundle's name) when one does not

@@ -19,7 +19,8 @@ mod retry;
 pub use client::Http;
 pub use error::{HttpError, HttpErrorKind};
 pub use origin::{Origin, resolve};
-pub use retry::{backoff, is_rate_limited, parse_http_date, server_wait};
+pub use proxy::proxy_url_for;
+pub use retry::{MIN_RATE_LIMIT_WAIT, backoff, is_rate_limited, is_secondary_rate_limit, parse_http_date, server_wait};
 
 use crate::secret::{Redactor, Secret};
 use std::collections::BTreeMap;

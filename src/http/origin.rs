@@ -1,7 +1,7 @@
 //! Origins (scheme, host, port): where credentials may go; relative targets resolved.
 
 /// Scheme, host and port of a URL: what decides where secrets may go and which proxy applies.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// `http` or `https`, lowercase.
     pub scheme: String,

@@ -1,7 +1,18 @@
 //! Proxies from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`).
+//!
+//! https goes through the proxy with CONNECT (ureq's own tunnel). Plain http goes in absolute
+//! form (`GET http://host:port/path HTTP/1.1` to the proxy, RFC 9112 §3.2.2), as curl does:
+//! ureq 3 tunnels every proxied request with CONNECT, which squid and tinyproxy refuse for
+//! ports other than 443. So for an http origin that has a proxy, [`ProxyResolver`] gives ureq
+//! the proxy's address instead of the target's, and [`AbsoluteFormConnector`] wraps that
+//! connection so each request line names the whole target URL. (ureq's `unversioned` transport
+//! API: a ureq upgrade may need this file adjusted; the proxy tests say so at once.)
 
 use super::Origin;
 use std::net::IpAddr;
+use std::sync::Arc;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTimeout, Transport};
 
 /// Proxies from the environment, chosen per request.
 #[derive(Debug, Default)]
@@ -34,6 +45,7 @@ impl Proxies {
         Ok(Proxies { http: proxy(http)?, https: proxy(https)?, no_proxy })
     }
 
+    /// The proxy that `o` goes through, if any (`NO_PROXY` applied).
     pub(crate) fn for_origin(&self, o: &Origin) -> Option<ureq::Proxy> {
         let p = if o.scheme == "https" { &self.https } else { &self.http };
         match p {
@@ -41,6 +53,171 @@ impl Proxies {
             _ => None,
         }
     }
+
+    /// [`Proxies::absolute_form`] for an origin.
+    pub(crate) fn absolute_form_origin(&self, o: &Origin) -> Option<ureq::Proxy> {
+        if o.scheme != "http" {
+            return None;
+        }
+        self.for_origin(o).filter(|p| matches!(p.protocol(), ureq::ProxyProtocol::Http))
+    }
+
+    /// The proxy that a request to `uri` reaches in absolute form: an http origin with an
+    /// http proxy. (https, and SOCKS proxies, go through ureq's own tunnels.)
+    pub(crate) fn absolute_form(&self, uri: &ureq::http::Uri) -> Option<ureq::Proxy> {
+        self.absolute_form_origin(&Origin::parse(&uri.to_string()).ok()?)
+    }
+}
+
+/// Resolves the proxy's address for the requests [`Proxies::absolute_form`] picks, so that
+/// ureq connects to the proxy; every other host as usual.
+#[derive(Debug)]
+pub(crate) struct ProxyResolver {
+    pub(crate) proxies: Arc<Proxies>,
+    pub(crate) inner: DefaultResolver,
+}
+
+impl Resolver for ProxyResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        match self.proxies.absolute_form(uri) {
+            Some(p) => {
+                let host = if p.host().contains(':') { format!("[{}]", p.host()) } else { p.host().to_string() };
+                let proxy_uri: ureq::http::Uri = format!("http://{host}:{}/", p.port())
+                    .parse()
+                    .map_err(|e: ureq::http::uri::InvalidUri| ureq::Error::BadUri(e.to_string()))?;
+                self.inner.resolve(&proxy_uri, config, timeout)
+            }
+            None => self.inner.resolve(uri, config, timeout),
+        }
+    }
+}
+
+/// Wraps the connection of a request [`Proxies::absolute_form`] picks (already connected to
+/// the proxy by [`ProxyResolver`]) in an [`AbsoluteForm`] transport.
+#[derive(Debug)]
+pub(crate) struct AbsoluteFormConnector {
+    pub(crate) proxies: Arc<Proxies>,
+}
+
+impl<In: Transport> Connector<In> for AbsoluteFormConnector {
+    type Out = Box<dyn Transport>;
+
+    fn connect(&self, details: &ConnectionDetails, chained: Option<In>) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(t) = chained else { return Ok(None) };
+        match self.proxies.absolute_form(details.uri) {
+            Some(p) => {
+                let target = match details.uri.authority() {
+                    Some(a) => format!("http://{}", a.as_str().rsplit('@').next().unwrap_or(a.as_str())),
+                    None => return Err(ureq::Error::BadUri(format!("{} has no host", details.uri))),
+                };
+                let auth = p.username().map(|user| {
+                    let pair = format!("{user}:{}", p.password().unwrap_or(""));
+                    format!("Proxy-Authorization: Basic {}\r\n", crate::secret::base64(pair.as_bytes()))
+                });
+                Ok(Some(Box::new(AbsoluteForm { inner: Box::new(t), target, auth, at_request_start: true })))
+            }
+            None => Ok(Some(Box::new(t))),
+        }
+    }
+}
+
+/// A connection to a proxy whose request lines name the whole target URL: `GET /p HTTP/1.1`
+/// as ureq writes it becomes `GET http://host:port/p HTTP/1.1` (plus `Proxy-Authorization`).
+pub(crate) struct AbsoluteForm {
+    inner: Box<dyn Transport>,
+    /// `http://host:port` of the target.
+    target: String,
+    /// The `Proxy-Authorization` header line, when the proxy URL has credentials.
+    auth: Option<String>,
+    /// The next output starts a request (a response is read between two requests).
+    at_request_start: bool,
+}
+
+impl std::fmt::Debug for AbsoluteForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AbsoluteForm").field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+/// The request head in `out` with an absolute request-target (and `auth` after the request
+/// line); `None` when `out` does not start with an origin-form request line.
+pub(crate) fn rewrite_request_line(out: &[u8], target: &str, auth: Option<&str>) -> Option<Vec<u8>> {
+    let line_end = out.windows(2).position(|w| w == b"\r\n")?;
+    let line = &out[..line_end];
+    let space = line.iter().position(|b| *b == b' ')?;
+    if line.get(space + 1) != Some(&b'/') {
+        return None;
+    }
+    let mut v = Vec::with_capacity(out.len() + target.len() + auth.map_or(0, str::len));
+    v.extend_from_slice(&line[..=space]);
+    v.extend_from_slice(target.as_bytes());
+    v.extend_from_slice(&line[space + 1..]);
+    v.extend_from_slice(b"\r\n");
+    if let Some(a) = auth {
+        v.extend_from_slice(a.as_bytes());
+    }
+    v.extend_from_slice(&out[line_end + 2..]);
+    Some(v)
+}
+
+impl Transport for AbsoluteForm {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        if !self.at_request_start {
+            return self.inner.transmit_output(amount, timeout);
+        }
+        self.at_request_start = false;
+        let head = self.inner.buffers().output().get(..amount).map(<[u8]>::to_vec).unwrap_or_default();
+        let Some(bytes) = rewrite_request_line(&head, &self.target, self.auth.as_deref()) else {
+            return self.inner.transmit_output(amount, timeout);
+        };
+        // Longer than what ureq wrote: sent through the same buffer, a piece at a time.
+        let cap = self.inner.buffers().output().len().max(1);
+        for piece in bytes.chunks(cap) {
+            let Some(out) = self.inner.buffers().output().get_mut(..piece.len()) else {
+                return Err(ureq::Error::Io(std::io::Error::other("output buffer too small")));
+            };
+            out.copy_from_slice(piece);
+            self.inner.transmit_output(piece.len(), timeout)?;
+        }
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        // Input is an answer: whatever is written next starts the next request.
+        self.at_request_start = true;
+        self.inner.await_input(timeout)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+}
+
+/// The proxy URL (as the environment gives it) that a request to `url` goes through: the same
+/// choice the HTTP client makes (`HTTPS_PROXY` or `HTTP_PROXY`/`http_proxy`, then `ALL_PROXY`;
+/// `NO_PROXY` with domains, IP addresses and CIDR blocks). For other processes that speak HTTP
+/// (git), which must be told explicitly: curl ignores the uppercase `HTTP_PROXY`, and its
+/// `NO_PROXY` rules are not ours.
+pub fn proxy_url_for(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let o = Origin::parse(url).ok()?;
+    let var =
+        |names: &[&str]| names.iter().find_map(|n| env(n).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()));
+    let chosen =
+        if o.scheme == "https" { var(&["HTTPS_PROXY", "https_proxy"]) } else { var(&["HTTP_PROXY", "http_proxy"]) }
+            .or_else(|| var(&["ALL_PROXY", "all_proxy"]))?;
+    let no_proxy: Vec<String> = var(&["NO_PROXY", "no_proxy"])
+        .map(|v| v.split(',').map(|e| e.trim().to_ascii_lowercase()).filter(|e| !e.is_empty()).collect())
+        .unwrap_or_default();
+    (!no_proxy_matches(&no_proxy, &o.host)).then_some(chosen)
 }
 
 /// `NO_PROXY` matching as curl does it: `*`, exact host, domain suffix (`example.com` and
@@ -110,6 +287,18 @@ mod tests {
         assert!(no_proxy_matches(&e, "host"));
         assert!(no_proxy_matches(&["*".to_string()], "anything"));
         assert!(!no_proxy_matches(&[], "anything"));
+    }
+
+    #[test]
+    fn request_lines_get_the_absolute_target() {
+        let head = b"GET /api/v3/x?y=1 HTTP/1.1\r\nHost: h:8\r\n\r\n";
+        let out = rewrite_request_line(head, "http://h:8", Some("Proxy-Authorization: Basic eA==\r\n")).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET http://h:8/api/v3/x?y=1 HTTP/1.1\r\nProxy-Authorization: Basic eA==\r\nHost: h:8\r\n\r\n"
+        );
+        assert_eq!(rewrite_request_line(b"body bytes", "http://h", None), None);
+        assert_eq!(rewrite_request_line(b"GET http://h/ HTTP/1.1\r\n", "http://h", None), None);
     }
 
     #[test]

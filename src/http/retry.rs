@@ -10,6 +10,21 @@ const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Longest wait between attempts when the request has no deadline of its own.
 pub(crate) const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// Shortest wait after a rate-limit answer that names no time (GitHub's secondary limit: "wait
+/// at least one minute"); a run that cannot afford it gives up instead of hammering.
+pub const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+/// True for GitHub's secondary rate limit (SPEC §4): a 403 or 429 whose body gives the
+/// documented message ("You have exceeded a secondary rate limit", formerly "abuse detection
+/// mechanism"). It is a "slow down", never a missing permission, whatever the headers say.
+pub fn is_secondary_rate_limit(status: u16, body: &[u8]) -> bool {
+    if status != 403 && status != 429 {
+        return false;
+    }
+    let head = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
+    head.contains("secondary rate limit") || head.contains("abuse detection")
+}
+
 /// True when the answer means "slow down" rather than "no": 429, or GitHub's 403 with the
 /// primary limit exhausted (`x-ratelimit-remaining: 0`) or a secondary limit (`retry-after`).
 pub fn is_rate_limited(status: u16, headers: &Headers) -> bool {
@@ -133,6 +148,16 @@ mod tests {
         assert_eq!(server_wait(&past, now), Some(Duration::ZERO));
         // Quota left: the reset time is no reason to wait.
         assert_eq!(server_wait(&h(&[("x-ratelimit-remaining", "10"), ("x-ratelimit-reset", "1700000042")]), now), None);
+    }
+
+    #[test]
+    fn secondary_limits_are_told_by_their_message() {
+        let msg = br#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}"#;
+        assert!(is_secondary_rate_limit(403, msg));
+        assert!(is_secondary_rate_limit(429, msg));
+        assert!(is_secondary_rate_limit(403, b"You have triggered an abuse detection mechanism."));
+        assert!(!is_secondary_rate_limit(403, br#"{"message":"Resource not accessible by integration"}"#));
+        assert!(!is_secondary_rate_limit(500, msg));
     }
 
     #[test]

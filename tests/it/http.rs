@@ -279,11 +279,11 @@ fn hostile_rate_limit_and_pagination_headers_never_panic() {
                 let _ = is_rate_limited(status, headers);
             }
             for cur in &current {
-                if let Some(next) = next_page(cur, headers) {
+                if let Some(next) = next_page(cur, headers, None) {
                     assert!(next.contains("://"), "{next:?} from {v:?}");
                 }
-                if let Ok(mut pager) = Pager::new(cur, 10) {
-                    let _ = pager.next(cur, headers);
+                if let Ok(mut pager) = Pager::new(cur, "https://g", 10) {
+                    let _ = pager.next(cur, headers, 100);
                 }
             }
         }

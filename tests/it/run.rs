@@ -494,10 +494,14 @@ fn metrics_file_parses_and_counters_grow_across_runs() {
     let last = parse_prometheus(&text);
     assert_eq!(last["sentry_deployments_total{repo=\"app\",group=\"\",status=\"succeeded\"}"], 2.0, "{text}");
     assert!(last.contains_key("sentry_deployment_duration_seconds{repo=\"app\"}"), "{text}");
-    let requests = |m: &std::collections::BTreeMap<String, f64>| {
-        m.iter().filter(|(k, _)| k.starts_with("sentry_http_requests_total")).map(|(_, v)| v).sum::<f64>()
+    let sum = |m: &std::collections::BTreeMap<String, f64>, family: &str| {
+        m.iter().filter(|(k, _)| k.starts_with(family)).map(|(_, v)| v).sum::<f64>()
     };
-    assert!(requests(&last) > requests(&first), "request counters grow across runs:\n{text}");
+    // Plain Git repositories are listed by git processes: counted as commands, not HTTP requests.
+    let git = "sentry_git_commands_total";
+    assert!(sum(&last, git) > sum(&first, git), "git command counters grow across runs:\n{text}");
+    assert!(last.contains_key("sentry_git_commands_total{outcome=\"ok\"}"), "{text}");
+    assert!(!last.keys().any(|k| k.starts_with("sentry_http_requests_total{forge=\"git\"")), "{text}");
     // Written atomically: no temporary file is left beside it.
     let names: Vec<_> = std::fs::read_dir(metrics.parent().expect("dir"))
         .expect("ls")

@@ -183,6 +183,7 @@ pub struct Repo {
     kind: String,
     branches: Vec<String>,
     monitor_auth: Option<Auth>,
+    monitor_key: Option<String>,
     qa: String,
     qa_branch: String,
     qa_kind: Option<String>,
@@ -191,6 +192,7 @@ pub struct Repo {
     on_failure: Vec<String>,
     env: Vec<(String, String)>,
     deploy_auth: Option<Auth>,
+    deploy_key: Option<String>,
     webhook: Option<String>,
     webhook_format: Option<String>,
 }
@@ -212,6 +214,7 @@ impl Repo {
             kind: "github".into(),
             branches: vec!["main".into()],
             monitor_auth: None,
+            monitor_key: None,
             qa: "https://gitlab.com/acme/qa".into(),
             qa_branch: "main".into(),
             qa_kind: None,
@@ -220,6 +223,7 @@ impl Repo {
             on_failure: Vec::new(),
             env: Vec::new(),
             deploy_auth: None,
+            deploy_key: None,
             webhook: None,
             webhook_format: None,
         }
@@ -250,6 +254,18 @@ impl Repo {
     /// `monitor.auth`; the token is usually a `${VAR}` reference, so no secret lands in the file.
     pub fn monitor_auth(mut self, username: Option<&str>, token: &str) -> Repo {
         self.monitor_auth = Some(Auth { username: username.map(String::from), token: token.to_string() });
+        self
+    }
+
+    /// `monitor.auth.ssh_key_file`: the private key for an ssh `repo_url`.
+    pub fn monitor_ssh_key(mut self, path: impl Into<String>) -> Repo {
+        self.monitor_key = Some(path.into());
+        self
+    }
+
+    /// `deploy.auth.ssh_key_file`: the private key for an ssh `qa_repo_url`.
+    pub fn deploy_ssh_key(mut self, path: impl Into<String>) -> Repo {
+        self.deploy_key = Some(path.into());
         self
     }
 
@@ -314,7 +330,7 @@ impl Repo {
         let branches: Vec<String> = self.branches.iter().map(|b| quote(b)).collect();
         *y += &format!("      branches: [{}]\n", branches.join(", "));
         *y += &format!("      repo_type: {}\n", quote(&self.kind));
-        render_auth(y, &self.monitor_auth);
+        render_auth(y, &self.monitor_auth, &self.monitor_key);
         *y += "    deploy:\n";
         *y += &format!("      qa_repo_url: {}\n", quote(&self.qa));
         *y += &format!("      qa_repo_branch: {}\n", quote(&self.qa_branch));
@@ -340,7 +356,7 @@ impl Repo {
                 *y += &format!("        {}: {}\n", quote(k), quote(v));
             }
         }
-        render_auth(y, &self.deploy_auth);
+        render_auth(y, &self.deploy_auth, &self.deploy_key);
         if let Some(w) = &self.webhook {
             *y += &format!("    webhook_url: {}\n", quote(w));
         }
@@ -350,13 +366,20 @@ impl Repo {
     }
 }
 
-fn render_auth(y: &mut String, auth: &Option<Auth>) {
-    let Some(a) = auth else { return };
-    *y += "      auth:\n";
-    if let Some(u) = &a.username {
-        *y += &format!("        username: {}\n", quote(u));
+fn render_auth(y: &mut String, auth: &Option<Auth>, key: &Option<String>) {
+    if auth.is_none() && key.is_none() {
+        return;
     }
-    *y += &format!("        token: {}\n", quote(&a.token));
+    *y += "      auth:\n";
+    if let Some(a) = auth {
+        if let Some(u) = &a.username {
+            *y += &format!("        username: {}\n", quote(u));
+        }
+        *y += &format!("        token: {}\n", quote(&a.token));
+    }
+    if let Some(k) = key {
+        *y += &format!("        ssh_key_file: {}\n", quote(k));
+    }
 }
 
 /// A value for a `global:` key, already in its YAML form: numbers and booleans bare (the schema

@@ -11,18 +11,32 @@
 //! | GitLab | `/api/v4/projects/{url-encoded path}/repository/branches` | `PRIVATE-TOKEN: T` / `Authorization: Bearer T` | `per_page` (20, max 100), `page`; `X-Next-Page`, `X-Total(-Pages)`, `Link` |
 //! | Gitea  | `/api/v1/repos/{owner}/{repo}/branches`                | `Authorization: token T` / `Bearer T`   | `limit` (30, max 50), `page`; `Link`, `X-Total-Count` |
 //!
-//! `<path>` maps to `root/<path>.git` or else `root/<path>`. Behaviour, as documented by each API:
-//! - without [`FakeForge::require_token`] everything is public; a token that is sent but not
-//!   accepted is still a 401 (GitHub does this). A missing or wrong token on a protected
-//!   server is a 401 with that forge's JSON error body; an unknown repository a 404 likewise.
-//! - every 200 carries a weak `ETag`; `If-None-Match` with it gets a 304 (with the same
-//!   pagination headers unless [`FakeForge::pagination_on_304`] is turned off). On GitHub a 304
-//!   does not use up the rate limit.
+//! `<path>` maps to `root/<path>.git` or else `root/<path>`. Behaviour, as each service documents
+//! it (quirks included), by default or by a switch:
+//! - without [`FakeForge::require_token`] everything is public. With it, a request without a
+//!   token gets a 404 (the three forges hide private repositories from anonymous callers); a
+//!   token that is sent but not accepted is a 401 with that forge's JSON error body. GitLab takes
+//!   an OAuth token ([`FakeForge::require_oauth_token`]) only as `Authorization: Bearer`.
+//! - GitHub and GitLab: every 200 carries a weak `ETag`; `If-None-Match` with it gets a 304.
+//!   GitHub's 304 carries no pagination headers, GitLab's repeats them
+//!   ([`FakeForge::pagination_on_304`] changes either). On GitHub a 304 does not use up the rate
+//!   limit. GitHub's next links go to `/repositories/{id}/branches`; a renamed repository
+//!   ([`FakeForge::rename`]) answers 301 to it.
+//! - GitLab: `Link` with `first`, `last`, `prev`, `next` (its URLs carry `id=`), and
+//!   `X-Next-Page`, `X-Total(-Pages)`; [`FakeForge::gitlab_old_pager`]: an old GitLab that
+//!   ignored `page` and said `X-Next-Page: 2` forever.
+//! - Gitea: no ETag and no 304 on branch listings, branches newest commit first, `limit` capped
+//!   at `MAX_RESPONSE_ITEMS` ([`FakeForge::max_response_items`], 50 by default), `Link` joined
+//!   with `,` (no space) and `X-Total-Count`; [`FakeForge::gitea_link`] drops the `Link`.
+//! - [`FakeForge::external_url`]: links built from a configured external URL (GitLab's
+//!   `external_url`, Gitea's `ROOT_URL`, the GHES hostname) that differs from the one used.
+//! - [`FakeForge::after_page`]: the repository changes between two page requests.
 //! - rate-limit headers: GitHub `x-ratelimit-*`, GitLab `RateLimit-*`.
 //! - injected faults, consumed one per request in order, before anything else:
 //!   [`FakeForge::fail_next`] (a status, e.g. 502), [`FakeForge::rate_limit_next`] (GitHub:
-//!   403 + `x-ratelimit-remaining: 0` + reset; GitLab/Gitea: 429 + `Retry-After`),
-//!   [`FakeForge::throttle_next`] (429 + `Retry-After` on every forge).
+//!   403 + `x-ratelimit-remaining: 0` + reset; GitLab: 429 `text/plain` + `Retry-After`; Gitea:
+//!   429 + `Retry-After`), [`FakeForge::throttle_next`] (429 + `Retry-After` on every forge),
+//!   [`FakeForge::secondary_limit_next`] (GitHub's secondary limit: 403 or 429, no `Retry-After`).
 //! - [`FakeForge::set_latency`] delays every answer; [`FakeForge::pagination_loop`] makes every
 //!   `next` link point at the page itself.
 //! - [`FakeForge::requests`] is the log: method, path+query, headers (lowercase), status;
@@ -73,7 +87,11 @@ enum Fault {
     Status(u16),
     RateLimit(u64),
     Throttle(u64),
+    Secondary(u16),
 }
+
+/// Something to do once, after page `page` of a listing was answered 200.
+type Hook = (usize, Box<dyn FnOnce() + Send>);
 
 struct Shared {
     root: PathBuf,
@@ -83,8 +101,16 @@ struct Shared {
     faults: Mutex<VecDeque<Fault>>,
     latency_ms: AtomicU64,
     github_remaining: AtomicU64,
-    pagination_on_304: AtomicBool,
+    pagination_on_304: Mutex<Option<bool>>,
     pagination_loop: AtomicBool,
+    external: Mutex<Option<String>>,
+    oauth_tokens: Mutex<Vec<String>>,
+    max_response_items: AtomicUsize,
+    gitea_link: AtomicBool,
+    gitlab_old_pager: AtomicBool,
+    renamed: Mutex<BTreeMap<String, String>>,
+    ids: Mutex<BTreeMap<u64, String>>,
+    hooks: Mutex<Vec<Hook>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -108,8 +134,16 @@ impl FakeForge {
                 faults: Mutex::new(VecDeque::new()),
                 latency_ms: AtomicU64::new(0),
                 github_remaining: AtomicU64::new(5000),
-                pagination_on_304: AtomicBool::new(true),
+                pagination_on_304: Mutex::new(None),
                 pagination_loop: AtomicBool::new(false),
+                external: Mutex::new(None),
+                oauth_tokens: Mutex::new(Vec::new()),
+                max_response_items: AtomicUsize::new(50),
+                gitea_link: AtomicBool::new(true),
+                gitlab_old_pager: AtomicBool::new(false),
+                renamed: Mutex::new(BTreeMap::new()),
+                ids: Mutex::new(BTreeMap::new()),
+                hooks: Mutex::new(Vec::new()),
                 in_flight: AtomicUsize::new(0),
                 max_in_flight: AtomicUsize::new(0),
             });
@@ -172,9 +206,53 @@ impl FakeForge {
         self.shared.latency_ms.store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
-    /// Whether 304 answers repeat the pagination headers (default: yes).
+    /// Whether 304 answers repeat the pagination headers (default: GitHub no, GitLab yes).
     pub fn pagination_on_304(&self, on: bool) {
-        self.shared.pagination_on_304.store(on, Ordering::SeqCst);
+        *self.shared.pagination_on_304.lock().expect("lock") = Some(on);
+    }
+
+    /// GitLab also takes `token`, an OAuth token: only as `Authorization: Bearer`.
+    pub fn require_oauth_token(&self, token: &str) {
+        self.shared.oauth_tokens.lock().expect("lock").push(token.to_string());
+    }
+
+    /// Next-page links are built from `url` (`http://host[:port][/root]`) instead of the
+    /// address the client used, as a forge behind another name builds them.
+    pub fn external_url(&self, url: &str) {
+        *self.shared.external.lock().expect("lock") = Some(url.trim_end_matches('/').to_string());
+    }
+
+    /// Gitea's `MAX_RESPONSE_ITEMS`: the most branches one page holds, whatever `limit` asks.
+    pub fn max_response_items(&self, n: usize) {
+        self.shared.max_response_items.store(n.max(1), Ordering::SeqCst);
+    }
+
+    /// Whether Gitea sends `Link` (default: yes); without it only `X-Total-Count` tells.
+    pub fn gitea_link(&self, on: bool) {
+        self.shared.gitea_link.store(on, Ordering::SeqCst);
+    }
+
+    /// An old GitLab: `page` ignored (every page is the whole list), `X-Next-Page: 2` forever.
+    pub fn gitlab_old_pager(&self, on: bool) {
+        self.shared.gitlab_old_pager.store(on, Ordering::SeqCst);
+    }
+
+    /// GitHub: `old` (owner/repo) was renamed to `new`: its API answers 301 to the repository's
+    /// `/repositories/{id}` address.
+    pub fn rename(&self, old: &str, new: &str) {
+        self.shared.renamed.lock().expect("lock").insert(old.to_string(), new.to_string());
+    }
+
+    /// The next `n` requests hit GitHub's secondary rate limit: `status` 403 or 429, the
+    /// documented message, no `Retry-After`, primary quota left.
+    pub fn secondary_limit_next(&self, n: usize, status: u16) {
+        self.push(n, Fault::Secondary(status));
+    }
+
+    /// Runs `f` once, right after page `page` (1-based) of a listing was answered 200: the
+    /// repository changes while a client walks it.
+    pub fn after_page(&self, page: usize, f: impl FnOnce() + Send + 'static) {
+        self.shared.hooks.lock().expect("lock").push((page, Box::new(f)));
     }
 
     /// When on, every `next` link points at the page that carries it (a broken server).
@@ -239,22 +317,41 @@ fn respond(sh: &Shared, request: Request) -> Response {
     Response { status: answer.status, headers: answer.headers, body: answer.body.into_bytes() }
 }
 
-/// Where a request goes: the API and the repository path it names.
-fn route(path: &str) -> Option<(Flavor, String)> {
+/// What a request names: a repository by path, or (GitHub) by id.
+enum Target {
+    Path(String),
+    Id(u64),
+}
+
+/// Where a request goes: the API and the repository it names.
+fn route(path: &str) -> Option<(Flavor, Target)> {
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match seg.as_slice() {
         ["api", "v3", "repos", o, r, "branches"] | ["repos", o, r, "branches"] => {
-            Some((Flavor::Github, format!("{o}/{r}")))
+            Some((Flavor::Github, Target::Path(format!("{o}/{r}"))))
         }
-        ["api", "v4", "projects", id, "repository", "branches"] => Some((Flavor::Gitlab, percent_decode(id)?)),
-        ["api", "v1", "repos", o, r, "branches"] => Some((Flavor::Gitea, format!("{o}/{r}"))),
+        ["api", "v3", "repositories", id, "branches"] | ["repositories", id, "branches"] => {
+            Some((Flavor::Github, Target::Id(id.parse().ok()?)))
+        }
+        ["api", "v4", "projects", id, "repository", "branches"] => {
+            Some((Flavor::Gitlab, Target::Path(percent_decode(id)?)))
+        }
+        ["api", "v1", "repos", o, r, "branches"] => Some((Flavor::Gitea, Target::Path(format!("{o}/{r}")))),
         _ => None,
     }
 }
 
+/// GitHub's numeric id of a repository (stable for a path).
+fn repo_id(rel: &str) -> u64 {
+    fnv(rel.as_bytes()) % 1_000_000_000 + 1
+}
+
+/// The documented message of GitHub's secondary rate limit.
+pub const SECONDARY_LIMIT_MESSAGE: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0000:1111:2222:3333:4444.";
+
 fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, String>) -> Answer {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let Some((flavor, rel)) = route(path) else {
+    let Some((flavor, target)) = route(path) else {
         return Answer::json(404, serde_json::json!({"message": "Not Found"}));
     };
     let fault = sh.faults.lock().expect("lock").pop_front();
@@ -270,6 +367,16 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
         Some(Fault::Throttle(secs)) => {
             return Answer::json(429, serde_json::json!({"message": "Too Many Requests"}))
                 .header("Retry-After", secs.to_string());
+        }
+        Some(Fault::Secondary(status)) => {
+            return Answer::json(
+                status,
+                serde_json::json!({"message": SECONDARY_LIMIT_MESSAGE, "documentation_url": "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"}),
+            )
+            .header("x-ratelimit-limit", "5000")
+            .header("x-ratelimit-remaining", "4990")
+            .header("x-ratelimit-reset", (now + 3600).to_string())
+            .header("x-ratelimit-resource", "core");
         }
         Some(Fault::RateLimit(secs)) => {
             return match flavor {
@@ -296,38 +403,87 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
     if method != "GET" {
         return Answer::json(405, serde_json::json!({"message": "Method Not Allowed"}));
     }
-    if let Some(a) = check_auth(sh, flavor, headers) {
-        return a;
+    let rel = match target {
+        Target::Path(rel) => rel,
+        Target::Id(id) => match sh.ids.lock().expect("lock").get(&id) {
+            Some(rel) => rel.clone(),
+            None => return not_found(flavor, &sh.base),
+        },
+    };
+    let ext = sh.external.lock().expect("lock").clone().unwrap_or_else(|| sh.base.clone());
+    if flavor == Flavor::Github
+        && let Some(new) = sh.renamed.lock().expect("lock").get(&rel).cloned()
+    {
+        let id = repo_id(&new);
+        sh.ids.lock().expect("lock").insert(id, new);
+        let prefix = if path.starts_with("/api/v3/") { "/api/v3" } else { "" };
+        let location = format!("{ext}{prefix}/repositories/{id}/branches?{query}");
+        return Answer::json(
+            301,
+            serde_json::json!({"message": "Moved Permanently", "url": location, "documentation_url": "https://docs.github.com/v3/#http-redirects"}),
+        )
+        .header("Location", location);
+    }
+    match check_auth(sh, flavor, headers) {
+        Auth::Ok => {}
+        Auth::Refused(a) => return a,
+        Auth::Anonymous => return not_found(flavor, &sh.base),
     }
     let Some(repo) = find_repo(&sh.root, &rel) else {
         return not_found(flavor, &sh.base);
     };
-    let Some(branches) = read_heads(&repo) else {
+    let heads = if flavor == Flavor::Gitea { read_heads_by_commit_time(&repo) } else { read_heads(&repo) };
+    let Some(branches) = heads else {
         return Answer::json(500, serde_json::json!({"message": "cannot read repository"}));
     };
     let params: BTreeMap<&str, &str> = query.split('&').filter_map(|p| p.split_once('=')).collect();
+    let max_items = sh.max_response_items.load(Ordering::SeqCst);
     let (size_key, default_size, max_size) = match flavor {
         Flavor::Github => ("per_page", 30, 100),
         Flavor::Gitlab => ("per_page", 20, 100),
-        Flavor::Gitea => ("limit", 30, 50),
+        Flavor::Gitea => ("limit", 30.min(max_items), max_items),
     };
-    let size: usize = params.get(size_key).and_then(|v| v.parse().ok()).unwrap_or(default_size).clamp(1, max_size);
-    let page: usize = params.get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let old_pager = flavor == Flavor::Gitlab && sh.gitlab_old_pager.load(Ordering::SeqCst);
     let total = branches.len();
+    let mut size: usize = params.get(size_key).and_then(|v| v.parse().ok()).unwrap_or(default_size).clamp(1, max_size);
+    let mut page: usize = params.get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    if old_pager {
+        (size, page) = (total.max(1), 1);
+    }
     let pages = total.div_ceil(size).max(1);
     let items: Vec<serde_json::Value> = branches
         .iter()
-        .skip((page - 1) * size)
+        .skip((page - 1).saturating_mul(size))
         .take(size)
         .map(|(name, sha)| branch_json(flavor, &sh.base, &rel, name, sha))
         .collect();
     let body = serde_json::Value::Array(items).to_string();
     let etag = format!("W/\"{:016x}\"", fnv(body.as_bytes()));
+    let id = repo_id(&rel);
+    if flavor == Flavor::Github {
+        sh.ids.lock().expect("lock").insert(id, rel.clone());
+    }
     let page_url = |p: usize| {
-        let mut q: Vec<String> =
-            query.split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("page=")).map(String::from).collect();
+        let mut q: Vec<String> = query
+            .split('&')
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("page=") && !kv.starts_with("id="))
+            .map(String::from)
+            .collect();
         q.push(format!("page={p}"));
-        format!("{}{path}?{}", sh.base, q.join("&"))
+        match flavor {
+            Flavor::Github => {
+                let prefix = if path.starts_with("/api/v3/") { "/api/v3" } else { "" };
+                format!("{ext}{prefix}/repositories/{id}/branches?{}", q.join("&"))
+            }
+            Flavor::Gitlab => {
+                // GitLab repeats the project id among the parameters, sorted.
+                let enc = path.split('/').nth(4).unwrap_or("");
+                q.push(format!("id={enc}"));
+                q.sort();
+                format!("{ext}{path}?{}", q.join("&"))
+            }
+            Flavor::Gitea => format!("{ext}{path}?{}", q.join("&")),
+        }
     };
     let looping = sh.pagination_loop.load(Ordering::SeqCst);
     let next = if looping { Some(page) } else { (page < pages).then_some(page + 1) };
@@ -335,19 +491,33 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
     if let Some(n) = next {
         links.push(format!("<{}>; rel=\"next\"", page_url(n)));
     }
-    if page < pages {
-        links.push(format!("<{}>; rel=\"last\"", page_url(pages)));
-    }
-    if page > 1 {
-        links.push(format!("<{}>; rel=\"first\"", page_url(1)));
-        links.push(format!("<{}>; rel=\"prev\"", page_url(page - 1)));
+    match flavor {
+        Flavor::Gitlab => {
+            if page > 1 {
+                links.push(format!("<{}>; rel=\"prev\"", page_url(page - 1)));
+            }
+            links.push(format!("<{}>; rel=\"first\"", page_url(1)));
+            links.push(format!("<{}>; rel=\"last\"", page_url(pages)));
+        }
+        _ => {
+            if page < pages {
+                links.push(format!("<{}>; rel=\"last\"", page_url(pages)));
+            }
+            if page > 1 {
+                links.push(format!("<{}>; rel=\"first\"", page_url(1)));
+                links.push(format!("<{}>; rel=\"prev\"", page_url(page - 1)));
+            }
+        }
     }
     let mut pagination: Vec<(String, String)> = Vec::new();
-    if !links.is_empty() {
-        pagination.push(("Link".into(), links.join(", ")));
+    let with_link = !old_pager && (flavor != Flavor::Gitea || sh.gitea_link.load(Ordering::SeqCst));
+    if with_link && !links.is_empty() {
+        let sep = if flavor == Flavor::Gitea { "," } else { ", " };
+        pagination.push(("Link".into(), links.join(sep)));
     }
     match flavor {
         Flavor::Github => {}
+        Flavor::Gitlab if old_pager => pagination.push(("X-Next-Page".into(), "2".into())),
         Flavor::Gitlab => {
             pagination.push(("X-Page".into(), page.to_string()));
             pagination.push(("X-Per-Page".into(), size.to_string()));
@@ -358,8 +528,10 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
         }
         Flavor::Gitea => pagination.push(("X-Total-Count".into(), total.to_string())),
     }
-    let not_modified =
-        headers.get("if-none-match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    // Gitea sends no ETag on branch listings, so it never answers 304.
+    let etags = flavor != Flavor::Gitea;
+    let not_modified = etags
+        && headers.get("if-none-match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let mut rate = Vec::new();
     match flavor {
         Flavor::Github => {
@@ -386,7 +558,8 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
     }
     if not_modified {
         let mut headers = vec![("ETag".to_string(), etag)];
-        if sh.pagination_on_304.load(Ordering::SeqCst) {
+        let repeat = sh.pagination_on_304.lock().expect("lock").unwrap_or(flavor != Flavor::Github);
+        if repeat {
             headers.extend(pagination);
         }
         headers.extend(rate);
@@ -394,36 +567,57 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
     }
     let mut a =
         Answer { status: 200, headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())], body };
-    a.headers.push(("ETag".into(), etag));
+    if etags {
+        a.headers.push(("ETag".into(), etag));
+    }
     a.headers.extend(pagination);
     a.headers.extend(rate);
+    let due: Vec<Hook> = {
+        let mut hooks = sh.hooks.lock().expect("lock");
+        let (due, keep) = hooks.drain(..).partition(|(p, _)| *p == page);
+        *hooks = keep;
+        due
+    };
+    for (_, f) in due {
+        f();
+    }
     a
 }
 
-/// `None` when the request may go on; else the forge's 401.
-fn check_auth(sh: &Shared, flavor: Flavor, headers: &BTreeMap<String, String>) -> Option<Answer> {
+/// What the credentials of a request allow.
+enum Auth {
+    Ok,
+    /// No credentials for a private repository: the forges answer 404.
+    Anonymous,
+    /// Credentials sent but refused: that forge's 401.
+    Refused(Answer),
+}
+
+fn check_auth(sh: &Shared, flavor: Flavor, headers: &BTreeMap<String, String>) -> Auth {
     let tokens = sh.tokens.lock().expect("lock").clone();
+    let oauth = sh.oauth_tokens.lock().expect("lock").clone();
     let auth = headers.get("authorization").map(String::as_str);
+    let bearer = auth.and_then(|a| a.strip_prefix("Bearer "));
     let presented: Option<&str> = match flavor {
-        Flavor::Github => auth.and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("token "))),
-        Flavor::Gitlab => {
-            headers.get("private-token").map(String::as_str).or_else(|| auth.and_then(|a| a.strip_prefix("Bearer ")))
-        }
-        Flavor::Gitea => auth.and_then(|a| a.strip_prefix("token ").or_else(|| a.strip_prefix("Bearer "))),
+        Flavor::Github => bearer.or_else(|| auth.and_then(|a| a.strip_prefix("token "))),
+        Flavor::Gitlab => headers.get("private-token").map(String::as_str).or(bearer),
+        Flavor::Gitea => auth.and_then(|a| a.strip_prefix("token ")).or(bearer),
     };
     let ok = match presented {
-        Some(t) => tokens.iter().any(|x| x == t),
-        None => tokens.is_empty(),
+        Some(t) => tokens.iter().any(|x| x == t) || (bearer == Some(t) && oauth.iter().any(|x| x == t)),
+        None => tokens.is_empty() && oauth.is_empty(),
     };
     if ok {
-        return None;
+        return Auth::Ok;
     }
-    let missing = presented.is_none();
-    Some(match flavor {
+    if presented.is_none() {
+        return Auth::Anonymous;
+    }
+    Auth::Refused(match flavor {
         Flavor::Github => Answer::json(
             401,
             serde_json::json!({
-                "message": if missing { "Requires authentication" } else { "Bad credentials" },
+                "message": "Bad credentials",
                 "documentation_url": "https://docs.github.com/rest",
                 "status": "401"
             }),
@@ -432,7 +626,7 @@ fn check_auth(sh: &Shared, flavor: Flavor, headers: &BTreeMap<String, String>) -
         Flavor::Gitea => Answer::json(
             401,
             serde_json::json!({
-                "message": if missing { "token is required" } else { "user does not exist [uid: 0, name: ]" },
+                "message": "user does not exist [uid: 0, name: ]",
                 "url": format!("{}/api/swagger", sh.base)
             }),
         ),
@@ -522,10 +716,21 @@ fn read_heads(repo: &Path) -> Option<Vec<(String, String)>> {
     Some(heads.into_iter().collect())
 }
 
+/// Gitea's order: newest commit first (ties: by name).
+fn read_heads_by_commit_time(repo: &Path) -> Option<Vec<(String, String)>> {
+    for_each_ref(repo, &["--sort=refname", "--sort=-committerdate"])
+}
+
 fn read_heads_with_git(repo: &Path) -> Option<Vec<(String, String)>> {
+    for_each_ref(repo, &[])
+}
+
+fn for_each_ref(repo: &Path, sort: &[&str]) -> Option<Vec<(String, String)>> {
     let out = Command::new("git")
         .current_dir(repo)
-        .args(["for-each-ref", "--format=%(refname:strip=2)%09%(objectname)", "refs/heads"])
+        .arg("for-each-ref")
+        .args(sort)
+        .args(["--format=%(refname:strip=2)%09%(objectname)", "refs/heads"])
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .ok()?;

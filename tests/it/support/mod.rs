@@ -84,6 +84,7 @@ impl Run {
 
 pub mod git_server;
 pub mod http1;
+pub mod real;
 pub mod repos;
 pub mod webhook;
 pub mod world;

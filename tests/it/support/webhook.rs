@@ -11,6 +11,8 @@ pub struct Received {
     pub content_type: String,
     pub body: String,
     pub status: u16,
+    /// The `Via` header a proxy added, if any.
+    pub via: Option<String>,
 }
 
 /// A running receiver; stops when dropped.
@@ -33,6 +35,7 @@ impl Receiver {
                 content_type: req.header("content-type").unwrap_or_default().to_string(),
                 body: String::from_utf8_lossy(&req.body).into_owned(),
                 status,
+                via: req.header("via").map(String::from),
             });
             Response::new(status, "ok")
         });
