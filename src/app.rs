@@ -186,7 +186,8 @@ fn load_lenient(cli: &Cli, explicit: Option<log::LevelFilter>) -> Option<Config>
 fn dispatch(cli: &Cli, explicit: Option<log::LevelFilter>) -> Result<Exit, Error> {
     let output: OutputFormat = cli.output;
     let quiet = cli.quiet;
-    let state = cli.state.as_ref();
+    let scope = commands::Scope { state: cli.state.clone(), shard: cli.shard };
+    let state = &scope;
     match &cli.command {
         Command::Validate(args) => {
             let config = match load_config(cli, explicit) {
@@ -196,7 +197,7 @@ fn dispatch(cli: &Cli, explicit: Option<log::LevelFilter>) -> Result<Exit, Error
             if args.connectivity {
                 return commands::connectivity(&config, output, quiet);
             }
-            Ok(commands::valid(&config, output, quiet))
+            Ok(commands::valid(&config, output, quiet, cli.shard))
         }
         Command::Status => commands::status(load_lenient(cli, explicit).as_ref(), state, output, quiet),
         Command::Poll(args) => {

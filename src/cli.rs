@@ -1,6 +1,11 @@
 //! Command-line interface (SPEC §1): clap types only.
 
-use crate::model::Location;
+use crate::model::{Location, Shard};
+
+/// `--shard`, with `auto/N` read from `JOB_COMPLETION_INDEX`.
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    Shard::parse(s, std::env::var("JOB_COMPLETION_INDEX").ok().as_deref())
+}
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -58,6 +63,11 @@ pub struct Cli {
     /// checked (cron mails only what matters).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Handle only shard I (0-based) of N: I/N, auto/N (I from JOB_COMPLETION_INDEX, the pods of a
+    /// Kubernetes Indexed Job), or all/N (status, history). The state location must hold {shard}.
+    #[arg(long, global = true, env = "SENTRY_SHARD", value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
 
     /// What to do.
     #[command(subcommand)]

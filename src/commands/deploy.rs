@@ -4,13 +4,13 @@ use super::{finish, location, unknown};
 use crate::cli::{DeployArgs, OutputFormat};
 use crate::config::{Config, Repository};
 use crate::error::{Error, Exit};
-use crate::model::{Location, Sha};
+use crate::model::Sha;
 use crate::pipeline::Manual;
 
 /// Runs `deploy`.
 pub fn deploy(
     config: &Config,
-    state: Option<&Location>,
+    scope: &super::Scope,
     output: OutputFormat,
     quiet: bool,
     args: &DeployArgs,
@@ -37,7 +37,15 @@ pub fn deploy(
         Some(c) => Some(Sha::parse(c).ok_or_else(|| bad_commit(c))?),
         None => None,
     };
-    let location = location(state, config)?;
+    // With --shard: only this shard's repositories (SPEC §1: the intersection).
+    let targets: Vec<&Repository> = targets.into_iter().filter(|r| super::in_shard(r, scope.shard)).collect();
+    if targets.is_empty() {
+        let shard = scope.shard.map(|s| s.to_string()).unwrap_or_default();
+        return Err(Error::Usage(format!(
+            "nothing to deploy in shard {shard}: the repositories named belong to other shards"
+        )));
+    }
+    let location = location(scope, config)?;
     crate::signals::install();
     let manual = Manual { targets, branch: args.branch.as_deref(), commit: commit.as_ref() };
     let summary = crate::pipeline::deploy(config, &location, &manual, args.dry_run)?;

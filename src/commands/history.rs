@@ -1,10 +1,10 @@
 //! `sentry history`: the recorded deployments, newest first (SPEC §1, §5).
 
-use super::{emit, json_text, location};
+use super::{emit, json_text};
 use crate::cli::{HistoryArgs, OutputFormat};
 use crate::config::Config;
 use crate::error::{Error, Exit};
-use crate::model::{JobStatus, Location, Reason};
+use crate::model::{JobStatus, Reason};
 use crate::report::table;
 use crate::state::State;
 use serde::Serialize;
@@ -25,14 +25,8 @@ struct Row<'a> {
 }
 
 /// Runs `history`.
-pub fn history(
-    config: &Config,
-    state: Option<&Location>,
-    output: OutputFormat,
-    args: &HistoryArgs,
-) -> Result<Exit, Error> {
-    let location = location(state, config)?;
-    let (state, _) = crate::pipeline::read_state(&location, config.global.http_timeout)?;
+pub fn history(config: &Config, scope: &super::Scope, output: OutputFormat, args: &HistoryArgs) -> Result<Exit, Error> {
+    let state = super::read_states(scope, Some(config), config.global.http_timeout)?;
     let rows = rows(&state, args);
     let text = match output {
         OutputFormat::Json => json_text(&rows) + "\n",

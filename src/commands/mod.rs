@@ -19,8 +19,8 @@ pub use validate::{connectivity, invalid, valid};
 use crate::cli::OutputFormat;
 use crate::config::{Config, Repository};
 use crate::error::{Error, Exit};
-use crate::model::Location;
 use crate::model::location::DEFAULT_LOCATION;
+use crate::model::{Location, Shard};
 use crate::report::Summary;
 use std::io::Write;
 
@@ -132,17 +132,87 @@ pub fn failed(err: &Error, output: OutputFormat, command: &str) -> Exit {
     }
 }
 
-/// The state location of this run: `--state` / `SENTRY_STATE`, else `global.state`, else
-/// `./sentry-state.json`.
-fn location(cli: Option<&Location>, config: &Config) -> Result<Location, Error> {
-    match cli.or(config.global.state.as_ref()) {
-        Some(l) => Ok(l.clone()),
-        None => Location::parse(DEFAULT_LOCATION).map_err(Error::Usage),
+/// Where the state is and which shard this process handles, from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// `--state` / `SENTRY_STATE`.
+    pub state: Option<Location>,
+    /// `--shard` / `SENTRY_SHARD`.
+    pub shard: Option<Shard>,
+}
+
+/// The state locations a command reads: `--state`, else `global.state`, else
+/// `./sentry-state.json`; with `--shard`, `{shard}` replaced by the shard's number (every
+/// shard's for `all/N`). A sharded run without `{shard}` in its location is refused: two shards
+/// must never share a state (SPEC §1).
+fn locations(scope: &Scope, from_config: Option<&Location>) -> Result<Vec<Location>, Error> {
+    let base = match scope.state.as_ref().or(from_config) {
+        Some(l) => l.clone(),
+        None => Location::parse(DEFAULT_LOCATION).map_err(Error::Usage)?,
+    };
+    let Some(shard) = scope.shard else { return Ok(vec![base]) };
+    if !base.is_sharded() {
+        return Err(Error::Usage(format!(
+            "--shard {shard} needs {{shard}} in the state location (e.g. configmap:sentry-state-{{shard}}), so that shards never share a state; it is {base}"
+        )));
+    }
+    Ok(match shard.index {
+        Some(i) => vec![base.for_shard(i)],
+        None => (0..shard.count).map(|i| base.for_shard(i)).collect(),
+    })
+}
+
+/// The one state location of a command that runs a pass (`all/N` is for status and history).
+fn location(scope: &Scope, config: &Config) -> Result<Location, Error> {
+    if scope.shard.is_some_and(|s| s.index.is_none()) {
+        return Err(Error::Usage(
+            "--shard all/N is for status and history; a pass runs one shard: I/N or auto/N".into(),
+        ));
+    }
+    let mut all = locations(scope, config.global.state.as_ref())?;
+    all.pop().ok_or_else(|| Error::Internal("no state location".into()))
+}
+
+/// The state of every location the scope names, read without a lock; several shards' states
+/// are shown together (their repositories never overlap; the newest `last_run` stands).
+fn read_states(
+    scope: &Scope,
+    config: Option<&Config>,
+    http_timeout: std::time::Duration,
+) -> Result<crate::state::State, Error> {
+    let mut merged: Option<crate::state::State> = None;
+    for location in locations(scope, config.and_then(|c| c.global.state.as_ref()))? {
+        let (state, _) = crate::pipeline::read_state(&location, http_timeout)?;
+        merged = Some(match merged {
+            None => state,
+            Some(mut m) => {
+                if state.last_run.as_ref().map(|r| &r.at) > m.last_run.as_ref().map(|r| &r.at) {
+                    m.last_run = state.last_run;
+                }
+                m.repos.extend(state.repos);
+                m
+            }
+        });
+    }
+    merged.ok_or_else(|| Error::Internal("no state location".into()))
+}
+
+/// True when `repo` belongs to this process's shard (every repository without `--shard`).
+fn in_shard(repo: &Repository, shard: Option<Shard>) -> bool {
+    match shard {
+        Some(Shard { index: Some(i), count }) => Shard::of(repo.group.as_deref().unwrap_or(&repo.name), count) == i,
+        _ => true,
     }
 }
 
-/// The repositories a command covers: all, or those named and those in the named groups.
-fn select<'c>(config: &'c Config, repos: &[String], groups: &[String]) -> Result<Vec<&'c Repository>, Error> {
+/// The repositories a command covers: all, or those named and those in the named groups; with
+/// `--shard`, only those of this shard (the intersection).
+fn select<'c>(
+    config: &'c Config,
+    repos: &[String],
+    groups: &[String],
+    shard: Option<Shard>,
+) -> Result<Vec<&'c Repository>, Error> {
     for name in repos {
         if config.repository(name).is_none() {
             return Err(unknown("repository", name, config.repositories.iter().map(|r| r.name.as_str())));
@@ -161,6 +231,7 @@ fn select<'c>(config: &'c Config, repos: &[String], groups: &[String]) -> Result
                 || repos.contains(&r.name)
                 || r.group.as_ref().is_some_and(|g| groups.contains(g))
         })
+        .filter(|r| in_shard(r, shard))
         .collect())
 }
 

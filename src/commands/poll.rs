@@ -14,13 +14,13 @@ use std::time::Instant;
 pub fn poll(
     config: Config,
     reload: &dyn Fn() -> Result<Config, ConfigError>,
-    state: Option<&crate::model::Location>,
+    scope: &super::Scope,
     output: OutputFormat,
     quiet: bool,
     args: &PollArgs,
 ) -> Result<Exit, Error> {
-    let selected = select(&config, &args.repos, &args.groups)?;
-    let location = location(state, &config)?;
+    let selected = select(&config, &args.repos, &args.groups, scope.shard)?;
+    let location = location(scope, &config)?;
     crate::signals::install();
     if args.once || args.dry_run {
         // Said at once: the jobs may need up to their kill grace to stop, the state is saved after.
@@ -46,9 +46,9 @@ pub fn poll(
         first = false;
         let started = Instant::now();
         // The selection follows the configuration; names that vanished from it end no loop.
-        match select(&current, &args.repos, &args.groups) {
+        match select(&current, &args.repos, &args.groups, scope.shard) {
             Ok(selected) => {
-                let location = super::location(state, &current).unwrap_or_else(|_| location.clone());
+                let location = super::location(scope, &current).unwrap_or_else(|_| location.clone());
                 match crate::pipeline::poll(&current, &location, &selected, false) {
                     Ok(summary) if summary.skipped.is_some() && (output == OutputFormat::Human || quiet) => {}
                     Ok(summary) => {

@@ -4,19 +4,18 @@ use super::{finish, location, unknown};
 use crate::cli::{OutputFormat, RollbackArgs};
 use crate::config::Config;
 use crate::error::{Error, Exit};
-use crate::model::Location;
 
 /// Runs `rollback`.
 pub fn rollback(
     config: &Config,
-    state: Option<&Location>,
+    scope: &super::Scope,
     output: OutputFormat,
     args: &RollbackArgs,
 ) -> Result<Exit, Error> {
     let repo = config
         .repository(&args.repo)
         .ok_or_else(|| unknown("repository", &args.repo, config.repositories.iter().map(|r| r.name.as_str())))?;
-    let location = location(state, config)?;
+    let location = location(scope, config)?;
     crate::signals::install();
     let summary =
         crate::pipeline::rollback(config, &location, repo, args.branch.as_deref(), args.to.as_deref(), args.dry_run)?;

@@ -8,8 +8,6 @@ use super::{emit, json_text};
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::error::{Error, Exit};
-use crate::model::Location;
-use crate::model::location::DEFAULT_LOCATION;
 use crate::report::table_coloured;
 use crate::state::{HistoryEntry, LastRun, State};
 use crate::text::first_line;
@@ -26,18 +24,17 @@ const DEFAULT_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// Runs `sentry status`: loads the state read-only and prints it. Exit 1 when something needs a
 /// human (a parked failure, a repository whose last check failed), else 0; unreadable state is
 /// exit 4. Quiet: prints only when something needs a human.
-pub fn status(
-    config: Option<&Config>,
-    state: Option<&Location>,
-    output: OutputFormat,
-    quiet: bool,
-) -> Result<Exit, Error> {
-    let location = match state.or(config.and_then(|c| c.global.state.as_ref())) {
-        Some(l) => l.clone(),
-        None => Location::parse(DEFAULT_LOCATION).map_err(Error::Usage)?,
-    };
+pub fn status(config: Option<&Config>, scope: &super::Scope, output: OutputFormat, quiet: bool) -> Result<Exit, Error> {
     let http_timeout = config.map_or(DEFAULT_HTTP_TIMEOUT, |c| c.global.http_timeout);
-    let (state, where_) = crate::pipeline::read_state(&location, http_timeout)?;
+    let all = super::locations(scope, config.and_then(|c| c.global.state.as_ref()))?;
+    let where_ = match (all.as_slice(), scope.shard) {
+        ([one], _) => one.to_string(),
+        (_, Some(shard)) => {
+            format!("{} ({} shards)", all.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "), shard.count)
+        }
+        _ => String::new(),
+    };
+    let state = super::read_states(scope, config, http_timeout)?;
     let report = report(config, &state, &where_);
     let exit = if report.needs_human { Exit::DeployFailed } else { Exit::Success };
     if quiet && !report.needs_human {

@@ -5,6 +5,7 @@ use crate::cli::OutputFormat;
 use crate::config::{Config, ConfigError, Problem};
 use crate::error::{Error, Exit};
 use crate::forge::connectivity::{self, Probe};
+use crate::model::Shard;
 use serde_json::json;
 
 /// A problem as `validate --output json` lists it.
@@ -20,9 +21,24 @@ fn print_warnings(config: &Config) {
 }
 
 /// Prints a valid configuration's summary and its warnings; exit 0. Quiet: nothing on stdout.
-pub fn valid(config: &Config, output: OutputFormat, quiet: bool) -> Exit {
+pub fn valid(config: &Config, output: OutputFormat, quiet: bool, shard: Option<Shard>) -> Exit {
     let warnings: Vec<_> = config.warnings.iter().map(problem_json).collect();
+    // With --shard N: how the repositories spread over the N shards (groups kept whole).
+    let spread: Vec<usize> = shard.map_or_else(Vec::new, |s| {
+        let mut n = vec![0usize; s.count as usize];
+        for r in &config.repositories {
+            if let Some(slot) = n.get_mut(Shard::of(r.group.as_deref().unwrap_or(&r.name), s.count) as usize) {
+                *slot += 1;
+            }
+        }
+        n
+    });
     let text = match output {
+        OutputFormat::Json if shard.is_some() => {
+            let shards: Vec<_> =
+                spread.iter().enumerate().map(|(i, n)| json!({"shard": i, "repositories": n})).collect();
+            json!({"valid": true, "errors": [], "warnings": warnings, "shards": shards}).to_string()
+        }
         OutputFormat::Json => json!({"valid": true, "errors": [], "warnings": warnings}).to_string(),
         OutputFormat::Human => {
             print_warnings(config);
@@ -32,12 +48,16 @@ pub fn valid(config: &Config, output: OutputFormat, quiet: bool) -> Exit {
                 1 => ", 1 warning".to_string(),
                 n => format!(", {n} warnings"),
             };
-            format!(
+            let mut text = format!(
                 "{}: valid ({} repositories, {} groups{warned})",
                 config.path.display(),
                 config.repositories.len(),
                 config.groups.len()
-            )
+            );
+            for (i, n) in spread.iter().enumerate() {
+                text.push_str(&format!("\nshard {i}/{}: {n} repositories", spread.len()));
+            }
+            text
         }
     };
     if quiet {

@@ -15,6 +15,7 @@ mod reliability;
 mod rollback;
 mod run;
 mod security;
+mod shards;
 mod state;
 mod support_selftest;
 mod ux;
