@@ -113,3 +113,26 @@ fn on_failure_runs_after_a_failure_and_a_timeout_never_after_a_success() {
     assert!(s["deployments"][0]["on_failure"].is_null(), "{s}");
     assert_eq!(read().lines().count(), 2);
 }
+
+/// Issue 18's first story, through the binary: a typo in a branch pattern lists nothing; its
+/// records are kept (a warning says why), and fixing the typo redeploys nothing.
+#[test]
+fn a_pattern_typo_then_its_fix_redeploys_nothing() {
+    let (w, app) = World::with_app();
+    let deployed = w.state()["repos"]["app"]["branches"]["main"]["deployed"].clone();
+    w.conf().repo(w.repo("app").branches(["mian"])).write(&w.sb);
+    let r = w.poll();
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("no branch listed or matching"), "{}", r.stderr);
+    assert_eq!(w.state()["repos"]["app"]["branches"]["main"]["deployed"], deployed, "the record is kept");
+    w.conf().repo(w.repo("app")).write(&w.sb);
+    let r = w.poll();
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(w.deployed().is_empty(), "nothing redeployed: {:?}", w.deployed());
+    assert!(w.state()["repos"]["app"]["branches"]["main"].get("gone_since").is_none());
+    // And a real change after that deploys as usual.
+    let v2 = app.commit("main", &[("v", "2")], "v2");
+    assert_eq!(w.poll().code, 0);
+    assert_eq!(w.deployed().len(), 1);
+    assert!(w.deployed()[0].contains(&v2));
+}
