@@ -17,5 +17,6 @@ mod run;
 mod security;
 mod shards;
 mod state;
+mod statuses;
 mod support_selftest;
 mod ux;
