@@ -10,6 +10,7 @@ mod faults;
 mod forge;
 mod hostile;
 mod http;
+mod monitoring;
 mod operator;
 mod reliability;
 mod rollback;
