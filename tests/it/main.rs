@@ -20,4 +20,5 @@ mod shards;
 mod state;
 mod statuses;
 mod support_selftest;
+mod teams;
 mod ux;
