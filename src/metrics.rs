@@ -21,6 +21,8 @@ pub struct RunMetrics {
     pub check_errors: usize,
     /// Remaining API rate limit per (forge, host), as last reported by the forge.
     pub rate_limits: BTreeMap<(String, String), i64>,
+    /// The run's exit code (SPEC §5), as the command will return it.
+    pub exit_code: u8,
 }
 
 /// Renders the Prometheus text exposition format (version 0.0.4).
@@ -95,7 +97,62 @@ pub fn render(config: &Config, state: &State, run: &RunMetrics) -> String {
     for ((forge, host), n) in &run.rate_limits {
         sample(&mut out, "sentry_rate_limit_remaining", &[("forge", forge), ("host", host)], *n as f64);
     }
+    v2(&mut out, config, state, run);
     out
+}
+
+/// The families SPEC §5 (v2) adds: how the last run ended, when one last succeeded, what waits
+/// for a human, and when each repository was last checked.
+fn v2(out: &mut String, config: &Config, state: &State, run: &RunMetrics) {
+    let unix = |t: &str| {
+        crate::time::parse_rfc3339(t).and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64())
+    };
+    family(
+        out,
+        "sentry_last_run_exit_code",
+        "gauge",
+        "Exit code of the last run (0 success, 1 deployment failed, 3 check failed, 4 state).",
+    );
+    sample(out, "sentry_last_run_exit_code", &[], f64::from(run.exit_code));
+    family(out, "sentry_last_success_timestamp_seconds", "gauge", "Unix time the last run that exited 0 finished.");
+    // No sample until a run succeeded: an alert on its absence tells "never" from "long ago".
+    if let Some(t) = state.last_success.as_deref().and_then(unix) {
+        sample(out, "sentry_last_success_timestamp_seconds", &[], t);
+    }
+    // Refs of configured repositories, still listed, whose failing commit used up max_attempts.
+    let parked = state
+        .repos
+        .iter()
+        .filter(|(name, _)| config.repository(name).is_some())
+        .flat_map(|(_, rs)| rs.branches.values().chain(rs.tags.values()))
+        .filter(|r| r.gone_since.is_none())
+        .filter(|r| r.failure.as_ref().is_some_and(|f| f.attempts >= config.global.max_attempts))
+        .count();
+    family(
+        out,
+        "sentry_parked_deployments",
+        "gauge",
+        "Branches and tags whose failing commit is parked after max_attempts.",
+    );
+    sample(out, "sentry_parked_deployments", &[], parked as f64);
+    // Path and skip-marker filters come with SPEC §4 "filters": the family is declared, empty.
+    family(
+        out,
+        "sentry_filtered_changes_total",
+        "counter",
+        "Changes recorded but not deployed, by repository and reason (paths, skip_marker).",
+    );
+    family(
+        out,
+        "sentry_repository_last_check_success_timestamp_seconds",
+        "gauge",
+        "Unix time each configured repository was last checked successfully.",
+    );
+    for repo in &config.repositories {
+        if let Some(t) = state.repos.get(&repo.name).and_then(|rs| rs.last_checked.as_deref()).and_then(unix) {
+            sample(out, "sentry_repository_last_check_success_timestamp_seconds", &[("repo", &repo.name)], t);
+        }
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -145,5 +202,57 @@ mod tests {
         let mut out = String::new();
         sample(&mut out, "m", &[("repo", "x\"y"), ("status", "ok")], 2.0);
         assert_eq!(out, "m{repo=\"x\\\"y\",status=\"ok\"} 2\n");
+    }
+
+    #[test]
+    fn v2_families_say_how_runs_end_and_what_waits() {
+        use crate::model::Sha;
+        use crate::state::{Failure, RefState};
+        let yaml = "global:\n  max_attempts: 2\nrepositories:\n  - name: a\n    monitor: {repo_url: https://github.com/o/a, branches: [\".*\"]}\n    deploy: {qa_repo_url: https://gitlab.com/o/qa, commands: [\"true\"]}\n  - name: never\n    monitor: {repo_url: https://github.com/o/n, branches: [main]}\n    deploy: {qa_repo_url: https://gitlab.com/o/qa, commands: [\"true\"]}\n";
+        let config = crate::config::parse(Path::new("t.yaml"), yaml, &|_| None).expect("valid");
+        let failure = |attempts| Failure {
+            at: "2026-11-22T12:00:00Z".into(),
+            attempts,
+            commit: Sha::parse(&"f".repeat(40)).expect("sha"),
+            error: "boom".into(),
+        };
+        let failing = |attempts, gone: bool| RefState {
+            failure: Some(failure(attempts)),
+            gone_since: gone.then(|| "2026-11-21T00:00:00Z".into()),
+            ..Default::default()
+        };
+        let mut state = State { last_success: Some("2026-11-22T12:00:00Z".into()), ..Default::default() };
+        state.http.requests.insert("github/200".into(), 3);
+        state.http.requests.insert("git/ok".into(), 2);
+        let a = state.repos.entry("a".into()).or_default();
+        a.last_checked = Some("2026-11-22T11:00:00Z".into());
+        a.branches.insert("main".into(), failing(2, false)); // parked
+        a.branches.insert("dev".into(), failing(1, false)); // retried next run
+        a.branches.insert("old".into(), failing(5, true)); // gone: nobody is waiting on it
+        a.tags.insert("v1".into(), failing(3, false)); // parked
+        let removed = state.repos.entry("removed".into()).or_default();
+        removed.last_checked = Some("2026-11-22T11:00:00Z".into());
+        removed.branches.insert("main".into(), failing(9, false));
+
+        let text = render(&config, &state, &RunMetrics { exit_code: 3, ..Default::default() });
+        for line in [
+            "sentry_last_run_exit_code 3",
+            "sentry_last_success_timestamp_seconds 1795348800",
+            "sentry_parked_deployments 2",
+            "sentry_repository_last_check_success_timestamp_seconds{repo=\"a\"} 1795345200",
+            "# TYPE sentry_filtered_changes_total counter",
+            "sentry_http_requests_total{forge=\"github\",status=\"200\"} 3",
+            "sentry_git_commands_total{outcome=\"ok\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        for absent in ["repo=\"never\"", "repo=\"removed\"", "forge=\"git\"", "sentry_filtered_changes_total{"] {
+            assert!(!text.contains(absent), "{absent} present:\n{text}");
+        }
+        // Never succeeded: the family is there, without a sample.
+        let text = render(&config, &State::default(), &RunMetrics::default());
+        assert!(text.contains("# TYPE sentry_last_success_timestamp_seconds gauge"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("sentry_last_success_timestamp_seconds ")), "{text}");
+        assert!(text.lines().any(|l| l == "sentry_parked_deployments 0"), "{text}");
     }
 }

@@ -1,4 +1,4 @@
-//! Deployment notifications: a JSON (or Slack) document POSTed to each configured webhook.
+//! Deployment notifications: a JSON (or Slack, or Teams) document POSTed to each configured webhook.
 //!
 //! A finished deployment becomes a [`Pending`] entry in the state's outbox in the same save that
 //! records its outcome; delivery removes it. A run interrupted in between leaves it for the next
@@ -10,6 +10,8 @@ use crate::model::{DeploymentRecord, JobStatus, Notification};
 use crate::state::Pending;
 use serde_json::{Value, json};
 use std::time::Instant;
+
+mod teams;
 
 /// Characters of output kept in a notification: enough to see the error, small enough for chat.
 const TAIL_CHARS: usize = 2000;
@@ -45,6 +47,7 @@ pub fn body(format: WebhookFormat, n: &Notification) -> Value {
     match format {
         WebhookFormat::Json => serde_json::to_value(n).unwrap_or(Value::Null),
         WebhookFormat::Slack => slack(n),
+        WebhookFormat::Teams => teams::message(n),
     }
 }
 
@@ -237,6 +240,26 @@ mod tests {
         }
         assert!(text.contains("feat/x`&lt;!channel&gt;`"), "{text}");
         assert!(text.contains("a&amp;b"), "{text}");
+    }
+
+    #[test]
+    fn teams_card_has_the_slack_facts() {
+        let mut r = record(JobStatus::Failed);
+        r.branch = "feat/**bold**".into();
+        let p = pending(&r, "run1", "host1", "t").expect("pending");
+        let m = body(WebhookFormat::Teams, &p.payload);
+        assert_eq!(m["type"], "message");
+        assert_eq!(m["attachments"][0]["contentType"], "application/vnd.microsoft.card.adaptive");
+        let card = &m["attachments"][0]["content"];
+        assert_eq!((card["type"].as_str(), card["version"].as_str()), (Some("AdaptiveCard"), Some("1.4")));
+        let text = card.to_string();
+        for fact in
+            ["rag", "bbbbbbbb", "was aaaaaaaa", "attempt 2, 1.5s", "kubectl apply -f .", "exit 1", "error: boom"]
+        {
+            assert!(text.contains(fact), "{fact} missing: {text}");
+        }
+        assert!(text.contains("sentry run run1 on host1"), "{text}");
+        assert!(text.contains(r"feat/\\*\\*bold\\*\\*") && !text.contains("**bold**"), "{text}");
     }
 
     #[test]

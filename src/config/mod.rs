@@ -118,6 +118,8 @@ pub enum WebhookFormat {
     Json,
     /// A Slack incoming-webhook message (`text` plus blocks).
     Slack,
+    /// A Microsoft Teams workflow webhook message: one Adaptive Card.
+    Teams,
 }
 
 /// Handling of branch heads seen for the first time in a repository without state.
@@ -297,6 +299,8 @@ pub struct Deploy {
     pub env: BTreeMap<String, String>,
     /// Credentials for the clone.
     pub auth: Auth,
+    /// Post each deployment as a commit status on the monitored commit (SPEC §4).
+    pub report_status: bool,
 }
 
 impl Config {
@@ -858,7 +862,18 @@ impl Validator<'_> {
         let monitor = self.monitor(&format!("{path}.monitor"), &r.monitor);
         let deploy = self.deploy(&format!("{path}.deploy"), &r.deploy, &name, line(&r.name));
         let webhook = self.webhook(path, &r.webhook_url, &r.webhook_format)?;
-        Some(Repository { name, group, monitor: monitor?, deploy: deploy?, webhook })
+        let (monitor, deploy) = (monitor?, deploy?);
+        // SPEC §2: a plain Git host has no API to post a commit status to.
+        if let Some(s) = r.deploy.report_status.as_ref().filter(|s| s.value)
+            && monitor.kind == ForgeKind::Git
+        {
+            self.problem(
+                format!("{path}.deploy.report_status"),
+                line(s),
+                "commit statuses need a forge API: monitor.repo_type is git (use github, gitlab or gitea, or remove report_status)",
+            );
+        }
+        Some(Repository { name, group, monitor, deploy, webhook })
     }
 
     /// `webhook_url` + `webhook_format` at `prefix` (`global` or `repositories[i]`).
@@ -872,7 +887,7 @@ impl Validator<'_> {
         let format = self.choice(
             &fpath,
             format,
-            &[("json", WebhookFormat::Json), ("slack", WebhookFormat::Slack)],
+            &[("json", WebhookFormat::Json), ("slack", WebhookFormat::Slack), ("teams", WebhookFormat::Teams)],
             WebhookFormat::Json,
         );
         let upath = format!("{prefix}.webhook_url");
@@ -1069,7 +1084,18 @@ impl Validator<'_> {
         }
         let auth = self.auth(&format!("{path}.auth"), &d.auth)?;
         self.ssh_key_only_for_ssh(path, &qa_repo_url, &d.auth);
-        Some(Deploy { qa_repo_url, qa_repo_branch: branch, kind, project_name, commands, on_failure, env, auth })
+        let report_status = d.report_status.as_ref().is_some_and(|s| s.value);
+        Some(Deploy {
+            qa_repo_url,
+            qa_repo_branch: branch,
+            kind,
+            project_name,
+            commands,
+            on_failure,
+            env,
+            auth,
+            report_status,
+        })
     }
 }
 

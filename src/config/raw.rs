@@ -91,4 +91,5 @@ pub struct Deploy {
     #[serde(default)]
     pub env: BTreeMap<String, S<String>>,
     pub auth: Option<Auth>,
+    pub report_status: Option<S<bool>>,
 }

@@ -377,3 +377,27 @@ fn ssh_key_and_known_hosts_paths_and_the_http_refusal() {
     let e = parse(Path::new("/etc/sentry/sentry.yaml"), &bad, &|_| None).expect_err("refused");
     assert!(e.problems.iter().any(|p| p.path == "repositories[0].monitor.auth.ssh_key_file"), "{e}");
 }
+
+#[test]
+fn report_status_needs_a_forge_api_and_teams_is_a_format() {
+    let with = |kind: &str| {
+        MINIMAL
+            .replace("branches: [main]", &format!("branches: [main]\n      repo_type: {kind}"))
+            .replace("commands: [\"true\"]", "commands: [\"true\"]\n      report_status: true")
+            + "    webhook_url: https://hooks.example.com/x\n    webhook_format: teams\n"
+    };
+    for kind in ["github", "gitlab", "gitea"] {
+        let c = parse_str(&with(kind)).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert!(c.repositories[0].deploy.report_status, "{kind}");
+        assert_eq!(c.repositories[0].webhook.as_ref().map(|w| w.format), Some(WebhookFormat::Teams));
+    }
+    assert!(!parse_str(MINIMAL).expect("valid").repositories[0].deploy.report_status, "off by default");
+    let e = parse_str(&with("git")).expect_err("git has no status API");
+    assert_eq!(e.problems.len(), 1, "{e}");
+    let p = &e.problems[0];
+    assert_eq!(p.path, "repositories[0].deploy.report_status");
+    assert_eq!(p.line, Some(11), "{e}");
+    assert!(p.message.contains("repo_type is git"), "{e}");
+    // `false` on a git repository is no problem.
+    assert!(parse_str(&with("git").replace("report_status: true", "report_status: false")).is_ok());
+}

@@ -216,6 +216,7 @@ pub(super) const DEPLOY: Section = Section {
         opt("on_failure", Shape::List(&Shape::Shell)),
         opt("env", Shape::Dict(&Shape::Text)),
         opt("auth", Shape::Struct(&AUTH)),
+        opt("report_status", Shape::Bool),
     ],
 };
 

@@ -22,6 +22,19 @@ pub struct Batch<'a> {
 /// batch in the given order, jobs in their order. Calls `on_done` after every finished or
 /// skipped job (the caller saves state there), from any thread.
 pub fn run_batches(ctx: &Context, batches: Vec<Batch<'_>>, on_done: &(dyn Fn(&JobResult) + Sync)) -> Vec<JobResult> {
+    run_batches_with(ctx, batches, &|_| {}, on_done)
+}
+
+/// [`run_batches`], calling `on_start` (from the job's thread) just before each job that is
+/// started, never for one skipped; its `on_done` follows on the same thread.
+pub fn run_batches_with(
+    ctx: &Context,
+    batches: Vec<Batch<'_>>,
+    on_start: &(dyn Fn(&Job) + Sync),
+    on_done: &(dyn Fn(&JobResult) + Sync),
+) -> Vec<JobResult> {
+    let hooks = Hooks { on_start, on_done };
+    let hooks = &hooks;
     // Each batch waits in a slot its thread takes it from; if the thread cannot be made, the
     // batch is still there and runs on this thread instead (later, but it gets results).
     let slots: Vec<Mutex<Option<Batch<'_>>>> = batches.into_iter().map(|b| Mutex::new(Some(b))).collect();
@@ -32,7 +45,7 @@ pub fn run_batches(ctx: &Context, batches: Vec<Batch<'_>>, on_done: &(dyn Fn(&Jo
             .map(|(i, slot)| {
                 std::thread::Builder::new()
                     .name(format!("batch-{i}"))
-                    .spawn_scoped(scope, move || take(slot).map(|b| run_batch(ctx, b, on_done)).unwrap_or_default())
+                    .spawn_scoped(scope, move || take(slot).map(|b| run_batch(ctx, b, hooks)).unwrap_or_default())
             })
             .collect();
         handles
@@ -47,7 +60,7 @@ pub fn run_batches(ctx: &Context, batches: Vec<Batch<'_>>, on_done: &(dyn Fn(&Jo
                 }),
                 Err(e) => {
                     log::warn!("cannot start a thread for a batch, running it on the caller's: {e}");
-                    take(slot).map(|b| run_batch(ctx, b, on_done)).unwrap_or_default()
+                    take(slot).map(|b| run_batch(ctx, b, hooks)).unwrap_or_default()
                 }
             })
             .collect()
@@ -70,6 +83,12 @@ fn take<'a>(slot: &Mutex<Option<Batch<'a>>>) -> Option<Batch<'a>> {
     slot.lock().ok().and_then(|mut s| s.take())
 }
 
+/// What the caller is told about each job.
+struct Hooks<'h> {
+    on_start: &'h (dyn Fn(&Job) + Sync),
+    on_done: &'h (dyn Fn(&JobResult) + Sync),
+}
+
 /// The shared queue of one batch.
 struct Queue {
     next: usize,
@@ -78,7 +97,7 @@ struct Queue {
 }
 
 /// Runs one batch under its strategy.
-fn run_batch(ctx: &Context, batch: Batch<'_>, on_done: &(dyn Fn(&JobResult) + Sync)) -> Vec<JobResult> {
+fn run_batch(ctx: &Context, batch: Batch<'_>, hooks: &Hooks<'_>) -> Vec<JobResult> {
     let (workers, stop_on_failure) = match batch.group {
         None => (1, false),
         Some(g) => match g.strategy {
@@ -114,13 +133,20 @@ fn run_batch(ctx: &Context, batch: Batch<'_>, on_done: &(dyn Fn(&JobResult) + Sy
                     log_skipped(job, &why);
                     JobResult::skipped(job.clone(), why)
                 }
-                None => run_guarded(ctx, repo, job, deadline),
+                None => {
+                    // A bug in the caller's hook must not cost the deployment.
+                    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (hooks.on_start)(job)))
+                    {
+                        log::error!(repo = job.repo.as_str(); "internal error (a bug in sentry) before a deployment: {}", crate::text::panic_message(&*panic));
+                    }
+                    run_guarded(ctx, repo, job, deadline)
+                }
             };
             if let Ok(mut q) = queue.lock() {
                 q.failed |= result.status.is_failure();
             }
             // The caller records and saves here; a bug there must not take other jobs down.
-            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_done(&result))) {
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (hooks.on_done)(&result))) {
                 log::error!(repo = job.repo.as_str(); "internal error (a bug in sentry) while recording a deployment: {}", crate::text::panic_message(&*panic));
             }
             if let Ok(mut q) = queue.lock() {

@@ -27,7 +27,7 @@ mod output;
 mod process;
 mod script;
 
-pub use batch::{Batch, run_batches};
+pub use batch::{Batch, run_batches, run_batches_with};
 
 use crate::config::Repository;
 use crate::model::{DeploymentRecord, FailedCommand, Job, JobStatus, OnFailureOutcome};

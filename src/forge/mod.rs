@@ -11,6 +11,7 @@ mod gitea;
 mod github;
 mod gitlab;
 pub mod page;
+pub mod status;
 pub mod url;
 
 use crate::config::{ForgeKind, Global, Repository};

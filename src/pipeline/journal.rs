@@ -85,6 +85,11 @@ impl Journal {
         }
     }
 
+    /// True once a save failed (the run will exit 4).
+    pub(crate) fn save_failed(&self) -> bool {
+        self.shared.lock().map_or(true, |sh| !sh.save_errors.is_empty())
+    }
+
     pub(crate) fn into_shared(self) -> Tally {
         match self.shared.into_inner() {
             Ok(sh) => sh,

@@ -7,8 +7,8 @@ mod journal;
 
 use crate::config::{Config, ForgeKind, Repository};
 use crate::deploy::{self, Batch, JobResult};
-use crate::error::Error;
-use crate::forge::{Checker, ForgeStats, Listing};
+use crate::error::{Error, Exit};
+use crate::forge::{Checker, ForgeStats, Listing, status};
 use crate::http::{Http, Method, Request};
 use crate::model::{DeploymentRecord, Heads, Job, JobStatus, Location, Reason, Sha, Validators};
 use crate::notify;
@@ -264,8 +264,17 @@ fn proceed(
     }
     next.last_run = Some(LastRun { run_id: run.id.clone(), at: now.to_string() });
     count_http(config, &mut next, &checks);
+    let earlier_success = next.last_success.clone();
+    // With nothing to deploy or deliver this save is the run's last: it records a clean run.
+    if jobs.is_empty() && next.outbox.is_empty() && summary.exit() == Exit::Success {
+        next.last_success = Some(now.to_string());
+    }
     store.save(&next)?;
-    let last = deploy_and_record(config, &clients.sender, run, store, next, jobs, &mut summary);
+    let mut last = deploy_and_record(config, clients, run, store, next, jobs, &mut summary);
+    if summary.exit() != Exit::Success {
+        // Recorded in anticipation, then the last save failed (exit 4): it is not a success.
+        last.last_success = earlier_success;
+    }
     write_metrics(config, clients, &last, run, &mut summary, &checks);
     summary.duration_ms = run.elapsed_ms();
     Ok(summary)
@@ -450,6 +459,7 @@ fn write_metrics(config: &Config, clients: &Clients, state: &State, run: &Run, s
         checked: checks.listings.len() + checks.errors.len(),
         check_errors: checks.errors.len(),
         rate_limits: checks.stats.rate_limits.clone(),
+        exit_code: summary.exit().code(),
     };
     let text = crate::metrics::render(config, state, &m);
     if let Some(path) = &config.global.metrics_file
@@ -470,11 +480,11 @@ fn write_metrics(config: &Config, clients: &Clients, state: &State, run: &Run, s
 }
 
 /// Runs the jobs in batches and records each result in the state as it finishes; delivers the
-/// notifications (this run's and those earlier runs left) beside them, in parallel, and waits
-/// for the deliveries at most `notify_timeout` after the last job.
+/// notifications (this run's and those earlier runs left) and posts the commit statuses beside
+/// them, in parallel, and waits for both at most `notify_timeout` after the last job.
 fn deploy_and_record(
     config: &Config,
-    sender: &notify::Sender,
+    clients: &Clients,
     run: &Run,
     store: Box<dyn StateStore>,
     state: State,
@@ -499,6 +509,8 @@ fn deploy_and_record(
         log::info!(count = leftovers.len(); "delivering notifications left by earlier runs");
     }
     let batches = batches(config, jobs);
+    let sender = &clients.sender;
+    let statuses = status::Reporter::start(clients.checker.http().clone(), config);
     let journal = Journal::new(store, state);
     let host = notify::hostname();
     let (tx, rx) = mpsc::channel::<Pending>();
@@ -533,8 +545,10 @@ fn deploy_and_record(
                 log::warn!("cannot start a notification thread: {e}");
             }
         }
+        let on_start = |job: &Job| statuses.started(config, job);
         let on_done = |result: &JobResult| {
             let done = result.record();
+            statuses.finished(config, &done);
             // Skipped and interrupted deployments say nothing about the commit: no attempt is
             // counted, and the next run deploys it again.
             if !done.status.is_verdict() {
@@ -560,7 +574,8 @@ fn deploy_and_record(
                 let _ = tx.send(p);
             }
         };
-        let results = deploy::run_batches(&ctx, batches, &on_done);
+        let results = deploy::run_batches_with(&ctx, batches, &on_start, &on_done);
+        statuses.close();
         if let Ok(mut c) = cutoff.lock() {
             let now = Instant::now();
             *c = Some(now.checked_add(notify_timeout).unwrap_or(now));
@@ -568,9 +583,15 @@ fn deploy_and_record(
         drop(tx);
         results
     });
+    // The last save of the run also records whether it succeeded (exit 0), if so far it did.
+    summary.deployments = results.iter().map(JobResult::record).collect();
+    let succeeded = summary.exit() == Exit::Success && !journal.save_failed();
     // What was not delivered stays for the next run, at most MAX_DELIVERY_RUNS runs in all.
     let mut dropped = Vec::new();
     if let Some(generation) = journal.record(|state| {
+        if succeeded {
+            state.last_success = Some(crate::time::now_rfc3339());
+        }
         state.outbox.retain_mut(|p| {
             p.runs = p.runs.saturating_add(1);
             let keep = p.runs < MAX_DELIVERY_RUNS;
@@ -582,11 +603,11 @@ fn deploy_and_record(
     }) {
         journal.commit(generation, "after the notifications");
     }
-    summary.deployments = results.iter().map(JobResult::record).collect();
     let sh = journal.into_shared();
     summary.state_error |= !sh.save_errors.is_empty();
     summary.errors.extend(sh.save_errors);
     summary.errors.extend(sh.notify_errors);
+    summary.errors.extend(statuses.finish());
     for id in dropped {
         let msg = format!("notification {id} dropped: not delivered in {MAX_DELIVERY_RUNS} runs");
         log::error!("{msg}");

@@ -37,6 +37,9 @@ pub struct State {
     /// The last run that saved this state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<LastRun>,
+    /// When the last run that exited 0 finished (RFC 3339): `sentry_last_success_timestamp_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "unix_time::option")]
+    pub last_success: Option<String>,
     /// Deployment notifications recorded but not yet delivered (sent by the next run if this
     /// one is interrupted). Webhook URLs are not stored: they may be secrets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -76,6 +79,7 @@ impl Default for State {
             version: FORMAT_VERSION,
             repos: BTreeMap::new(),
             last_run: None,
+            last_success: None,
             http: HttpCounters::default(),
             outbox: Vec::new(),
         }
@@ -668,6 +672,7 @@ mod tests {
         );
         s.repos.entry("alpha".into()).or_default();
         s.last_run = Some(LastRun { run_id: "r1".into(), at: "2026-11-22T12:00:00Z".into() });
+        s.last_success = Some("2026-11-22T11:59:00Z".into());
         s
     }
 
@@ -682,7 +687,9 @@ mod tests {
         assert!(text.ends_with("}\n") && text.contains("\n  \""), "pretty: {text}");
         // Sibling keys appear in sorted order in the text itself.
         let pos = |k: &str| text.find(&format!("\"{k}\"")).expect(k);
-        assert!(pos("last_run") < pos("repos") && pos("repos") < pos("version"));
+        assert!(pos("last_run") < pos("last_success") && pos("last_success") < pos("repos"));
+        assert!(pos("repos") < pos("version"));
+        assert!(text.contains("\"last_success\": 1795348740"), "stored as Unix seconds: {text}");
         assert!(pos("alpha") < pos("zeta"));
         assert!(pos("deployed") < pos("deployed_at") && pos("failure") < pos("seen"));
     }

@@ -9,7 +9,7 @@ use crate::support::config::{Conf, Group, Repo};
 use crate::support::git_server::GitServer;
 use crate::support::repos::BareRepo;
 use sentry::config::{Config, Repository};
-use sentry::deploy::{Batch, Context, JobResult, run_batches, run_job};
+use sentry::deploy::{Batch, Context, JobResult, run_batches, run_batches_with, run_job};
 use sentry::model::JobStatus;
 use sentry::model::{Job, Reason, Sha};
 use std::collections::BTreeMap;
@@ -395,6 +395,35 @@ fn deploy_sequential_group_skips_the_rest_after_a_failure_unless_continue_on_err
             assert!(e.contains("earlier deployment of group g failed"), "{e}");
         }
     }
+}
+
+#[test]
+fn deploy_on_start_comes_before_each_started_job_and_never_for_a_skipped_one() {
+    let qa = Qa::new();
+    let order = qa.file("order");
+    let config = group_config(&qa, Group::sequential().continue_on_error(false), 3, |i| {
+        let mut c = cmds(&[&format!("echo {i} >> {order}")]);
+        if i == 1 {
+            c.push("false".into());
+        }
+        c
+    });
+    let ctx = context(qa.path(), &config, Duration::from_secs(60));
+    let events = Mutex::new(Vec::new());
+    let ran = || std::fs::read_to_string(&order).unwrap_or_default().lines().count();
+    let push = |e: String| events.lock().expect("lock").push(e);
+    run_batches_with(
+        &ctx,
+        vec![group_batch(&config)],
+        &|job: &Job| push(format!("start {} after {} ran", job.repo, ran())),
+        &|r: &JobResult| push(format!("done {}", r.job.repo)),
+    );
+    let events = events.into_inner().expect("lock");
+    assert_eq!(
+        events,
+        ["start app0 after 0 ran", "done app0", "start app1 after 1 ran", "done app1", "done app2"],
+        "app2 is skipped after app1 failed: no start for it"
+    );
 }
 
 #[test]

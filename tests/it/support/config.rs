@@ -193,6 +193,7 @@ pub struct Repo {
     env: Vec<(String, String)>,
     deploy_auth: Option<Auth>,
     deploy_key: Option<String>,
+    report_status: Option<bool>,
     webhook: Option<String>,
     webhook_format: Option<String>,
 }
@@ -224,6 +225,7 @@ impl Repo {
             env: Vec::new(),
             deploy_auth: None,
             deploy_key: None,
+            report_status: None,
             webhook: None,
             webhook_format: None,
         }
@@ -310,6 +312,12 @@ impl Repo {
         self
     }
 
+    /// `deploy.report_status`: post each deployment as a commit status on the watched commit.
+    pub fn report_status(mut self, on: bool) -> Repo {
+        self.report_status = Some(on);
+        self
+    }
+
     pub fn webhook(mut self, url: impl Into<String>) -> Repo {
         self.webhook = Some(url.into());
         self
@@ -355,6 +363,9 @@ impl Repo {
             for (k, v) in &self.env {
                 *y += &format!("        {}: {}\n", quote(k), quote(v));
             }
+        }
+        if let Some(on) = self.report_status {
+            *y += &format!("      report_status: {on}\n");
         }
         render_auth(y, &self.deploy_auth, &self.deploy_key);
         if let Some(w) = &self.webhook {

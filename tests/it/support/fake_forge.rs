@@ -11,6 +11,16 @@
 //! | GitLab | `/api/v4/projects/{url-encoded path}/repository/branches` | `PRIVATE-TOKEN: T` / `Authorization: Bearer T` | `per_page` (20, max 100), `page`; `X-Next-Page`, `X-Total(-Pages)`, `Link` |
 //! | Gitea  | `/api/v1/repos/{owner}/{repo}/branches`                | `Authorization: token T` / `Bearer T`   | `limit` (30, max 50), `page`; `Link`, `X-Total-Count` |
 //!
+//! Commit statuses, as each API documents them (a JSON body; 201 with the created status):
+//! GitHub `POST …/repos/{o}/{r}/statuses/{sha}` (`state` pending|success|failure|error,
+//! `description` at most 140 characters, else 422), GitLab `POST /api/v4/projects/{id}/statuses/{sha}`
+//! (`state` pending|running|success|failed|canceled|skipped, `name` or `context`, `ref`; a
+//! `running` status cannot run again: 400), Gitea `POST /api/v1/repos/{o}/{r}/statuses/{sha}`
+//! (`state` pending|success|error|failure|warning). An unknown commit is 422 (GitHub, Gitea) or
+//! 404 (GitLab). Posting needs a token once [`FakeForge::require_token`] was called;
+//! [`FakeForge::forbid_statuses`] answers them 403 as a token without write access gets.
+//! [`FakeForge::statuses`] lists the statuses created, in order.
+//!
 //! `<path>` maps to `root/<path>.git` or else `root/<path>`. Behaviour, as each service documents
 //! it (quirks included), by default or by a switch:
 //! - without [`FakeForge::require_token`] everything is public. With it, a request without a
@@ -113,6 +123,24 @@ struct Shared {
     hooks: Mutex<Vec<Hook>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    statuses: Mutex<Vec<PostedStatus>>,
+    forbid_statuses: AtomicBool,
+}
+
+/// A commit status the fake forge created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostedStatus {
+    pub flavor: Flavor,
+    /// The repository path (`acme/app`, `group/sub/app`).
+    pub repo: String,
+    pub sha: String,
+    /// As sent: GitHub and Gitea `pending`/`success`/`failure`/`error`, GitLab `running`/`success`/`failed`/`canceled`.
+    pub state: String,
+    /// `context` (GitHub, Gitea) or `name` (GitLab).
+    pub context: String,
+    pub description: String,
+    /// GitLab's `ref`, if sent.
+    pub git_ref: Option<String>,
 }
 
 /// A running fake forge; stops when dropped.
@@ -146,6 +174,8 @@ impl FakeForge {
                 hooks: Mutex::new(Vec::new()),
                 in_flight: AtomicUsize::new(0),
                 max_in_flight: AtomicUsize::new(0),
+                statuses: Mutex::new(Vec::new()),
+                forbid_statuses: AtomicBool::new(false),
             });
             made = Some(shared.clone());
             move |request| handle(&shared, request)
@@ -270,6 +300,16 @@ impl FakeForge {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// The commit statuses created so far, in order.
+    pub fn statuses(&self) -> Vec<PostedStatus> {
+        self.shared.statuses.lock().expect("statuses lock").clone()
+    }
+
+    /// From now on, posting a commit status is refused with 403, as for a read-only token.
+    pub fn forbid_statuses(&self) {
+        self.shared.forbid_statuses.store(true, Ordering::SeqCst);
+    }
+
     /// Forgets the requests logged so far.
     pub fn clear_log(&self) {
         self.shared.log.lock().expect("log lock").clear();
@@ -307,8 +347,8 @@ fn handle(sh: &Shared, request: Request) -> Response {
 }
 
 fn respond(sh: &Shared, request: Request) -> Response {
-    let Request { method, url, headers, .. } = request;
-    let answer = answer(sh, &method, &url, &headers);
+    let Request { method, url, headers, body } = request;
+    let answer = answer(sh, &method, &url, &headers, &body);
     let latency = sh.latency_ms.load(Ordering::SeqCst);
     if latency > 0 {
         std::thread::sleep(Duration::from_millis(latency));
@@ -349,9 +389,12 @@ fn repo_id(rel: &str) -> u64 {
 /// The documented message of GitHub's secondary rate limit.
 pub const SECONDARY_LIMIT_MESSAGE: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0000:1111:2222:3333:4444.";
 
-fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, String>) -> Answer {
+fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, String>, body: &[u8]) -> Answer {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let Some((flavor, target)) = route(path) else {
+    let status_target = status_route(path);
+    let Some((flavor, target)) =
+        route(path).or_else(|| status_target.clone().map(|(f, rel, _)| (f, Target::Path(rel))))
+    else {
         return Answer::json(404, serde_json::json!({"message": "Not Found"}));
     };
     let fault = sh.faults.lock().expect("lock").pop_front();
@@ -399,6 +442,9 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
             };
         }
         None => {}
+    }
+    if let Some((_, rel, sha)) = &status_target {
+        return post_status(sh, flavor, rel, sha, method, headers, body);
     }
     if method != "GET" {
         return Answer::json(405, serde_json::json!({"message": "Method Not Allowed"}));
@@ -764,4 +810,146 @@ fn percent_decode(s: &str) -> Option<String> {
 
 fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Where a commit status POST goes: the API, the repository path and the commit.
+fn status_route(path: &str) -> Option<(Flavor, String, String)> {
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match seg.as_slice() {
+        ["api", "v3", "repos", o, r, "statuses", sha] | ["repos", o, r, "statuses", sha] => {
+            Some((Flavor::Github, format!("{o}/{r}"), sha.to_string()))
+        }
+        ["api", "v4", "projects", id, "statuses", sha] => Some((Flavor::Gitlab, percent_decode(id)?, sha.to_string())),
+        ["api", "v1", "repos", o, r, "statuses", sha] => Some((Flavor::Gitea, format!("{o}/{r}"), sha.to_string())),
+        _ => None,
+    }
+}
+
+/// Creates a commit status the way each API does, or refuses it with that API's answer.
+fn post_status(
+    sh: &Shared,
+    flavor: Flavor,
+    rel: &str,
+    sha: &str,
+    method: &str,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+) -> Answer {
+    if method != "POST" {
+        return Answer::json(405, serde_json::json!({"message": "Method Not Allowed"}));
+    }
+    // Writing always needs a token; on a server without require_token any token is accepted.
+    let tokenless = match flavor {
+        Flavor::Gitlab => !headers.contains_key("private-token") && !headers.contains_key("authorization"),
+        _ => !headers.contains_key("authorization"),
+    };
+    if tokenless {
+        return match flavor {
+            Flavor::Github => {
+                Answer::json(401, serde_json::json!({"message": "Requires authentication", "status": "401"}))
+            }
+            Flavor::Gitlab => Answer::json(401, serde_json::json!({"message": "401 Unauthorized"})),
+            Flavor::Gitea => Answer::json(401, serde_json::json!({"message": "token is required"})),
+        };
+    }
+    match check_auth(sh, flavor, headers) {
+        Auth::Ok => {}
+        Auth::Anonymous => return not_found(flavor, &sh.base),
+        Auth::Refused(a) => return a,
+    }
+    let Some(repo) = find_repo(&sh.root, rel) else {
+        return not_found(flavor, &sh.base);
+    };
+    if sh.forbid_statuses.load(Ordering::SeqCst) {
+        return match flavor {
+            Flavor::Github => Answer::json(
+                403,
+                serde_json::json!({"message": "Resource not accessible by personal access token", "documentation_url": "https://docs.github.com/rest/commits/statuses#create-a-commit-status", "status": "403"}),
+            ),
+            Flavor::Gitlab => Answer::json(403, serde_json::json!({"message": "403 Forbidden"})),
+            Flavor::Gitea => Answer::json(
+                403,
+                serde_json::json!({"message": "user should have a permission to write to a repo", "url": format!("{}/api/swagger", sh.base)}),
+            ),
+        };
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Answer::json(400, serde_json::json!({"message": "Problems parsing JSON"}));
+    };
+    let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+    let state = field("state").unwrap_or_default();
+    let description = field("description").unwrap_or_default();
+    let (states, context): (&[&str], String) = match flavor {
+        Flavor::Github => (&["error", "failure", "pending", "success"], field("context").unwrap_or("default".into())),
+        Flavor::Gitlab => (
+            &["pending", "running", "success", "failed", "canceled", "skipped"],
+            field("name").or_else(|| field("context")).unwrap_or("default".into()),
+        ),
+        Flavor::Gitea => (&["pending", "success", "error", "failure", "warning"], field("context").unwrap_or_default()),
+    };
+    if !states.contains(&state.as_str()) {
+        return match flavor {
+            Flavor::Gitlab => Answer::json(400, serde_json::json!({"error": "state does not have a valid value"})),
+            _ => Answer::json(
+                422,
+                serde_json::json!({"message": "Validation Failed", "errors": [{"resource": "Status", "field": "state", "code": "invalid"}]}),
+            ),
+        };
+    }
+    if flavor == Flavor::Github && description.chars().count() > 140 {
+        return Answer::json(
+            422,
+            serde_json::json!({"message": "Validation Failed", "errors": [{"resource": "Status", "code": "custom", "field": "description", "message": "description is too long (maximum is 140 characters)"}]}),
+        );
+    }
+    let known = Command::new("git")
+        .current_dir(&repo)
+        .args(["cat-file", "-e", &format!("{sha}^{{commit}}")])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !known {
+        return match flavor {
+            Flavor::Gitlab => Answer::json(404, serde_json::json!({"message": "404 Commit Not Found"})),
+            _ => Answer::json(422, serde_json::json!({"message": format!("No commit found for SHA: {sha}")})),
+        };
+    }
+    let mut log = sh.statuses.lock().expect("statuses lock");
+    // GitLab keeps one job per (sha, name): a running one cannot run again.
+    if flavor == Flavor::Gitlab
+        && state == "running"
+        && log
+            .iter()
+            .rev()
+            .find(|p| p.flavor == flavor && p.repo == rel && p.sha == sha && p.context == context)
+            .is_some_and(|p| p.state == "running")
+    {
+        return Answer::json(
+            400,
+            serde_json::json!({"message": "Cannot transition status via :run from :running (Reason(s): Status cannot transition via \"run\")"}),
+        );
+    }
+    let posted = PostedStatus {
+        flavor,
+        repo: rel.to_string(),
+        sha: sha.to_string(),
+        state: state.clone(),
+        context: context.clone(),
+        description: description.clone(),
+        git_ref: field("ref"),
+    };
+    log.push(posted);
+    let id = log.len();
+    let created = match flavor {
+        Flavor::Gitlab => {
+            serde_json::json!({"id": id, "sha": sha, "ref": field("ref"), "status": state, "name": context, "description": description, "allow_failure": false})
+        }
+        Flavor::Github => {
+            serde_json::json!({"id": id, "state": state, "description": description, "context": context, "target_url": null})
+        }
+        Flavor::Gitea => {
+            serde_json::json!({"id": id, "status": state, "description": description, "context": context, "target_url": ""})
+        }
+    };
+    Answer::json(201, created)
 }
