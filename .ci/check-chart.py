@@ -7,7 +7,8 @@ Run by .ci/lint-packaging in its virtualenv, which has helm-python-sdk (Helm's G
 built into a shared library and called through ctypes: the same template engine, schema
 validation and linter as the helm binary), kubernetes-validate and PyYAML.
 
-For the default values and every variant in charts/sentry/ci/*-values.yaml:
+For the default values, the my-values.yaml the README shows, and every variant in
+charts/sentry/ci/*-values.yaml:
   - `helm lint --strict` for each Kubernetes version: no error, no warning (the only info
     allowed is "icon is recommended": the project has no icon);
   - `helm template`: every rendered object is written to DIR/<variant>.yaml and validated by
@@ -303,8 +304,16 @@ def expect_options(objects: list[dict], notes: str) -> None:
     ensure("WARNING" not in notes, f"no warning in NOTES.txt: {notes}")
 
 
+def expect_readme(objects: list[dict], notes: str) -> None:
+    ensure(not by_kind(objects, "Secret"), "the tokens stay in the Secret made with kubectl")
+    ensure(env_of(objects)["GITHUB_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "sentry-tokens", "tokens from sentry-tokens")
+    config = config_of(objects)
+    ensure("groups" not in config and [r["name"] for r in config["repositories"]] == ["rag-service"], "the README's configuration only")
+
+
 VARIANTS: dict[str, Callable[[list[dict], str], None]] = {
     "default": expect_default,
+    "readme": expect_readme,
     "shards": expect_shards,
     "ssh": expect_ssh,
     "tekton": expect_tekton,
@@ -313,9 +322,24 @@ VARIANTS: dict[str, Callable[[list[dict], str], None]] = {
 }
 
 
+# Variants whose values are not in charts/sentry/ci.
+BUILT_IN = {"default", "readme"}
+
+
+def readme_values() -> dict[str, Any]:
+    """The my-values.yaml of the README's "Install with Helm": it must work as shown."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Install with Helm"):]
+    section = section[: section.index("\n### ", 1)]
+    start = section.index("```yaml\n") + len("```yaml\n")
+    return yaml.safe_load(section[start : section.index("```", start)])
+
+
 def variant_values(name: str) -> dict[str, Any]:
     if name == "default":
         return {}
+    if name == "readme":
+        return readme_values()
     values = yaml.safe_load((CHART / "ci" / f"{name}-values.yaml").read_text())
     ensure(isinstance(values, dict), f"ci/{name}-values.yaml is a mapping")
     return values
@@ -323,7 +347,7 @@ def variant_values(name: str) -> dict[str, Any]:
 
 def release_of(name: str) -> tuple[str, str]:
     """Release name and namespace a variant is rendered with."""
-    return ("sentry", NAMESPACE) if name in ("default", "ssh", "tekton", "pushgateway") else (name, name)
+    return ("sentry", NAMESPACE) if name in ("default", "readme", "ssh", "tekton", "pushgateway") else (name, name)
 
 
 # ---------------------------------------------------------------------------------------
@@ -486,7 +510,7 @@ def main() -> int:
 
     found = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
     unknown = sorted(set(found) - set(VARIANTS))
-    missing = sorted(set(VARIANTS) - set(found) - {"default"})
+    missing = sorted(set(VARIANTS) - set(found) - BUILT_IN)
 
     def check_variants_known() -> None:
         ensure(not unknown, f"charts/sentry/ci has variants this script does not check: {unknown} (add them to VARIANTS)")
@@ -496,7 +520,7 @@ def main() -> int:
 
     rendered_files = []
     for name, expect in VARIANTS.items():
-        if name != "default" and name not in found:
+        if name not in BUILT_IN and name not in found:
             continue
         release, namespace = release_of(name)
         label = f"{name} (release {release}, namespace {namespace})"
