@@ -261,13 +261,14 @@ def expect_ssh(objects: list[dict], notes: str) -> None:
     secret = [s["secret"] for s in sources if "secret" in s]
     ensure(len(secret) == 1 and secret[0]["name"] == "sentry-ssh", "the ssh Secret in the config volume")
     items = {i["path"]: i for i in secret[0]["items"]}
-    ensure(set(items) == {"ssh/id", "ssh/known_hosts"}, f"key and known_hosts: {items}")
-    ensure(items["ssh/id"]["key"] == "ssh-privatekey" and items["ssh/known_hosts"]["key"] == "known_hosts", "the Secret's keys")
+    ensure(set(items) == {"ssh/id_ed25519", "ssh/known_hosts"}, f"key and known_hosts: {items}")
+    ensure(items["ssh/id_ed25519"]["key"] == "id_ed25519" and items["ssh/known_hosts"]["key"] == "known_hosts", "the Secret's keys")
     ensure(all(i.get("mode") == 0o400 for i in items.values()), "mode 0400")
     mounts = {m["mountPath"]: m for m in container(objects)["volumeMounts"]}
     ensure(mounts["/etc/sentry"]["name"] == "config" and mounts["/etc/sentry"]["readOnly"] is True, "read-only at /etc/sentry(/ssh)")
     ssh = env_of(objects)["GIT_SSH_COMMAND"]["value"]
-    for part in ("-i /etc/sentry/ssh/id", "UserKnownHostsFile=/etc/sentry/ssh/known_hosts", "StrictHostKeyChecking=yes", "BatchMode=yes", "IdentitiesOnly=yes"):
+    ensure(ssh.startswith("ssh -i /etc/sentry/ssh/id_ed25519 "), f"GIT_SSH_COMMAND: {ssh}")
+    for part in ("UserKnownHostsFile=/etc/sentry/ssh/known_hosts", "GlobalKnownHostsFile=/dev/null", "StrictHostKeyChecking=yes", "BatchMode=yes", "IdentitiesOnly=yes"):
         ensure(part in ssh, f"GIT_SSH_COMMAND has {part}")
     ensure("git@git.example.com:web/docs.git" in json.dumps(config_of(objects)), "the ssh repository is in the config")
 
@@ -441,6 +442,7 @@ REFUSED_BY_SCHEMA: list[tuple[str, dict[str, Any]]] = [
     ("a config without repositories", {"config": {"repositories": None}}),
     ("a Secret name that is no name", {"tokens": {"existingSecret": "Forge Tokens"}}),
     ("an existing service account without its name", {"serviceAccount": {"create": False}}),
+    ("an ssh key file name that leaves /etc/sentry/ssh", {"ssh": {"existingSecret": "s", "privateKeyKey": ".."}}),
 ]
 # Refused by the templates (`fail`, with a message saying what to do). Helm's linter renders
 # in "lint mode", where `fail` is only logged, so `helm install`/`helm template` are what
