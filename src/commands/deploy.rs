@@ -48,7 +48,8 @@ pub fn deploy(
     let location = location(scope, config)?;
     crate::signals::install();
     let manual = Manual { targets, branch: args.branch.as_deref(), commit: commit.as_ref() };
-    let summary = crate::pipeline::deploy(config, &location, &manual, args.dry_run)?;
+    let at = crate::pipeline::At { location: &location, shard: scope.shard.and_then(|s| s.index) };
+    let summary = crate::pipeline::deploy(config, &at, &manual, args.dry_run)?;
     Ok(finish(&summary, output, quiet))
 }
 

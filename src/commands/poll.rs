@@ -27,7 +27,8 @@ pub fn poll(
         crate::signals::on_stop(|signal| {
             log::warn!("{signal} received: stopping running deployments, then saving the state and exiting")
         });
-        let summary = crate::pipeline::poll(&config, &location, &selected, args.dry_run)?;
+        let at = crate::pipeline::At { location: &location, shard: scope.shard.and_then(|s| s.index) };
+        let summary = crate::pipeline::poll(&config, &at, &selected, args.dry_run)?;
         // Another run holds the lock: a JSON consumer still gets its one object; the human
         // output stays empty, so cron does not mail every minute while a long deployment runs.
         if summary.skipped.is_some() && (output == OutputFormat::Human || quiet) {
@@ -49,7 +50,8 @@ pub fn poll(
         match select(&current, &args.repos, &args.groups, scope.shard) {
             Ok(selected) => {
                 let location = super::location(scope, &current).unwrap_or_else(|_| location.clone());
-                match crate::pipeline::poll(&current, &location, &selected, false) {
+                let at = crate::pipeline::At { location: &location, shard: scope.shard.and_then(|s| s.index) };
+                match crate::pipeline::poll(&current, &at, &selected, false) {
                     Ok(summary) if summary.skipped.is_some() && (output == OutputFormat::Human || quiet) => {}
                     Ok(summary) => {
                         // Passes follow one another on one stdout: each says when it started.

@@ -16,8 +16,9 @@ pub fn rollback(
         .repository(&args.repo)
         .ok_or_else(|| unknown("repository", &args.repo, config.repositories.iter().map(|r| r.name.as_str())))?;
     let location = location(scope, config)?;
+    let at = crate::pipeline::At { location: &location, shard: scope.shard.and_then(|s| s.index) };
     crate::signals::install();
     let summary =
-        crate::pipeline::rollback(config, &location, repo, args.branch.as_deref(), args.to.as_deref(), args.dry_run)?;
+        crate::pipeline::rollback(config, &at, repo, args.branch.as_deref(), args.to.as_deref(), args.dry_run)?;
     Ok(finish(&summary, output, false))
 }

@@ -29,6 +29,8 @@ pub struct Run {
     pub id: String,
     started: Instant,
     started_at: String,
+    /// With `--shard`: this process's shard.
+    shard: Option<u32>,
 }
 
 impl Run {
@@ -41,7 +43,7 @@ impl Run {
         let id =
             format!("{:08x}-{:08x}-{:08x}", nanos / 1_000_000_000, std::process::id(), (nanos % 1_000_000_000) as u32);
         crate::logging::set_run_id(&id);
-        Run { id, started: Instant::now(), started_at: crate::time::rfc3339(now) }
+        Run { id, started: Instant::now(), started_at: crate::time::rfc3339(now), shard: None }
     }
 
     /// An empty summary of this run.
@@ -71,6 +73,14 @@ impl Run {
     }
 }
 
+/// Where a pass keeps its state, and which shard it is (for `{shard}` in `metrics_file`).
+pub struct At<'a> {
+    /// The state location (its `{shard}` already replaced).
+    pub location: &'a Location,
+    /// This process's shard, with `--shard`.
+    pub shard: Option<u32>,
+}
+
 /// What a manual deployment asks for (`sentry deploy`).
 pub struct Manual<'a> {
     /// The repositories to deploy.
@@ -95,12 +105,13 @@ fn store_options(run_id: &str, config: &Config) -> StoreOptions {
 #[allow(clippy::type_complexity)] // Private, three callers: a struct would only rename the tuple.
 fn begin(
     config: &Config,
-    location: &Location,
+    at: &At<'_>,
     mode: LockMode,
     dry_run: bool,
 ) -> Result<Result<(Run, Box<dyn StateStore>, State), Summary>, Error> {
-    let run = Run::start();
-    let mut store = match open_store(&run, location, mode, config)? {
+    let mut run = Run::start();
+    run.shard = at.shard;
+    let mut store = match open_store(&run, at.location, mode, config)? {
         Ok(store) => store,
         Err(why) => return Ok(Err(run.skipped(dry_run, why))),
     };
@@ -142,9 +153,9 @@ pub fn read_state(location: &Location, http_timeout: std::time::Duration) -> Res
 
 /// One `poll` pass: lock, load, check, plan, save, deploy (saving after each job), notify,
 /// metrics. Another run holding the lock is a summary with `skipped` set.
-pub fn poll(config: &Config, location: &Location, repos: &[&Repository], dry_run: bool) -> Result<Summary, Error> {
+pub fn poll(config: &Config, at: &At<'_>, repos: &[&Repository], dry_run: bool) -> Result<Summary, Error> {
     let mode = if dry_run { LockMode::None } else { LockMode::Try };
-    let (run, store, state) = match begin(config, location, mode, dry_run)? {
+    let (run, store, state) = match begin(config, at, mode, dry_run)? {
         Ok(begun) => begun,
         Err(skipped) => return Ok(skipped),
     };
@@ -183,9 +194,9 @@ fn parked(notes: &[Note], state: &State) -> Vec<crate::report::Parked> {
 }
 
 /// `sentry deploy`: deploy now, whatever changed; waits for the lock.
-pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run: bool) -> Result<Summary, Error> {
+pub fn deploy(config: &Config, at: &At<'_>, manual: &Manual<'_>, dry_run: bool) -> Result<Summary, Error> {
     let mode = if dry_run { LockMode::None } else { LockMode::Wait(config.global.timeout) };
-    let (run, store, state) = match begin(config, location, mode, dry_run)? {
+    let (run, store, state) = match begin(config, at, mode, dry_run)? {
         Ok(begun) => begun,
         Err(skipped) => return Ok(skipped),
     };
@@ -218,14 +229,14 @@ pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run
 /// history decides; no forge is contacted.
 pub fn rollback(
     config: &Config,
-    location: &Location,
+    at: &At<'_>,
     repo: &Repository,
     branch: Option<&str>,
     to: Option<&str>,
     dry_run: bool,
 ) -> Result<Summary, Error> {
     let mode = if dry_run { LockMode::None } else { LockMode::Wait(config.global.timeout) };
-    let (run, store, state) = match begin(config, location, mode, dry_run)? {
+    let (run, store, state) = match begin(config, at, mode, dry_run)? {
         Ok(begun) => begun,
         Err(skipped) => return Ok(skipped),
     };
@@ -462,7 +473,12 @@ fn write_metrics(config: &Config, clients: &Clients, state: &State, run: &Run, s
         exit_code: summary.exit().code(),
     };
     let text = crate::metrics::render(config, state, &m);
-    if let Some(path) = &config.global.metrics_file
+    // Shards write one file each: `{shard}` in the path is the shard's number.
+    let path = config.global.metrics_file.as_ref().map(|p| match run.shard {
+        Some(i) => std::path::PathBuf::from(p.to_string_lossy().replace("{shard}", &i.to_string())),
+        None => p.clone(),
+    });
+    if let Some(path) = &path
         && let Err(e) = crate::metrics::write_file(path, &text)
     {
         log::warn!("{e}");

@@ -134,3 +134,22 @@ fn shards_keep_their_own_configmaps_and_leases_and_status_reads_them_all() {
         assert!(doc["repositories"][repo]["in_state"] == true, "{repo} in status: {doc}");
     }
 }
+
+/// Each shard writes its own metrics file when the path holds `{shard}`.
+#[test]
+fn each_shard_writes_its_own_metrics_file() {
+    let sb = Sandbox::new();
+    Conf::new()
+        .global("metrics_file", "m-{shard}.prom")
+        .repo(Repo::new("a").monitor_url("http://127.0.0.1:1/a.git").kind("git"))
+        .repo(Repo::new("b").monitor_url("http://127.0.0.1:1/b.git").kind("git"))
+        .write(&sb);
+    for shard in ["0/2", "1/2"] {
+        let r = sb.run(&["--shard", shard, "--state", "s-{shard}.json", "poll", "--once"]);
+        assert!(r.code == 0 || r.code == 3, "{shard}: {}", r.all());
+    }
+    for i in 0..2 {
+        let text = std::fs::read_to_string(sb.path().join(format!("m-{i}.prom"))).expect("metrics of each shard");
+        assert!(text.contains("sentry_repositories_checked"), "{text}");
+    }
+}
