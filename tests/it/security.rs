@@ -235,9 +235,10 @@ fn running(pid: &str) -> bool {
 #[test]
 fn a_killed_sentry_keeps_the_lock_while_its_job_runs() {
     let (w, app) = World::with_app();
-    // The first job sleeps (a long deployment); the one after it does not. (`$$` in a command
-    // is sentry's escape for `$`: the shell's pid is its child's parent.)
-    let job = r#"sh -c 'echo $PPID' > "$CTRL/pgid"; [ -e "$CTRL/started" ] || { touch "$CTRL/started"; sleep 60; }; echo done >> "$CTRL/done""#;
+    // The first job sleeps (a long deployment); the one after it does not. The sleep is started
+    // before the marker appears, so a kill right after the marker still leaves it running.
+    // (The shell's pid is its child's parent.)
+    let job = r#"sh -c 'echo $PPID' > "$CTRL/pgid"; [ -e "$CTRL/started" ] || { sleep 60 & touch "$CTRL/started"; wait; }; echo done >> "$CTRL/done""#;
     w.conf().repo(w.repo("app").commands([job])).write(&w.sb);
     app.commit("main", &[("v", "2")], "v2");
     let mut sentry =
