@@ -31,6 +31,8 @@ pub struct Run {
     started_at: String,
     /// With `--shard`: this process's shard.
     shard: Option<u32>,
+    /// Where the state lives: the stable name of this deployment (and shard) for the Pushgateway.
+    place: String,
 }
 
 impl Run {
@@ -43,7 +45,7 @@ impl Run {
         let id =
             format!("{:08x}-{:08x}-{:08x}", nanos / 1_000_000_000, std::process::id(), (nanos % 1_000_000_000) as u32);
         crate::logging::set_run_id(&id);
-        Run { id, started: Instant::now(), started_at: crate::time::rfc3339(now), shard: None }
+        Run { id, started: Instant::now(), started_at: crate::time::rfc3339(now), shard: None, place: String::new() }
     }
 
     /// An empty summary of this run.
@@ -111,6 +113,7 @@ fn begin(
 ) -> Result<Result<(Run, Box<dyn StateStore>, State), Summary>, Error> {
     let mut run = Run::start();
     run.shard = at.shard;
+    run.place = at.location.to_string();
     let mut store = match open_store(&run, at.location, mode, config)? {
         Ok(store) => store,
         Err(why) => return Ok(Err(run.skipped(dry_run, why))),
@@ -485,7 +488,11 @@ fn write_metrics(config: &Config, clients: &Clients, state: &State, run: &Run, s
         summary.errors.push(e);
     }
     if let Some(base) = &config.global.pushgateway_url {
-        let url = format!("{}/metrics/job/sentry/instance/{}", base.trim_end_matches('/'), notify::hostname());
+        // The grouping key must be stable across runs: a CronJob's pods get a new name every run,
+        // so the hostname would leave a stale group behind each time. The state location names
+        // this deployment (and shard) for good.
+        let instance = crate::forge::url::encode(&run.place);
+        let url = format!("{}/metrics/job/sentry/instance/{instance}", base.trim_end_matches('/'));
         let req = Request::new(Method::Put, url).body("text/plain; version=0.0.4", text.into_bytes());
         if let Err(e) = clients.checker.http().send(&req) {
             let msg = format!("metrics push to the Pushgateway failed: {}", notify::describe(&e));

@@ -662,7 +662,10 @@ fn metrics_are_pushed_to_the_pushgateway() {
     assert_eq!(w.poll().code, 0);
     let got = gw.received();
     assert_eq!(got.len(), 1, "{got:?}");
+    // A grouping key that stays the same across runs (pods of a CronJob get new names): the
+    // state location, percent-encoded.
     assert!(got[0].path.starts_with("/metrics/job/sentry/instance/"), "{}", got[0].path);
+    assert!(got[0].path.ends_with("sentry-state.json"), "{}", got[0].path);
     assert!(got[0].content_type.starts_with("text/plain"));
     let series = parse_prometheus(&got[0].body);
     assert_eq!(series["sentry_repositories_checked"], 1.0);
