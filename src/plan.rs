@@ -4,8 +4,8 @@
 //! new branches, changes (force-pushes included), retries, parking, deleted branches and
 //! `trigger: all` groups. Recording a deployment's outcome in the state is here too.
 
-use crate::config::{Config, OnFirstSeen, Repository, Trigger};
-use crate::model::{DeploymentRecord, Heads, Job, JobStatus, Reason, Sha};
+use crate::config::{Config, OnFirstSeen, PathFilter, Repository, Trigger};
+use crate::model::{DeploymentRecord, Examined, Heads, Job, JobStatus, Reason, Sha};
 use crate::state::{Failure, HistoryEntry, RefState, State};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -148,6 +148,10 @@ pub fn plan(config: &Config, checked: &BTreeMap<String, Heads>, state: &State, n
             if bs.deployed.as_ref() == Some(head) {
                 // Back at the deployed commit (e.g. a revert force-push): an older failure is moot.
                 bs.failure = None;
+                continue;
+            }
+            if bs.filtered.as_ref() == Some(head) {
+                // Filtered when it was new (SPEC §4 "filters"): seen, and not a change.
                 continue;
             }
             match &bs.failure {
@@ -369,6 +373,7 @@ pub fn record(state: &mut State, done: &DeploymentRecord, stamp: &Stamp<'_>) {
         bs.deployed_at = Some(stamp.now.to_string());
         bs.baseline = false;
         bs.failure = None;
+        bs.filtered = None;
         // A rollback holds the ref where it is until its head moves; any other deployment
         // (a manual one included) lets `poll` follow the head again.
         bs.pinned_at = if done.reason == Reason::Rollback { bs.seen.clone() } else { None };
@@ -383,6 +388,55 @@ pub fn record(state: &mut State, done: &DeploymentRecord, stamp: &Stamp<'_>) {
             error: done.failure_text(),
         });
     }
+}
+
+/// The commit a change is compared from: the last one filtered, else the last one deployed
+/// (SPEC §4 "filters"). `None`: nothing to compare with (the change is deployed).
+pub fn compare_base(state: &State, job: &Job) -> Option<Sha> {
+    let bs = state.repos.get(&job.repo)?.branches.get(&job.branch)?;
+    bs.filtered.clone().or_else(|| bs.deployed.clone()).filter(|b| *b != job.commit)
+}
+
+/// True when `job` is a change the repository's filters must examine before it is deployed:
+/// a head that moved (not a new branch, a retry, a manual or group-triggered deployment), of
+/// a repository with `paths` or `ignore_paths`. Other repositories cost no extra request.
+pub fn needs_examining(repo: &Repository, job: &Job) -> bool {
+    job.reason == Reason::Changed && repo.monitor.filter.is_active()
+}
+
+/// Decides whether an examined change is filtered, and why: a skip marker in the head commit's
+/// message, or changed files none of which count. A change whose files cannot be told is never
+/// filtered by paths (SPEC §4: a filter never hides what it could not examine).
+pub fn verdict(filter: &PathFilter, skip_markers: &[String], examined: &Examined) -> Option<Reason> {
+    if let Some(message) = &examined.message
+        && skip_markers.iter().any(|m| !m.is_empty() && message.contains(m.as_str()))
+    {
+        return Some(Reason::SkipMarker);
+    }
+    if !filter.is_active() {
+        return None;
+    }
+    let files = examined.files.as_ref()?;
+    (!files.iter().any(|f| filter.counts(f))).then_some(Reason::Paths)
+}
+
+/// Records a filtered change: its head is seen and becomes the next comparison base, an older
+/// failure is moot, and the repository's counter for `reason` goes up. Nothing is deployed.
+pub fn record_filtered(state: &mut State, job: &Job, reason: Reason) {
+    let rs = state.repos.entry(job.repo.clone()).or_default();
+    *rs.filtered.entry(reason.key().to_string()).or_default() += 1;
+    let bs = rs.branches.entry(job.branch.clone()).or_default();
+    bs.seen = Some(job.commit.clone());
+    bs.filtered = Some(job.commit.clone());
+    bs.failure = None;
+}
+
+/// `trigger: all` jobs stand only for groups where a change is still deployed: when every
+/// change of a group was filtered, its triggered jobs go too.
+pub fn drop_orphan_triggers(jobs: &mut Vec<Job>) {
+    let live: BTreeSet<Option<String>> =
+        jobs.iter().filter(|j| j.reason != Reason::GroupTrigger).map(|j| j.group.clone()).collect();
+    jobs.retain(|j| j.reason != Reason::GroupTrigger || live.contains(&j.group));
 }
 
 #[cfg(test)]

@@ -102,6 +102,9 @@ impl Summary {
                         (_, Some(e)) if d.status == crate::model::JobStatus::TimedOut => e.clone(),
                         (Some(f), _) => f.to_string(),
                         (None, Some(e)) => e.clone(),
+                        (None, None) if d.status == crate::model::JobStatus::Filtered => {
+                            format!("filtered: {}", d.reason.as_str())
+                        }
                         (None, None) if self.dry_run => d.reason.as_str().to_string(),
                         (None, None) => String::new(),
                     };

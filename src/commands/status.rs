@@ -79,6 +79,9 @@ pub struct RepoStatus {
     pub last_error: Option<String>,
     /// Per branch.
     pub branches: BTreeMap<String, BranchStatus>,
+    /// Changes filtered (recorded, not deployed), per reason (`paths`, `skip_marker`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub filtered: BTreeMap<String, u64>,
 }
 
 /// One branch in the report.
@@ -98,6 +101,8 @@ pub struct BranchStatus {
     pub gone_since: Option<String>,
     /// Set after `rollback`: the head it is pinned at.
     pub pinned_at: Option<String>,
+    /// The last head a filter kept from deploying (`paths`, a skip marker).
+    pub filtered: Option<String>,
     /// `deployed` is the baseline recorded at first sight, not a deployment.
     pub baseline: bool,
     /// The newest finished deployment of the history (`sentry history` has them all).
@@ -152,6 +157,7 @@ pub fn report(config: Option<&Config>, state: &State, location: &str) -> Report 
                                 parked,
                                 gone_since: b.gone_since.clone(),
                                 pinned_at: b.pinned_at.as_ref().map(ToString::to_string),
+                                filtered: b.filtered.as_ref().map(ToString::to_string),
                                 baseline: b.baseline,
                                 last_deployment: b.history.first().cloned(),
                             };
@@ -166,6 +172,7 @@ pub fn report(config: Option<&Config>, state: &State, location: &str) -> Report 
                 last_checked: repo.and_then(|r| r.last_checked.clone()),
                 last_error: repo.and_then(|r| r.last_error.clone()),
                 branches,
+                filtered: repo.map(|r| r.filtered.clone()).unwrap_or_default(),
             };
             (name.clone(), status)
         })
@@ -249,6 +256,9 @@ pub fn human(report: &Report) -> String {
                 }
                 None if b.gone_since.is_some() => format!("gone since {}", b.gone_since.as_deref().unwrap_or("?")),
                 None if b.pinned_at.is_some() => "pinned (rollback)".into(),
+                None if b.filtered.is_some() && b.filtered == b.seen => {
+                    format!("filtered {} (not deployed: no watched file changed, or a skip marker)", short(&b.filtered))
+                }
                 None if b.seen.is_some() && b.seen != b.deployed => "not deployed yet".into(),
                 None if b.baseline => "baseline (recorded at first sight, not deployed)".into(),
                 None => "up to date".into(),

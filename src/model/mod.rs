@@ -7,6 +7,7 @@ pub mod shard;
 pub mod url;
 
 pub use location::Location;
+
 pub use record::{DeploymentRecord, JobStatus, Notification, OnFailureOutcome};
 pub use shard::Shard;
 
@@ -99,6 +100,18 @@ pub struct Job {
     pub attempt: u32,
 }
 
+/// What a forge says about a change, for the filters (SPEC §4 "filters").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Examined {
+    /// Every file changed between the base and the head; `None` when that cannot be told (no
+    /// common history, a truncated answer, an error): then the change is deployed.
+    pub files: Option<Vec<String>>,
+    /// The head commit's message, when the answer had it.
+    pub message: Option<String>,
+    /// Why the files could not be told, for the log.
+    pub why_unknown: Option<String>,
+}
+
 /// Why a job was planned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -117,6 +130,10 @@ pub enum Reason {
     Manual,
     /// `sentry rollback`.
     Rollback,
+    /// Filtered: no changed file matches `monitor.paths` (or all match `ignore_paths`).
+    Paths,
+    /// Filtered: the head commit's message holds one of `global.skip_markers`.
+    SkipMarker,
 }
 
 impl Reason {
@@ -130,6 +147,23 @@ impl Reason {
             Reason::GroupTrigger => "group trigger",
             Reason::Manual => "manual",
             Reason::Rollback => "rollback",
+            Reason::Paths => "paths",
+            Reason::SkipMarker => "skip marker",
+        }
+    }
+
+    /// The JSON spelling (`skip_marker`), for counters keyed by reason.
+    pub fn key(self) -> &'static str {
+        match self {
+            Reason::FirstSeen => "first_seen",
+            Reason::NewBranch => "new_branch",
+            Reason::Changed => "changed",
+            Reason::Retry => "retry",
+            Reason::GroupTrigger => "group_trigger",
+            Reason::Manual => "manual",
+            Reason::Rollback => "rollback",
+            Reason::Paths => "paths",
+            Reason::SkipMarker => "skip_marker",
         }
     }
 }

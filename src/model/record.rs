@@ -20,6 +20,9 @@ pub enum JobStatus {
     TimedOut,
     /// Never started (an earlier failure, the group's deadline, a stop request; a dry run).
     Skipped,
+    /// Not deployed: a filter (`paths`, a skip marker) says the change does not matter. The
+    /// head is recorded as seen; no attempt, no notification.
+    Filtered,
     /// sentry was asked to stop (SIGTERM/SIGINT) while it ran. Says nothing about the commit:
     /// no attempt is counted. Shown as `failed` (SPEC §5 has no other word for it).
     Interrupted,
@@ -33,6 +36,7 @@ impl JobStatus {
             JobStatus::Failed | JobStatus::FailedToStart | JobStatus::Interrupted => "failed",
             JobStatus::TimedOut => "timed_out",
             JobStatus::Skipped => "skipped",
+            JobStatus::Filtered => "filtered",
         }
     }
 

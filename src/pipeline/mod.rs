@@ -150,13 +150,60 @@ pub fn poll(config: &Config, location: &Location, repos: &[&Repository], dry_run
     };
     let mut summary = run.summary(dry_run);
     let clients = Clients::new(config)?;
-    let checks = check(&clients.checker, repos, &state, &mut summary);
+    let mut checks = check(&clients.checker, repos, &state, &mut summary);
     let now = crate::time::now_rfc3339();
-    let planned = plan::plan(config, &checks.heads, &state, &now);
+    let mut planned = plan::plan(config, &checks.heads, &state, &now);
     log_notes(&planned.notes, dry_run);
     // Parked deployments are listed on every run until a human acts (SPEC §5).
     summary.parked = parked(&planned.notes, &planned.state);
+    summary.deployments = examine(config, &clients.checker, &state, &mut planned);
+    // The compare requests count like the listings'.
+    checks.stats = clients.checker.stats();
     proceed(config, &run, &clients, store, planned.state, planned.jobs, checks, summary, &now)
+}
+
+/// Examines the planned changes of repositories with path filters (SPEC §4 "filters"): the
+/// files changed since the last deployed or filtered commit and the head's message, from the
+/// forge; [`plan::verdict`] decides. A filtered change leaves the jobs, is recorded in the next
+/// state (seen, the next comparison's base, a counter) and comes back as a `filtered` record.
+/// Changes whose files cannot be told are deployed.
+fn examine(config: &Config, checker: &Checker, state: &State, planned: &mut plan::Plan) -> Vec<DeploymentRecord> {
+    let mut filtered = Vec::new();
+    let mut kept = Vec::with_capacity(planned.jobs.len());
+    for job in std::mem::take(&mut planned.jobs) {
+        let Some(repo) = config.repository(&job.repo).filter(|r| plan::needs_examining(r, &job)) else {
+            kept.push(job);
+            continue;
+        };
+        let Some(base) = plan::compare_base(state, &job) else {
+            kept.push(job);
+            continue;
+        };
+        let examined = checker.changes(repo, &base, &job.commit, &config.global.tmp_dir);
+        if let Some(why) = &examined.why_unknown {
+            log::info!(
+                repo = job.repo.as_str(), branch = job.branch.as_str(), from = base.as_str(), to = job.commit.as_str();
+                "the changed files cannot be told, so the change is deployed: {}", crate::logging::redact(why)
+            );
+        }
+        match plan::verdict(&repo.monitor.filter, &config.global.skip_markers, &examined) {
+            Some(reason) => {
+                log::info!(
+                    repo = job.repo.as_str(), branch = job.branch.as_str(), from = base.as_str(),
+                    to = job.commit.as_str(), reason = reason.key();
+                    "change filtered: recorded as seen, not deployed"
+                );
+                plan::record_filtered(&mut planned.state, &job, reason);
+                let mut record = DeploymentRecord::planned(&job, JobStatus::Filtered, None);
+                record.reason = reason;
+                filtered.push(record);
+            }
+            None => kept.push(job),
+        }
+    }
+    plan::drop_orphan_triggers(&mut kept);
+    planned.jobs = kept;
+    filtered
 }
 
 /// The parked deployments the plan noted, with their last error.
@@ -258,7 +305,7 @@ fn proceed(
     absorb_checks(&mut next, &checks);
     log_jobs(&jobs);
     if summary.dry_run {
-        summary.deployments = jobs.iter().map(|j| DeploymentRecord::planned(j, JobStatus::Skipped, None)).collect();
+        summary.deployments.extend(jobs.iter().map(|j| DeploymentRecord::planned(j, JobStatus::Skipped, None)));
         summary.duration_ms = run.elapsed_ms();
         return Ok(summary);
     }
@@ -582,7 +629,7 @@ fn deploy_and_record(
     }) {
         journal.commit(generation, "after the notifications");
     }
-    summary.deployments = results.iter().map(JobResult::record).collect();
+    summary.deployments.extend(results.iter().map(JobResult::record));
     let sh = journal.into_shared();
     summary.state_error |= !sh.save_errors.is_empty();
     summary.errors.extend(sh.save_errors);

@@ -435,3 +435,93 @@ fn manual_success_clears_a_parked_failure() {
     assert_eq!(s.repos["a"].branches["main"].failure, None);
     assert_eq!(s.repos["a"].branches["main"].deployed, Some(sha('2')));
 }
+
+fn filtered_config(paths: &str, ignore: &str) -> Config {
+    let y = format!(
+        "repositories:\n  - name: a\n    monitor:\n      repo_url: https://github.com/o/a\n      branches: [main]\n{paths}{ignore}    deploy:\n      qa_repo_url: https://github.com/o/qa\n      commands: [\"true\"]\n"
+    );
+    crate::config::parse(Path::new("t.yaml"), &y, &|_| None).unwrap_or_else(|e| panic!("{e}\n{y}"))
+}
+
+fn examined(files: Option<&[&str]>, message: &str) -> Examined {
+    Examined {
+        files: files.map(|f| f.iter().map(|s| s.to_string()).collect()),
+        message: Some(message.into()),
+        why_unknown: None,
+    }
+}
+
+#[test]
+fn paths_decide_whether_a_change_counts() {
+    let c = filtered_config("      paths: [\"services/a/**\", \"lib/*.rs\"]\n", "      ignore_paths: [\"**/*.md\"]\n");
+    let f = &c.repositories[0].monitor.filter;
+    let markers = c.global.skip_markers.clone();
+    let v = |files: &[&str]| verdict(f, &markers, &examined(Some(files), "change"));
+    assert_eq!(v(&["services/a/main.go"]), None);
+    assert_eq!(v(&["services/b/main.go"]), Some(Reason::Paths));
+    // `*` stays within one segment; `**` crosses them.
+    assert_eq!(v(&["lib/x.rs"]), None);
+    assert_eq!(v(&["lib/deep/x.rs"]), Some(Reason::Paths));
+    // Ignored files never count, even under a watched path.
+    assert_eq!(v(&["services/a/README.md", "docs/x.md"]), Some(Reason::Paths));
+    assert_eq!(v(&["services/a/README.md", "services/a/x.go"]), None);
+    assert_eq!(v(&[]), Some(Reason::Paths));
+    // Files that cannot be told are never filtered by paths.
+    assert_eq!(verdict(f, &markers, &examined(None, "change")), None);
+    // A skip marker filters whatever the files.
+    assert_eq!(verdict(f, &markers, &examined(None, "docs [skip deploy]")), Some(Reason::SkipMarker));
+    assert_eq!(verdict(f, &markers, &examined(Some(&["services/a/x"]), "x\n\n[deploy skip]")), Some(Reason::SkipMarker));
+    assert_eq!(verdict(f, &[], &examined(Some(&["services/a/x"]), "[skip deploy]")), None);
+}
+
+#[test]
+fn ignore_paths_alone_count_everything_else() {
+    let c = filtered_config("", "      ignore_paths: [\"**/*.md\", \"docs/**\"]\n");
+    let f = &c.repositories[0].monitor.filter;
+    assert!(f.is_active());
+    assert!(!f.counts("README.md") && !f.counts("a/b/c.md") && !f.counts("docs/x.png"));
+    assert!(f.counts("src/main.rs"));
+    assert!(!filtered_config("", "").repositories[0].monitor.filter.is_active());
+}
+
+#[test]
+fn a_filtered_head_is_the_next_base_and_not_a_change_again() {
+    let c = filtered_config("      paths: [\"svc/**\"]\n", "");
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    assert_eq!(summary(&p), [job("a", "main", '2', Reason::Changed, 1)]);
+    assert!(needs_examining(&c.repositories[0], &p.jobs[0]));
+    assert_eq!(compare_base(&s, &p.jobs[0]), Some(sha('1')));
+    let mut next = p.state.clone();
+    record_filtered(&mut next, &p.jobs[0], Reason::Paths);
+    assert_eq!(next.repos["a"].filtered.get("paths"), Some(&1));
+    // Filtered: the same head is no change; the next head compares from it, while the
+    // previous commit of the job stays the last one deployed.
+    let again = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &next, NOW);
+    assert!(again.jobs.is_empty());
+    let moved = plan(&c, &checked(&[("a", heads(&[("main", '3')]))]), &next, NOW);
+    assert_eq!(moved.jobs[0].previous, Some(sha('1')));
+    assert_eq!(compare_base(&next, &moved.jobs[0]), Some(sha('2')));
+    // A deployment clears the mark.
+    let rec = DeploymentRecord::planned(&moved.jobs[0], JobStatus::Succeeded, None);
+    let mut done = moved.state.clone();
+    record(&mut done, &rec, &stamp(NOW));
+    assert_eq!(done.repos["a"].branches["main"].filtered, None);
+    // The state keeps it across a save.
+    let text = serde_json::to_string(&next).expect("json");
+    let back: State = serde_json::from_str(&text).expect("read back");
+    assert_eq!(back.repos["a"].branches["main"].filtered, Some(sha('2')));
+}
+
+#[test]
+fn new_branches_retries_and_unfiltered_repositories_are_not_examined() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    assert!(!needs_examining(&c.repositories[0], &p.jobs[0]));
+    let f = filtered_config("      paths: [\"svc/**\"]\n", "");
+    let new = plan(&f, &checked(&[("a", heads(&[("main", '1'), ("x", '2')]))]), &s, NOW);
+    assert!(new.jobs.iter().all(|j| !needs_examining(&f.repositories[0], j) || j.branch == "main"));
+}

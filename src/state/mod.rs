@@ -112,6 +112,10 @@ pub struct RepoState {
     /// Deployments ever finished, per status (`succeeded`, `failed`, `timed_out`): a counter.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub deployments: BTreeMap<String, u64>,
+    /// Changes filtered, per reason (`paths`, `skip_marker`): a counter
+    /// (`sentry_filtered_changes_total`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub filtered: BTreeMap<String, u64>,
     /// When the repository was last checked successfully (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "unix_time::option")]
     pub last_checked: Option<String>,
@@ -178,6 +182,9 @@ pub struct RefState {
     pub baseline: bool,
     /// A commit whose deployment failed and has not succeeded since.
     pub failure: Option<Failure>,
+    /// The last head that was filtered (no changed file counted, or a skip marker): seen, not
+    /// deployed, and where the next comparison starts. Cleared by a deployment.
+    pub filtered: Option<Sha>,
     /// When the ref stopped being listed (or matching); dropped 30 days later (SPEC §3).
     pub gone_since: Option<String>,
     /// After `rollback`: the head it was pinned at. `poll` leaves the ref alone until the head
@@ -200,6 +207,8 @@ struct RefWire {
     deployed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     failure: Option<Failure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    filtered: Option<Sha>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "unix_time::option")]
     gone_since: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -218,6 +227,7 @@ impl From<RefWire> for RefState {
             deployed_at: w.deployed_at,
             baseline: w.baseline,
             failure: w.failure,
+            filtered: w.filtered,
             gone_since: w.gone_since,
             pinned_at: w.pinned_at,
             history: w.history,
@@ -233,6 +243,7 @@ impl Serialize for RefState {
             deployed: self.deployed.clone(),
             deployed_at: self.deployed_at.clone(),
             failure: self.failure.clone(),
+            filtered: self.filtered.clone(),
             gone_since: self.gone_since.clone(),
             history: self.history.clone(),
             pinned_at: self.pinned_at.clone(),
