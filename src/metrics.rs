@@ -50,7 +50,12 @@ pub fn render(config: &Config, state: &State, run: &RunMetrics) -> String {
             );
         }
     }
-    family(&mut out, "sentry_filtered_changes_total", "counter", "Changes recorded but not deployed, by repository and reason.");
+    family(
+        &mut out,
+        "sentry_filtered_changes_total",
+        "counter",
+        "Changes recorded but not deployed, by repository and reason.",
+    );
     for (repo, rs) in &state.repos {
         for (reason, n) in &rs.filtered {
             sample(&mut out, "sentry_filtered_changes_total", &[("repo", repo), ("reason", reason)], *n as f64);

@@ -886,9 +886,11 @@ impl Validator<'_> {
                     for (i, m) in list.value.iter().enumerate() {
                         let path = format!("global.skip_markers[{i}]");
                         match self.string(&path, m) {
-                            Some(v) if v.trim().is_empty() => {
-                                self.problem(&path, line(m), "a skip marker must not be empty (it would skip everything)")
-                            }
+                            Some(v) if v.trim().is_empty() => self.problem(
+                                &path,
+                                line(m),
+                                "a skip marker must not be empty (it would skip everything)",
+                            ),
                             Some(v) => out.push(v),
                             None => {}
                         }
@@ -1055,7 +1057,9 @@ impl Validator<'_> {
                         tags.push(pattern);
                         tag_patterns.push(p);
                     }
-                    Err(e) => self.problem(&tpath, line(t), format!("invalid regex {p:?}:\n{}", e.to_string().trim_end())),
+                    Err(e) => {
+                        self.problem(&tpath, line(t), format!("invalid regex {p:?}:\n{}", e.to_string().trim_end()))
+                    }
                 }
             }
         }
@@ -1067,7 +1071,11 @@ impl Validator<'_> {
                     None => None,
                     Some(v) => {
                         if m.tags.is_none() {
-                            self.problem(&spath, line(s), "semver selects among tags: set monitor.tags too (e.g. [\"v.*\"])");
+                            self.problem(
+                                &spath,
+                                line(s),
+                                "semver selects among tags: set monitor.tags too (e.g. [\"v.*\"])",
+                            );
                         }
                         match semver::VersionReq::parse(v.trim()) {
                             Ok(r) => Some(r),

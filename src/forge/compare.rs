@@ -89,9 +89,12 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 /// True when one of `commits` has `base` among its parents (`parents[].sha` or `parent_ids[]`).
 fn descends_from(commits: &[Value], base: &Sha) -> bool {
     commits.iter().any(|c| {
-        let shas = c.get("parents").and_then(Value::as_array).into_iter().flatten().filter_map(|p| {
-            p.get("sha").or_else(|| p.get("id")).and_then(Value::as_str).or_else(|| p.as_str())
-        });
+        let shas = c
+            .get("parents")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("sha").or_else(|| p.get("id")).and_then(Value::as_str).or_else(|| p.as_str()));
         let ids = c.get("parent_ids").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str);
         shas.chain(ids).any(|p| Sha::parse(p).as_ref() == Some(base))
     })
@@ -101,7 +104,9 @@ fn descends_from(commits: &[Value], base: &Sha) -> bool {
 fn message_of(commits: &[Value], head: &Sha) -> Option<String> {
     commits
         .iter()
-        .find(|c| c.get("sha").or_else(|| c.get("id")).and_then(Value::as_str).and_then(Sha::parse).as_ref() == Some(head))
+        .find(|c| {
+            c.get("sha").or_else(|| c.get("id")).and_then(Value::as_str).and_then(Sha::parse).as_ref() == Some(head)
+        })
         .and_then(|c| str_at(c, &["commit", "message"]).or_else(|| str_at(c, &["message"])))
         .map(String::from)
 }
@@ -206,7 +211,13 @@ pub fn parse_gitea(v: &Value, base: &Sha, head: &Sha) -> Examined {
 
 /// Plain Git: fetch both commits without blobs into a private directory, then ask git whether
 /// the base is an ancestor of the head, which files differ, and the head's message.
-fn git_changes(repo: &Repository, base: &Sha, head: &Sha, tmp_dir: &Path, timeout: Duration) -> Result<Examined, String> {
+fn git_changes(
+    repo: &Repository,
+    base: &Sha,
+    head: &Sha,
+    tmp_dir: &Path,
+    timeout: Duration,
+) -> Result<Examined, String> {
     let m = &repo.monitor;
     let parent = if tmp_dir.is_dir() { tmp_dir.to_path_buf() } else { std::env::temp_dir() };
     let dir = tempfile::Builder::new()

@@ -470,7 +470,10 @@ fn paths_decide_whether_a_change_counts() {
     assert_eq!(verdict(f, &markers, &examined(None, "change")), None);
     // A skip marker filters whatever the files.
     assert_eq!(verdict(f, &markers, &examined(None, "docs [skip deploy]")), Some(Reason::SkipMarker));
-    assert_eq!(verdict(f, &markers, &examined(Some(&["services/a/x"]), "x\n\n[deploy skip]")), Some(Reason::SkipMarker));
+    assert_eq!(
+        verdict(f, &markers, &examined(Some(&["services/a/x"]), "x\n\n[deploy skip]")),
+        Some(Reason::SkipMarker)
+    );
     assert_eq!(verdict(f, &[], &examined(Some(&["services/a/x"]), "[skip deploy]")), None);
 }
 

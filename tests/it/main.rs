@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod deploy;
 mod faults;
+mod filters;
 mod forge;
 mod hostile;
 mod http;
