@@ -163,6 +163,7 @@ mod tests {
             repo: "rag".into(),
             group: Some("ai".into()),
             branch: "main".into(),
+            tag: None,
             commit: Sha::parse(&"b".repeat(40)).expect("sha"),
             previous_commit: Sha::parse(&"a".repeat(40)),
             status,

@@ -268,7 +268,7 @@ fn git_changes(
 }
 
 /// Runs a git command until `deadline`: (success, stdout, stderr), outputs capped.
-fn run(mut cmd: std::process::Command, deadline: Instant) -> Result<(bool, String, String), String> {
+pub(super) fn run(mut cmd: std::process::Command, deadline: Instant) -> Result<(bool, String, String), String> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;
     let read = |r: Option<Box<dyn Read + Send>>| {

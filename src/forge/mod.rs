@@ -12,6 +12,7 @@ mod gitea;
 mod github;
 mod gitlab;
 pub mod page;
+mod tags;
 pub use compare::compare_url;
 pub mod url;
 

@@ -88,8 +88,10 @@ pub struct Job {
     pub repo: String,
     /// Its group, if any.
     pub group: Option<String>,
-    /// The monitored branch.
+    /// The monitored branch, or the tag's name when `tag` is set.
     pub branch: String,
+    /// The ref is a tag (`refs/tags/<branch>`), not a branch.
+    pub tag: bool,
     /// The commit to deploy.
     pub commit: Sha,
     /// The last commit deployed from this branch, if any.
@@ -112,6 +114,13 @@ pub struct Examined {
     pub why_unknown: Option<String>,
 }
 
+impl Job {
+    /// The full ref name: `refs/heads/<branch>` or `refs/tags/<tag>` (`SENTRY_REF`).
+    pub fn full_ref(&self) -> String {
+        if self.tag { format!("refs/tags/{}", self.branch) } else { format!("refs/heads/{}", self.branch) }
+    }
+}
+
 /// Why a job was planned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,6 +129,8 @@ pub enum Reason {
     FirstSeen,
     /// A branch that appeared in a repository that already had state.
     NewBranch,
+    /// A matching tag that appeared (or, with `semver`, became the highest in range).
+    NewTag,
     /// The head differs from the last deployed commit.
     Changed,
     /// A failed commit being tried again.
@@ -142,6 +153,7 @@ impl Reason {
         match self {
             Reason::FirstSeen => "first seen",
             Reason::NewBranch => "new branch",
+            Reason::NewTag => "new tag",
             Reason::Changed => "changed",
             Reason::Retry => "retry",
             Reason::GroupTrigger => "group trigger",
@@ -157,6 +169,7 @@ impl Reason {
         match self {
             Reason::FirstSeen => "first_seen",
             Reason::NewBranch => "new_branch",
+            Reason::NewTag => "new_tag",
             Reason::Changed => "changed",
             Reason::Retry => "retry",
             Reason::GroupTrigger => "group_trigger",

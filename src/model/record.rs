@@ -64,8 +64,11 @@ pub struct DeploymentRecord {
     pub repo: String,
     /// Its group.
     pub group: Option<String>,
-    /// The branch.
+    /// The branch (empty for a tag).
     pub branch: String,
+    /// The tag, when a tag was deployed (`null` for a branch).
+    #[serde(default)]
+    pub tag: Option<String>,
     /// The commit deployed.
     pub commit: Sha,
     /// The commit deployed before, if any.
@@ -105,7 +108,8 @@ impl DeploymentRecord {
         DeploymentRecord {
             repo: job.repo.clone(),
             group: job.group.clone(),
-            branch: job.branch.clone(),
+            branch: if job.tag { String::new() } else { job.branch.clone() },
+            tag: job.tag.then(|| job.branch.clone()),
             commit: job.commit.clone(),
             previous_commit: job.previous.clone(),
             status,
@@ -128,9 +132,18 @@ impl DeploymentRecord {
         }
     }
 
-    /// `repo/branch/commit/attempt`: one notification per deployment attempt.
+    /// The branch or the tag.
+    pub fn ref_name(&self) -> &str {
+        self.tag.as_deref().unwrap_or(&self.branch)
+    }
+
+    /// `repo/branch/commit/attempt` (`repo/tags/tag/commit/attempt` for a tag): one
+    /// notification per deployment attempt.
     pub fn id(&self) -> String {
-        format!("{}/{}/{}/{}", self.repo, self.branch, self.commit, self.attempt)
+        match &self.tag {
+            Some(t) => format!("{}/tags/{t}/{}/{}", self.repo, self.commit, self.attempt),
+            None => format!("{}/{}/{}/{}", self.repo, self.branch, self.commit, self.attempt),
+        }
     }
 }
 

@@ -152,7 +152,7 @@ pub fn poll(config: &Config, location: &Location, repos: &[&Repository], dry_run
     let clients = Clients::new(config)?;
     let mut checks = check(&clients.checker, repos, &state, &mut summary);
     let now = crate::time::now_rfc3339();
-    let mut planned = plan::plan(config, &checks.heads, &state, &now);
+    let mut planned = plan::plan_with_tags(config, &checks.heads, &checks.tags, &state, &now);
     log_notes(&planned.notes, dry_run);
     // Parked deployments are listed on every run until a human acts (SPEC §5).
     summary.parked = parked(&planned.notes, &planned.state);
@@ -257,7 +257,7 @@ pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run
         jobs.push(plan::manual(repo, h, manual.branch, manual.commit, &state).map_err(Error::Usage)?);
     }
     // Keep the bookkeeping a poll would do (seen heads, baselines, dropped branches), without its jobs.
-    let planned = plan::plan(config, &checks.heads, &state, &now);
+    let planned = plan::plan_with_tags(config, &checks.heads, &checks.tags, &state, &now);
     proceed(config, &run, &clients, store, planned.state, jobs, checks, summary, &now)
 }
 
@@ -279,12 +279,7 @@ pub fn rollback(
     let job = plan::rollback(repo, &state, branch, to).map_err(Error::Usage)?;
     let summary = run.summary(dry_run);
     let clients = Clients::new(config)?;
-    let checks = Checks {
-        heads: BTreeMap::new(),
-        listings: BTreeMap::new(),
-        errors: BTreeMap::new(),
-        stats: ForgeStats::default(),
-    };
+    let checks = Checks::none();
     let now = crate::time::now_rfc3339();
     proceed(config, &run, &clients, store, state, vec![job], checks, summary, &now)
 }
@@ -322,6 +317,8 @@ fn proceed(
 struct Checks {
     /// Matching heads of every repository checked successfully (the planner's input).
     heads: BTreeMap<String, Heads>,
+    /// Matching tags of the repositories among those that monitor tags.
+    tags: BTreeMap<String, Heads>,
     /// The full listings, for their cache validators.
     listings: BTreeMap<String, Listing>,
     /// Why the others could not be checked (redacted).
@@ -335,6 +332,7 @@ impl Checks {
     fn none() -> Checks {
         Checks {
             heads: BTreeMap::new(),
+            tags: BTreeMap::new(),
             listings: BTreeMap::new(),
             errors: BTreeMap::new(),
             stats: ForgeStats::default(),
@@ -377,6 +375,7 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
                 summary.checked.push(Checked {
                     repo: repo.name.clone(),
                     branches: listing.heads.iter().map(|(b, s)| (b.clone(), s.to_string())).collect(),
+                    tags: None,
                     error: None,
                 });
                 heads.insert(repo.name.clone(), listing.heads.clone());
@@ -388,6 +387,7 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
                 summary.checked.push(Checked {
                     repo: repo.name.clone(),
                     branches: BTreeMap::new(),
+                    tags: None,
                     error: Some(msg.clone()),
                 });
                 summary.errors.push(format!("{}: {msg}", repo.name));
@@ -395,7 +395,35 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
             }
         }
     }
-    Checks { heads, listings, errors, stats: checker.stats() }
+    // Tags, for the repositories that monitor them and whose branches were listed: a tag
+    // listing that fails makes the whole repository unchecked (no half-planned repository).
+    let tagged: Vec<&Repository> =
+        repos.iter().copied().filter(|r| !r.monitor.tags.is_empty() && heads.contains_key(&r.name)).collect();
+    let mut tags = BTreeMap::new();
+    for (repo, result) in tagged.iter().zip(checker.tags_all(&tagged)) {
+        let entry = summary.checked.iter_mut().find(|c| c.repo == repo.name);
+        match result {
+            Ok(t) => {
+                if let Some(c) = entry {
+                    c.tags = Some(t.iter().map(|(n, s)| (n.clone(), s.to_string())).collect());
+                }
+                tags.insert(repo.name.clone(), t);
+            }
+            Err(e) => {
+                let msg = crate::logging::redact(&e.to_string());
+                log::warn!(repo = repo.name.as_str(); "repository could not be checked: {msg}");
+                if let Some(c) = entry {
+                    c.branches.clear();
+                    c.error = Some(msg.clone());
+                }
+                summary.errors.push(format!("{}: {msg}", repo.name));
+                heads.remove(&repo.name);
+                listings.remove(&repo.name);
+                errors.insert(repo.name.clone(), msg);
+            }
+        }
+    }
+    Checks { heads, tags, listings, errors, stats: checker.stats() }
 }
 
 /// Applies what the checks learned that planning does not decide: cache validators, check errors.

@@ -198,6 +198,7 @@ fn a_rollback_pins_the_branch_until_its_head_moves() {
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     let mut s = p.state;
     let back = Job {
+        tag: false,
         repo: "a".into(),
         group: None,
         branch: "main".into(),
@@ -527,4 +528,76 @@ fn new_branches_retries_and_unfiltered_repositories_are_not_examined() {
     let f = filtered_config("      paths: [\"svc/**\"]\n", "");
     let new = plan(&f, &checked(&[("a", heads(&[("main", '1'), ("x", '2')]))]), &s, NOW);
     assert!(new.jobs.iter().all(|j| !needs_examining(&f.repositories[0], j) || j.branch == "main"));
+}
+
+fn tag_config(semver: &str) -> Config {
+    let y = format!(
+        "repositories:\n  - name: a\n    monitor:\n      repo_url: https://github.com/o/a\n      branches: [main]\n      tags: [\"v.*\"]\n{semver}    deploy:\n      qa_repo_url: https://github.com/o/qa\n      commands: [\"true\"]\n"
+    );
+    crate::config::parse(Path::new("t.yaml"), &y, &|_| None).unwrap_or_else(|e| panic!("{e}\n{y}"))
+}
+
+fn tag_jobs(p: &Plan) -> Vec<(String, char, Reason)> {
+    p.jobs
+        .iter()
+        .filter(|j| j.tag)
+        .map(|j| (j.branch.clone(), j.commit.as_str().chars().next().unwrap_or('?'), j.reason))
+        .collect()
+}
+
+#[test]
+fn tags_first_listed_are_a_baseline_then_new_and_moved_tags_deploy() {
+    let c = tag_config("");
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let b = checked(&[("a", heads(&[("main", '1')]))]);
+    let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1')]))]), &s, NOW);
+    assert!(p.jobs.is_empty(), "{:?}", p.jobs);
+    assert!(p.state.repos["a"].tags_checked);
+    let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1'), ("v1.1.0", '2')]))]), &p.state, NOW);
+    assert_eq!(tag_jobs(&p), [("v1.1.0".to_string(), '2', Reason::NewTag)]);
+    assert_eq!(p.jobs[0].full_ref(), "refs/tags/v1.1.0");
+    // Recorded in the tag's own state, apart from the branches.
+    let mut s = p.state.clone();
+    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Succeeded, None), &stamp(NOW));
+    assert_eq!(s.repos["a"].tags["v1.1.0"].deployed, Some(sha('2')));
+    assert!(!s.repos["a"].branches.contains_key("v1.1.0"));
+    // A moved tag is a change.
+    let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1'), ("v1.1.0", '3')]))]), &s, NOW);
+    assert_eq!(tag_jobs(&p), [("v1.1.0".to_string(), '3', Reason::Changed)]);
+}
+
+#[test]
+fn semver_deploys_only_the_highest_tag_in_range_once() {
+    let c = tag_config("      semver: \">=1.0.0, <2.0.0\"\n");
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let b = checked(&[("a", heads(&[("main", '1')]))]);
+    let first = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1')]))]), &s, NOW);
+    assert!(first.jobs.is_empty());
+    let t = heads(&[
+        ("v1.0.0", '1'),
+        ("v1.2.0", '2'),
+        ("v1.10.0", '3'),
+        ("v2.0.0", '4'),
+        ("v1.11.0-rc.1", '5'),
+        ("vjunk", '6'),
+    ]);
+    let p = plan_with_tags(&c, &b, &checked(&[("a", t.clone())]), &first.state, NOW);
+    assert_eq!(tag_jobs(&p), [("v1.10.0".to_string(), '3', Reason::NewTag)]);
+    let mut s = p.state.clone();
+    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Succeeded, None), &stamp(NOW));
+    assert!(plan_with_tags(&c, &b, &checked(&[("a", t)]), &s, NOW).jobs.is_empty());
+    // A range that names a pre-release admits it.
+    let pre = tag_config("      semver: \">=1.11.0-rc.0, <2.0.0\"\n");
+    let picked = highest_in_range(&pre.repositories[0], &heads(&[("v1.10.0", '3'), ("v1.11.0-rc.1", '5')]));
+    assert_eq!(picked.as_deref(), Some("v1.11.0-rc.1"));
+    assert_eq!(highest_in_range(&c.repositories[0], &heads(&[("v1.11.0-rc.1", '5')])), None);
+}
+
+#[test]
+fn semver_without_tags_is_refused() {
+    let y = "repositories:\n  - name: a\n    monitor:\n      repo_url: https://github.com/o/a\n      branches: [main]\n      semver: \"^1\"\n    deploy:\n      qa_repo_url: https://github.com/o/qa\n      commands: [\"true\"]\n";
+    let e = crate::config::parse(Path::new("t.yaml"), y, &|_| None).expect_err("refused").to_string();
+    assert!(e.contains("monitor.semver") && e.contains("tags"), "{e}");
 }

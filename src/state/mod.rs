@@ -128,6 +128,9 @@ pub struct RepoState {
     /// Per monitored tag, as for branches.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, RefState>,
+    /// Tags were listed before: a tag seen from now on is new (the first listing is a baseline).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tags_checked: bool,
     /// HTTP cache validators of the last listing. The heads they stand for are not stored
     /// again: they are the `seen` heads of the refs that are not gone ([`RepoState::validators`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]

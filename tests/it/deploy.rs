@@ -69,6 +69,7 @@ fn context(dir: &Path, config: &Config, timeout: Duration) -> Context {
 
 fn job(repo: &Repository) -> Job {
     Job {
+        tag: false,
         repo: repo.name.clone(),
         group: repo.group.clone(),
         branch: "main".into(),
