@@ -141,10 +141,10 @@ impl RepoState {
     /// The cache validators with the heads they stand for, for the next listing.
     pub fn validators(&self) -> Option<Validators> {
         let v = self.validators.as_ref()?;
+        // Branches only: tags are listed apart, without validators (forge/tags.rs).
         let heads: Heads = self
             .branches
             .iter()
-            .chain(&self.tags)
             .filter(|(_, r)| r.gone_since.is_none())
             .filter_map(|(name, r)| r.seen.clone().map(|s| (name.clone(), s)))
             .collect();

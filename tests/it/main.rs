@@ -19,4 +19,5 @@ mod security;
 mod shards;
 mod state;
 mod support_selftest;
+mod tags;
 mod ux;
