@@ -414,6 +414,47 @@ pub fn manual(
     })
 }
 
+/// A manual deployment of a tag (`sentry deploy --tag`): the tag must match `monitor.tags`
+/// and be listed (unless the commit is given), at the given commit or the tag's.
+pub fn manual_tag(
+    repo: &Repository,
+    tags: &Heads,
+    tag: &str,
+    commit: Option<&Sha>,
+    state: &State,
+) -> Result<Job, String> {
+    if repo.monitor.tags.is_empty() {
+        return Err(format!("{} monitors no tags (set monitor.tags)", repo.name));
+    }
+    if !repo.monitor.matches_tag(tag) {
+        return Err(format!(
+            "tag {tag:?} is not monitored for {} (tags: {})",
+            repo.name,
+            repo.monitor.tag_patterns.join(", ")
+        ));
+    }
+    let commit = match (commit, tags.get(tag)) {
+        (Some(c), _) => c.clone(),
+        (None, Some(c)) => c.clone(),
+        (None, None) => return Err(format!("tag {tag:?} does not exist in {}", repo.name)),
+    };
+    let ts = state.repos.get(&repo.name).and_then(|r| r.tags.get(tag));
+    let attempt = match ts.and_then(|t| t.failure.as_ref()) {
+        Some(f) if f.commit == commit => f.attempts.saturating_add(1),
+        _ => 1,
+    };
+    Ok(Job {
+        repo: repo.name.clone(),
+        group: repo.group.clone(),
+        branch: tag.to_string(),
+        tag: true,
+        commit,
+        previous: ts.and_then(|t| t.deployed.clone()),
+        reason: Reason::Manual,
+        attempt,
+    })
+}
+
 /// When and by whom a finished deployment is recorded.
 #[derive(Clone, Copy, Debug)]
 pub struct Stamp<'a> {

@@ -77,6 +77,8 @@ pub struct Manual<'a> {
     pub targets: Vec<&'a Repository>,
     /// Which monitored branch (default: the first configured branch that exists).
     pub branch: Option<&'a str>,
+    /// A monitored tag instead of a branch.
+    pub tag: Option<&'a str>,
     /// Which commit (default: the branch's head).
     pub commit: Option<&'a Sha>,
 }
@@ -241,6 +243,14 @@ pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run
     let now = crate::time::now_rfc3339();
     // Both --branch and --commit: everything the job needs is known, no forge is contacted
     // (SPEC §1 v2); the branch must still be a monitored one. The state keeps what it knew.
+    if let (Some(tag), Some(commit)) = (manual.tag, manual.commit) {
+        let tags: Heads = [(tag.to_string(), commit.clone())].into_iter().collect();
+        let mut jobs = Vec::new();
+        for repo in &manual.targets {
+            jobs.push(plan::manual_tag(repo, &tags, tag, Some(commit), &state).map_err(Error::Usage)?);
+        }
+        return proceed(config, &run, &clients, store, state, jobs, Checks::none(), summary, &now);
+    }
     if let (Some(branch), Some(commit)) = (manual.branch, manual.commit) {
         let heads: Heads = [(branch.to_string(), commit.clone())].into_iter().collect();
         let mut jobs = Vec::new();
@@ -254,7 +264,15 @@ pub fn deploy(config: &Config, location: &Location, manual: &Manual<'_>, dry_run
     let mut jobs = Vec::new();
     for repo in &manual.targets {
         let Some(h) = checks.heads.get(&repo.name) else { continue };
-        jobs.push(plan::manual(repo, h, manual.branch, manual.commit, &state).map_err(Error::Usage)?);
+        let job = match manual.tag {
+            Some(tag) => {
+                let none = Heads::new();
+                let tags = checks.tags.get(&repo.name).unwrap_or(&none);
+                plan::manual_tag(repo, tags, tag, manual.commit, &state)
+            }
+            None => plan::manual(repo, h, manual.branch, manual.commit, &state),
+        };
+        jobs.push(job.map_err(Error::Usage)?);
     }
     // Keep the bookkeeping a poll would do (seen heads, baselines, dropped branches), without its jobs.
     let planned = plan::plan_with_tags(config, &checks.heads, &checks.tags, &state, &now);

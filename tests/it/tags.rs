@@ -101,6 +101,22 @@ fn story(flavor: Option<Flavor>) {
     let branch_env = std::fs::read_to_string(t.w.ctrl().join("env-app-main")).unwrap_or_default();
     assert!(branch_env.lines().any(|l| l == "SENTRY_TAG="), "{what}: {branch_env}");
     assert!(branch_env.lines().any(|l| l == "SENTRY_REF=refs/heads/main"), "{what}: {branch_env}");
+
+    // `deploy --tag`: a monitored tag by hand, at its commit.
+    let r = t.w.sentry(&["deploy", "--repo", "app", "--tag", "v1.0.0", "--output", "json"]);
+    assert_eq!(r.code, 0, "{what}: {}", r.all());
+    let d = &r.json()["deployments"][0];
+    assert_eq!(
+        (d["tag"].as_str(), d["reason"].as_str(), d["branch"].as_str()),
+        (Some("v1.0.0"), Some("manual"), Some(""))
+    );
+    assert!(t.tag_env().lines().any(|l| l == "SENTRY_TAG=v1.0.0"), "{what}");
+    let r = t.w.sentry(&["deploy", "--repo", "app", "--tag", "v9.9.9"]);
+    assert_eq!(r.code, 2, "{what}: {}", r.all());
+    assert!(r.stderr.contains("does not exist"), "{what}: {}", r.all());
+    let r = t.w.sentry(&["deploy", "--repo", "app", "--tag", "release-1"]);
+    assert_eq!(r.code, 2, "{what}: {}", r.all());
+    assert!(r.stderr.contains("not monitored"), "{what}: {}", r.all());
 }
 
 #[test]
