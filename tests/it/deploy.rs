@@ -644,6 +644,8 @@ fn deploy_environment_is_exactly_specified_and_tokens_are_redacted_everywhere() 
         ("SENTRY_REPO", "envy"),
         ("SENTRY_GROUP", ""),
         ("SENTRY_BRANCH", "main"),
+        ("SENTRY_TAG", ""),
+        ("SENTRY_REF", "refs/heads/main"),
         ("SENTRY_COMMIT", COMMIT),
         ("SENTRY_PREVIOUS_COMMIT", ""),
         ("SENTRY_PROJECT", "proj-envy"),
