@@ -93,6 +93,10 @@ fn story(flavor: Option<Flavor>) {
     assert!(t.tag_env().lines().any(|l| l == format!("SENTRY_COMMIT={fix}")), "{what}");
     let state = t.w.state();
     assert_eq!(state["repos"]["app"]["tags"]["v1.1.0"]["deployed"], fix.as_str(), "{what}: {state}");
+    let status = t.w.status_json();
+    assert_eq!(status["repositories"]["app"]["tags"]["v1.1.0"]["deployed"], fix.as_str(), "{what}: {status}");
+    let table = t.w.sentry(&["status"]);
+    assert!(table.stdout.contains("tag v1.1.0"), "{what}: {}", table.stdout);
     // Branch deployments say tag null, and SENTRY_TAG is empty for them.
     t.app.commit("main", &[("v", "3")], "main moves");
     let (_, json) = t.poll();
