@@ -174,16 +174,19 @@ fn location(scope: &Scope, config: &Config) -> Result<Location, Error> {
     all.pop().ok_or_else(|| Error::Internal("no state location".into()))
 }
 
-/// The state of every location the scope names, read without a lock; several shards' states
-/// are shown together (their repositories never overlap; the newest `last_run` stands).
+/// The state of every location the scope names, read without a lock, and where each was read
+/// (the namespace resolved); several shards' states are shown together (their repositories
+/// never overlap; the newest `last_run` stands).
 fn read_states(
     scope: &Scope,
     config: Option<&Config>,
     http_timeout: std::time::Duration,
-) -> Result<crate::state::State, Error> {
+) -> Result<(crate::state::State, Vec<String>), Error> {
     let mut merged: Option<crate::state::State> = None;
+    let mut names = Vec::new();
     for location in locations(scope, config.and_then(|c| c.global.state.as_ref()))? {
-        let (state, _) = crate::pipeline::read_state(&location, http_timeout)?;
+        let (state, name) = crate::pipeline::read_state(&location, http_timeout)?;
+        names.push(name);
         merged = Some(match merged {
             None => state,
             Some(mut m) => {
@@ -195,7 +198,8 @@ fn read_states(
             }
         });
     }
-    merged.ok_or_else(|| Error::Internal("no state location".into()))
+    let merged = merged.ok_or_else(|| Error::Internal("no state location".into()))?;
+    Ok((merged, names))
 }
 
 /// True when `repo` belongs to this process's shard (every repository without `--shard`).
