@@ -186,3 +186,22 @@ fn semver_picks_the_highest_tag_in_range_on_gitea() {
 fn semver_picks_the_highest_tag_in_range_on_plain_git() {
     semver_story(None);
 }
+
+/// SPEC §1: a `tags` pattern that matches no tag of a reachable repository fails
+/// `validate --connectivity` (exit 3), naming the pattern and its path.
+#[test]
+fn a_tag_pattern_that_matches_nothing_fails_connectivity() {
+    let t = tagged(None, None);
+    t.w.conf().repo(t.w.repo("app").tags(["v.*", "release-.*"])).write(&t.w.sb);
+    let r = t.w.sentry(&["validate", "--connectivity"]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    let fail: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(fail.len(), 1, "{}", r.stdout);
+    assert!(fail[0].contains("\"release-.*\"") && fail[0].contains("matches no tag"), "{}", fail[0]);
+    let r = t.w.sentry(&["validate", "--connectivity", "--output", "json"]);
+    assert_eq!(r.json()["errors"][0]["path"], "repositories[0].monitor.tags[1]", "{}", r.stdout);
+    t.w.conf().repo(t.w.repo("app").tags(["v.*"])).write(&t.w.sb);
+    let r = t.w.sentry(&["validate", "--connectivity"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("1 tag match"), "{}", r.stdout);
+}
