@@ -158,3 +158,22 @@ mod tests {
         assert_eq!(out, "m{repo=\"x\\\"y\",status=\"ok\"} 2\n");
     }
 }
+
+#[cfg(test)]
+mod filtered_tests {
+    use super::*;
+
+    #[test]
+    fn filtered_changes_are_counted_by_repo_and_reason() {
+        let y = "repositories:\n  - name: svc\n    monitor:\n      repo_url: https://github.com/o/svc\n      branches: [main]\n    deploy:\n      qa_repo_url: https://github.com/o/qa\n      commands: [\"true\"]\n";
+        let config = crate::config::parse(Path::new("t.yaml"), y, &|_| None).expect("config");
+        let mut state = State::default();
+        let rs = state.repos.entry("svc".into()).or_default();
+        rs.filtered.insert("paths".into(), 3);
+        rs.filtered.insert("skip_marker".into(), 1);
+        let text = render(&config, &state, &RunMetrics::default());
+        assert!(text.contains("# TYPE sentry_filtered_changes_total counter\n"), "{text}");
+        assert!(text.contains("sentry_filtered_changes_total{repo=\"svc\",reason=\"paths\"} 3\n"), "{text}");
+        assert!(text.contains("sentry_filtered_changes_total{repo=\"svc\",reason=\"skip_marker\"} 1\n"), "{text}");
+    }
+}
