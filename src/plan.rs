@@ -30,6 +30,8 @@ pub enum Note {
     /// A `branches` pattern that matches no branch of a repository checked this pass: probably a
     /// typo, and silent otherwise (said on every pass while it lasts).
     Unmatched { repo: String, pattern: String },
+    /// A `tags` pattern that matches no tag of a repository checked this pass.
+    UnmatchedTag { repo: String, pattern: String },
 }
 
 /// The outcome of planning one pass.
@@ -85,6 +87,11 @@ pub fn plan_with_tags(
         if !repo.monitor.tags.is_empty()
             && let Some(tag_heads) = tags.get(&repo.name)
         {
+            for (text, pattern) in repo.monitor.tag_patterns.iter().zip(&repo.monitor.tags) {
+                if !tag_heads.keys().any(|t| pattern.is_match(t)) {
+                    notes.push(Note::UnmatchedTag { repo: repo.name.clone(), pattern: text.clone() });
+                }
+            }
             let chosen = highest_in_range(repo, tag_heads);
             let eligible = |t: &str| repo.monitor.semver.is_none() || chosen.as_deref() == Some(t);
             let tag_baseline = previous.is_some_and(|r| r.tags_checked);

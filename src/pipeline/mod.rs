@@ -487,6 +487,10 @@ fn log_notes(notes: &[Note], dry_run: bool) {
                 repo = repo.as_str(), branch = branch.as_str(), head = head.as_str();
                 "pinned by a rollback: not deployed until the head moves or `sentry deploy` is run"
             ),
+            Note::UnmatchedTag { repo, pattern } => log::warn!(
+                repo = repo.as_str(), pattern = pattern.as_str();
+                "tag pattern matches no tag (patterns match the whole name; check monitor.tags)"
+            ),
             Note::Unmatched { repo, pattern } => log::warn!(
                 repo = repo.as_str(), pattern = pattern.as_str();
                 "branch pattern matches no branch (patterns match the whole name; check monitor.branches)"

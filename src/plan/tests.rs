@@ -64,7 +64,7 @@ fn job(repo: &str, branch: &str, c: char, reason: Reason, attempt: u32) -> (Stri
 
 /// The notes about decisions (`simple()`'s `dev.*` matching nothing is a note of its own).
 fn decisions(p: &Plan) -> Vec<Note> {
-    p.notes.iter().filter(|n| !matches!(n, Note::Unmatched { .. })).cloned().collect()
+    p.notes.iter().filter(|n| !matches!(n, Note::Unmatched { .. } | Note::UnmatchedTag { .. })).cloned().collect()
 }
 
 #[test]
@@ -551,8 +551,11 @@ fn tags_first_listed_are_a_baseline_then_new_and_moved_tags_deploy() {
     let mut s = State::default();
     deployed(&mut s, "a", &[("main", '1')]);
     let b = checked(&[("a", heads(&[("main", '1')]))]);
+    let none = plan_with_tags(&c, &b, &checked(&[("a", Heads::new())]), &s, NOW);
+    assert_eq!(none.notes, [Note::UnmatchedTag { repo: "a".into(), pattern: "v.*".into() }]);
     let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1')]))]), &s, NOW);
     assert!(p.jobs.is_empty(), "{:?}", p.jobs);
+    assert!(!p.notes.iter().any(|n| matches!(n, Note::UnmatchedTag { .. })), "{:?}", p.notes);
     assert!(p.state.repos["a"].tags_checked);
     let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1'), ("v1.1.0", '2')]))]), &p.state, NOW);
     assert_eq!(tag_jobs(&p), [("v1.1.0".to_string(), '2', Reason::NewTag)]);
