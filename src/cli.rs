@@ -233,8 +233,11 @@ pub struct DeployArgs {
     /// Which monitored branch [default: the first configured branch that exists].
     #[arg(long, value_name = "BRANCH")]
     pub branch: Option<String>,
+    /// A monitored tag (monitor.tags) instead of a branch.
+    #[arg(long, value_name = "TAG", conflicts_with = "branch")]
+    pub tag: Option<String>,
     /// Deploy and record this commit (the full id) [default: the branch's current head, looked
-    /// up]. With --branch too, no forge is contacted.
+    /// up]. With --branch (or --tag) too, no forge is contacted.
     #[arg(long, value_name = "SHA")]
     pub commit: Option<String>,
     /// Check and print the plan; deploy nothing, write no state.

@@ -54,6 +54,17 @@ pub fn render(config: &Config, state: &State, run: &RunMetrics) -> String {
     }
     family(
         &mut out,
+        "sentry_filtered_changes_total",
+        "counter",
+        "Changes recorded but not deployed, by repository and reason.",
+    );
+    for (repo, rs) in &state.repos {
+        for (reason, n) in &rs.filtered {
+            sample(&mut out, "sentry_filtered_changes_total", &[("repo", repo), ("reason", reason)], *n as f64);
+        }
+    }
+    family(
+        &mut out,
         "sentry_deployment_duration_seconds",
         "gauge",
         "Duration of the last deployment of each repository.",
@@ -254,5 +265,24 @@ mod tests {
         assert!(text.contains("# TYPE sentry_last_success_timestamp_seconds gauge"), "{text}");
         assert!(!text.lines().any(|l| l.starts_with("sentry_last_success_timestamp_seconds ")), "{text}");
         assert!(text.lines().any(|l| l == "sentry_parked_deployments 0"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod filtered_tests {
+    use super::*;
+
+    #[test]
+    fn filtered_changes_are_counted_by_repo_and_reason() {
+        let y = "repositories:\n  - name: svc\n    monitor:\n      repo_url: https://github.com/o/svc\n      branches: [main]\n    deploy:\n      qa_repo_url: https://github.com/o/qa\n      commands: [\"true\"]\n";
+        let config = crate::config::parse(Path::new("t.yaml"), y, &|_| None).expect("config");
+        let mut state = State::default();
+        let rs = state.repos.entry("svc".into()).or_default();
+        rs.filtered.insert("paths".into(), 3);
+        rs.filtered.insert("skip_marker".into(), 1);
+        let text = render(&config, &state, &RunMetrics::default());
+        assert!(text.contains("# TYPE sentry_filtered_changes_total counter\n"), "{text}");
+        assert!(text.contains("sentry_filtered_changes_total{repo=\"svc\",reason=\"paths\"} 3\n"), "{text}");
+        assert!(text.contains("sentry_filtered_changes_total{repo=\"svc\",reason=\"skip_marker\"} 1\n"), "{text}");
     }
 }

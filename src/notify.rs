@@ -72,15 +72,16 @@ fn slack(n: &Notification) -> Value {
     let text = format!(
         "{icon} {} `{}` {} {} (attempt {}, {secs:.1}s)",
         e(&r.repo),
-        e(&r.branch),
+        e(r.ref_name()),
         r.commit.short(),
         status.replace('_', " "),
         r.attempt
     );
     let mut detail = format!(
-        "*Repository:* {}\n*Branch:* `{}`\n*Commit:* `{}` (was `{}`)\n*Status:* {status}",
+        "*Repository:* {}\n*{}:* `{}`\n*Commit:* `{}` (was `{}`)\n*Status:* {status}",
         e(&r.repo),
-        e(&r.branch),
+        if r.tag.is_some() { "Tag" } else { "Branch" },
+        e(r.ref_name()),
         r.commit.short(),
         r.previous_commit.as_ref().map_or("none", |c| c.short()),
     );
@@ -166,6 +167,7 @@ mod tests {
             repo: "rag".into(),
             group: Some("ai".into()),
             branch: "main".into(),
+            tag: None,
             commit: Sha::parse(&"b".repeat(40)).expect("sha"),
             previous_commit: Sha::parse(&"a".repeat(40)),
             status,

@@ -4,8 +4,8 @@
 //! new branches, changes (force-pushes included), retries, parking, deleted branches and
 //! `trigger: all` groups. Recording a deployment's outcome in the state is here too.
 
-use crate::config::{Config, OnFirstSeen, Repository, Trigger};
-use crate::model::{DeploymentRecord, Heads, Job, JobStatus, Reason, Sha};
+use crate::config::{Config, OnFirstSeen, PathFilter, Repository, Trigger};
+use crate::model::{DeploymentRecord, Examined, Heads, Job, JobStatus, Reason, Sha};
 use crate::state::{Failure, HistoryEntry, RefState, State};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +30,8 @@ pub enum Note {
     /// A `branches` pattern that matches no branch of a repository checked this pass: probably a
     /// typo, and silent otherwise (said on every pass while it lasts).
     Unmatched { repo: String, pattern: String },
+    /// A `tags` pattern that matches no tag of a repository checked this pass.
+    UnmatchedTag { repo: String, pattern: String },
 }
 
 /// The outcome of planning one pass.
@@ -45,7 +47,20 @@ pub struct Plan {
 
 /// Plans a pass. `checked` holds the matching heads of every repository checked successfully;
 /// repositories absent from it (not selected, or failed) are left exactly as they were.
+#[cfg(test)]
 pub fn plan(config: &Config, checked: &BTreeMap<String, Heads>, state: &State, now: &str) -> Plan {
+    plan_with_tags(config, checked, &BTreeMap::new(), state, now)
+}
+
+/// [`plan`] with the matching tags of the repositories that monitor tags (SPEC §4 "tags"): a
+/// new or moved tag is a change; with `semver`, only the highest tag in range is.
+pub fn plan_with_tags(
+    config: &Config,
+    checked: &BTreeMap<String, Heads>,
+    tags: &BTreeMap<String, Heads>,
+    state: &State,
+    now: &str,
+) -> Plan {
     let mut next = state.clone();
     let mut jobs = Vec::new();
     let mut notes = Vec::new();
@@ -67,105 +82,172 @@ pub fn plan(config: &Config, checked: &BTreeMap<String, Heads>, state: &State, n
             notes.push(Note::EmptyListing { repo: repo.name.clone() });
         }
 
-        // Nothing is forgotten by accident (SPEC §3): a branch that is not listed keeps its
-        // record, marked, for 30 days; if it comes back at its deployed head, nothing happens.
-        let mut drop = Vec::new();
-        for (branch, bs) in rs.branches.iter_mut().filter(|(b, _)| !heads.contains_key(*b)) {
-            match &bs.gone_since {
-                None => {
-                    bs.gone_since = Some(now.to_string());
-                    notes.push(Note::Gone { repo: repo.name.clone(), branch: branch.clone() });
-                }
-                Some(since) => {
-                    let expired = match (crate::time::parse_rfc3339(since), now_t) {
-                        (Some(since), Some(now)) => {
-                            now.duration_since(since).is_ok_and(|d| d >= crate::state::GONE_KEEP)
-                        }
-                        // An unreadable mark is restarted rather than trusted or dropped.
-                        _ => {
-                            bs.gone_since = Some(now.to_string());
-                            false
-                        }
-                    };
-                    if expired {
-                        drop.push(branch.clone());
-                    }
+        let side = Refs { repo, tag: false, heads, has_baseline };
+        plan_refs(config, side, &|_| true, &mut rs.branches, now, now_t, &mut jobs, &mut notes);
+        if !repo.monitor.tags.is_empty()
+            && let Some(tag_heads) = tags.get(&repo.name)
+        {
+            for (text, pattern) in repo.monitor.tag_patterns.iter().zip(&repo.monitor.tags) {
+                if !tag_heads.keys().any(|t| pattern.is_match(t)) {
+                    notes.push(Note::UnmatchedTag { repo: repo.name.clone(), pattern: text.clone() });
                 }
             }
-        }
-        for branch in drop {
-            rs.branches.remove(&branch);
-            notes.push(Note::Dropped { repo: repo.name.clone(), branch });
-        }
-
-        for (branch, head) in heads {
-            if branch.len() > crate::state::MAX_REF_BYTES {
-                notes.push(Note::NameTooLong { repo: repo.name.clone(), bytes: branch.len() });
-                continue;
-            }
-            let job = |reason, previous: Option<&Sha>, attempt| Job {
-                repo: repo.name.clone(),
-                group: repo.group.clone(),
-                branch: branch.clone(),
-                commit: head.clone(),
-                previous: previous.cloned(),
-                reason,
-                attempt,
-            };
-            let bs = rs.branches.entry(branch.clone()).or_default();
-            let existed = bs.seen.is_some() || bs.deployed.is_some() || bs.failure.is_some();
-            bs.seen = Some(head.clone());
-            bs.gone_since = None;
-            if !has_baseline {
-                match config.global.on_first_seen {
-                    OnFirstSeen::Record => {
-                        bs.deployed = Some(head.clone());
-                        bs.deployed_at = Some(now.to_string());
-                        bs.baseline = true;
-                        notes.push(Note::Baseline {
-                            repo: repo.name.clone(),
-                            branch: branch.clone(),
-                            head: head.clone(),
-                        });
-                    }
-                    OnFirstSeen::Deploy => jobs.push(job(Reason::FirstSeen, None, 1)),
-                }
-                continue;
-            }
-            if !existed {
-                jobs.push(job(Reason::NewBranch, None, 1));
-                continue;
-            }
-            match &bs.pinned_at {
-                Some(pin) if pin == head => {
-                    notes.push(Note::Pinned { repo: repo.name.clone(), branch: branch.clone(), head: head.clone() });
-                    continue;
-                }
-                // The head moved on from where the rollback pinned it: back to normal.
-                Some(_) => bs.pinned_at = None,
-                None => {}
-            }
-            if bs.deployed.as_ref() == Some(head) {
-                // Back at the deployed commit (e.g. a revert force-push): an older failure is moot.
-                bs.failure = None;
-                continue;
-            }
-            match &bs.failure {
-                Some(f) if &f.commit == head && f.attempts >= config.global.max_attempts => {
-                    notes.push(Note::Parked {
-                        repo: repo.name.clone(),
-                        branch: branch.clone(),
-                        commit: head.clone(),
-                        attempts: f.attempts,
-                    });
-                }
-                Some(f) if &f.commit == head => jobs.push(job(Reason::Retry, bs.deployed.as_ref(), f.attempts + 1)),
-                _ => jobs.push(job(Reason::Changed, bs.deployed.as_ref(), 1)),
-            }
+            let chosen = highest_in_range(repo, tag_heads);
+            let eligible = |t: &str| repo.monitor.semver.is_none() || chosen.as_deref() == Some(t);
+            let tag_baseline = previous.is_some_and(|r| r.tags_checked);
+            let side = Refs { repo, tag: true, heads: tag_heads, has_baseline: tag_baseline };
+            plan_refs(config, side, &eligible, &mut rs.tags, now, now_t, &mut jobs, &mut notes);
+            rs.tags_checked = true;
         }
     }
     add_group_triggers(config, checked, &next, &mut jobs);
     Plan { jobs, state: next, notes }
+}
+
+/// What [`plan_refs`] works on: one repository's branches or tags.
+struct Refs<'a> {
+    repo: &'a Repository,
+    /// Tags, not branches.
+    tag: bool,
+    /// Matching refs listed now, and their heads.
+    heads: &'a Heads,
+    /// The repository (for tags: its tags) was listed before; else the heads are a baseline.
+    has_baseline: bool,
+}
+
+/// Plans one repository's branches or tags: gone refs kept 30 days, baselines, new refs,
+/// changes, retries, parking and pins. Only refs `eligible` says yes to can have jobs.
+#[allow(clippy::too_many_arguments)] // One private step of `plan`: a struct would only rename them.
+fn plan_refs(
+    config: &Config,
+    side: Refs<'_>,
+    eligible: &dyn Fn(&str) -> bool,
+    refs: &mut BTreeMap<String, RefState>,
+    now: &str,
+    now_t: Option<std::time::SystemTime>,
+    jobs: &mut Vec<Job>,
+    notes: &mut Vec<Note>,
+) {
+    let Refs { repo, tag, heads, has_baseline } = side;
+    // Nothing is forgotten by accident (SPEC §3): a branch that is not listed keeps its
+    // record, marked, for 30 days; if it comes back at its deployed head, nothing happens.
+    let mut drop = Vec::new();
+    for (branch, bs) in refs.iter_mut().filter(|(b, _)| !heads.contains_key(*b)) {
+        match &bs.gone_since {
+            None => {
+                bs.gone_since = Some(now.to_string());
+                notes.push(Note::Gone { repo: repo.name.clone(), branch: branch.clone() });
+            }
+            Some(since) => {
+                let expired = match (crate::time::parse_rfc3339(since), now_t) {
+                    (Some(since), Some(now)) => now.duration_since(since).is_ok_and(|d| d >= crate::state::GONE_KEEP),
+                    // An unreadable mark is restarted rather than trusted or dropped.
+                    _ => {
+                        bs.gone_since = Some(now.to_string());
+                        false
+                    }
+                };
+                if expired {
+                    drop.push(branch.clone());
+                }
+            }
+        }
+    }
+    for branch in drop {
+        refs.remove(&branch);
+        notes.push(Note::Dropped { repo: repo.name.clone(), branch });
+    }
+
+    for (branch, head) in heads {
+        if branch.len() > crate::state::MAX_REF_BYTES {
+            notes.push(Note::NameTooLong { repo: repo.name.clone(), bytes: branch.len() });
+            continue;
+        }
+        let job = |reason, previous: Option<&Sha>, attempt| Job {
+            repo: repo.name.clone(),
+            group: repo.group.clone(),
+            branch: branch.clone(),
+            tag,
+            commit: head.clone(),
+            previous: previous.cloned(),
+            reason,
+            attempt,
+        };
+        let bs = refs.entry(branch.clone()).or_default();
+        let existed = bs.seen.is_some() || bs.deployed.is_some() || bs.failure.is_some();
+        bs.seen = Some(head.clone());
+        bs.gone_since = None;
+        if !eligible(branch) {
+            // Listed and matching, but not a candidate (a tag below the highest in range):
+            // seen, never deployed on its own.
+            if !has_baseline {
+                bs.deployed = Some(head.clone());
+                bs.deployed_at = Some(now.to_string());
+                bs.baseline = true;
+            }
+            continue;
+        }
+        if !has_baseline {
+            match config.global.on_first_seen {
+                OnFirstSeen::Record => {
+                    bs.deployed = Some(head.clone());
+                    bs.deployed_at = Some(now.to_string());
+                    bs.baseline = true;
+                    notes.push(Note::Baseline { repo: repo.name.clone(), branch: branch.clone(), head: head.clone() });
+                }
+                OnFirstSeen::Deploy => jobs.push(job(Reason::FirstSeen, None, 1)),
+            }
+            continue;
+        }
+        if !existed {
+            jobs.push(job(if tag { Reason::NewTag } else { Reason::NewBranch }, None, 1));
+            continue;
+        }
+        match &bs.pinned_at {
+            Some(pin) if pin == head => {
+                notes.push(Note::Pinned { repo: repo.name.clone(), branch: branch.clone(), head: head.clone() });
+                continue;
+            }
+            // The head moved on from where the rollback pinned it: back to normal.
+            Some(_) => bs.pinned_at = None,
+            None => {}
+        }
+        if bs.deployed.as_ref() == Some(head) {
+            // Back at the deployed commit (e.g. a revert force-push): an older failure is moot.
+            bs.failure = None;
+            continue;
+        }
+        if bs.filtered.as_ref() == Some(head) {
+            // Filtered when it was new (SPEC §4 "filters"): seen, and not a change.
+            continue;
+        }
+        match &bs.failure {
+            Some(f) if &f.commit == head && f.attempts >= config.global.max_attempts => {
+                notes.push(Note::Parked {
+                    repo: repo.name.clone(),
+                    branch: branch.clone(),
+                    commit: head.clone(),
+                    attempts: f.attempts,
+                });
+            }
+            Some(f) if &f.commit == head => jobs.push(job(Reason::Retry, bs.deployed.as_ref(), f.attempts + 1)),
+            _ => jobs.push(job(Reason::Changed, bs.deployed.as_ref(), 1)),
+        }
+    }
+}
+
+/// With `monitor.semver`: the highest tag that parses as SemVer 2.0 (a leading `v` allowed)
+/// and lies in the range; pre-releases only when the range names one (Cargo's and Flux's
+/// rule). Without `semver`: `None`.
+pub fn highest_in_range(repo: &Repository, tags: &Heads) -> Option<String> {
+    let range = repo.monitor.semver.as_ref()?;
+    tags.keys()
+        .filter_map(|t| {
+            let v = t.strip_prefix(['v', 'V']).unwrap_or(t);
+            semver::Version::parse(v).ok().filter(|v| range.matches(v)).map(|v| (v, t))
+        })
+        .max_by(|(a, ta), (b, tb)| a.cmp(b).then_with(|| tb.cmp(ta)))
+        .map(|(_, t)| t.clone())
 }
 
 /// `trigger: all`: when any member of such a group has a job, every other member deploys its
@@ -197,6 +279,7 @@ fn add_group_triggers(config: &Config, checked: &BTreeMap<String, Heads>, state:
             repo: repo.name.clone(),
             group: repo.group.clone(),
             branch: branch.clone(),
+            tag: false,
             commit: head.clone(),
             previous: bs.and_then(|b| b.deployed.clone()),
             reason: Reason::GroupTrigger,
@@ -279,6 +362,7 @@ pub fn rollback(repo: &Repository, state: &State, branch: Option<&str>, to: Opti
         repo: repo.name.clone(),
         group: repo.group.clone(),
         branch,
+        tag: false,
         commit: target,
         previous: bs.deployed.clone(),
         reason: Reason::Rollback,
@@ -329,8 +413,50 @@ pub fn manual(
         repo: repo.name.clone(),
         group: repo.group.clone(),
         branch,
+        tag: false,
         commit,
         previous: bs.and_then(|b| b.deployed.clone()),
+        reason: Reason::Manual,
+        attempt,
+    })
+}
+
+/// A manual deployment of a tag (`sentry deploy --tag`): the tag must match `monitor.tags`
+/// and be listed (unless the commit is given), at the given commit or the tag's.
+pub fn manual_tag(
+    repo: &Repository,
+    tags: &Heads,
+    tag: &str,
+    commit: Option<&Sha>,
+    state: &State,
+) -> Result<Job, String> {
+    if repo.monitor.tags.is_empty() {
+        return Err(format!("{} monitors no tags (set monitor.tags)", repo.name));
+    }
+    if !repo.monitor.matches_tag(tag) {
+        return Err(format!(
+            "tag {tag:?} is not monitored for {} (tags: {})",
+            repo.name,
+            repo.monitor.tag_patterns.join(", ")
+        ));
+    }
+    let commit = match (commit, tags.get(tag)) {
+        (Some(c), _) => c.clone(),
+        (None, Some(c)) => c.clone(),
+        (None, None) => return Err(format!("tag {tag:?} does not exist in {}", repo.name)),
+    };
+    let ts = state.repos.get(&repo.name).and_then(|r| r.tags.get(tag));
+    let attempt = match ts.and_then(|t| t.failure.as_ref()) {
+        Some(f) if f.commit == commit => f.attempts.saturating_add(1),
+        _ => 1,
+    };
+    Ok(Job {
+        repo: repo.name.clone(),
+        group: repo.group.clone(),
+        branch: tag.to_string(),
+        tag: true,
+        commit,
+        previous: ts.and_then(|t| t.deployed.clone()),
         reason: Reason::Manual,
         attempt,
     })
@@ -359,7 +485,8 @@ pub fn record(state: &mut State, done: &DeploymentRecord, stamp: &Stamp<'_>) {
     let rs = state.repos.entry(done.repo.clone()).or_default();
     *rs.deployments.entry(done.status.as_str().to_string()).or_default() += 1;
     rs.last_deployment_ms = Some(done.duration_ms);
-    let bs: &mut RefState = rs.branches.entry(done.branch.clone()).or_default();
+    let refs = if done.tag.is_some() { &mut rs.tags } else { &mut rs.branches };
+    let bs: &mut RefState = refs.entry(done.ref_name().to_string()).or_default();
     if stamp.history > 0 {
         bs.history.insert(0, HistoryEntry::of(done, stamp.run_id, stamp.started_at));
         bs.history.truncate(stamp.history);
@@ -369,6 +496,7 @@ pub fn record(state: &mut State, done: &DeploymentRecord, stamp: &Stamp<'_>) {
         bs.deployed_at = Some(stamp.now.to_string());
         bs.baseline = false;
         bs.failure = None;
+        bs.filtered = None;
         // A rollback holds the ref where it is until its head moves; any other deployment
         // (a manual one included) lets `poll` follow the head again.
         bs.pinned_at = if done.reason == Reason::Rollback { bs.seen.clone() } else { None };
@@ -383,6 +511,55 @@ pub fn record(state: &mut State, done: &DeploymentRecord, stamp: &Stamp<'_>) {
             error: done.failure_text(),
         });
     }
+}
+
+/// The commit a change is compared from: the last one filtered, else the last one deployed
+/// (SPEC §4 "filters"). `None`: nothing to compare with (the change is deployed).
+pub fn compare_base(state: &State, job: &Job) -> Option<Sha> {
+    let bs = state.repos.get(&job.repo)?.branches.get(&job.branch)?;
+    bs.filtered.clone().or_else(|| bs.deployed.clone()).filter(|b| *b != job.commit)
+}
+
+/// True when `job` is a change the repository's filters must examine before it is deployed:
+/// a head that moved (not a new branch, a retry, a manual or group-triggered deployment), of
+/// a repository with `paths` or `ignore_paths`. Other repositories cost no extra request.
+pub fn needs_examining(repo: &Repository, job: &Job) -> bool {
+    job.reason == Reason::Changed && repo.monitor.filter.is_active()
+}
+
+/// Decides whether an examined change is filtered, and why: a skip marker in the head commit's
+/// message, or changed files none of which count. A change whose files cannot be told is never
+/// filtered by paths (SPEC §4: a filter never hides what it could not examine).
+pub fn verdict(filter: &PathFilter, skip_markers: &[String], examined: &Examined) -> Option<Reason> {
+    if let Some(message) = &examined.message
+        && skip_markers.iter().any(|m| !m.is_empty() && message.contains(m.as_str()))
+    {
+        return Some(Reason::SkipMarker);
+    }
+    if !filter.is_active() {
+        return None;
+    }
+    let files = examined.files.as_ref()?;
+    (!files.iter().any(|f| filter.counts(f))).then_some(Reason::Paths)
+}
+
+/// Records a filtered change: its head is seen and becomes the next comparison base, an older
+/// failure is moot, and the repository's counter for `reason` goes up. Nothing is deployed.
+pub fn record_filtered(state: &mut State, job: &Job, reason: Reason) {
+    let rs = state.repos.entry(job.repo.clone()).or_default();
+    *rs.filtered.entry(reason.key().to_string()).or_default() += 1;
+    let bs = rs.branches.entry(job.branch.clone()).or_default();
+    bs.seen = Some(job.commit.clone());
+    bs.filtered = Some(job.commit.clone());
+    bs.failure = None;
+}
+
+/// `trigger: all` jobs stand only for groups where a change is still deployed: when every
+/// change of a group was filtered, its triggered jobs go too.
+pub fn drop_orphan_triggers(jobs: &mut Vec<Job>) {
+    let live: BTreeSet<Option<String>> =
+        jobs.iter().filter(|j| j.reason != Reason::GroupTrigger).map(|j| j.group.clone()).collect();
+    jobs.retain(|j| j.reason != Reason::GroupTrigger || live.contains(&j.group));
 }
 
 #[cfg(test)]

@@ -56,6 +56,9 @@ pub struct Checked {
     pub repo: String,
     /// Matching branch -> head.
     pub branches: BTreeMap<String, String>,
+    /// Matching tag -> commit, for repositories that monitor tags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
     /// Why it could not be checked.
     pub error: Option<String>,
 }
@@ -102,6 +105,9 @@ impl Summary {
                         (_, Some(e)) if d.status == crate::model::JobStatus::TimedOut => e.clone(),
                         (Some(f), _) => f.to_string(),
                         (None, Some(e)) => e.clone(),
+                        (None, None) if d.status == crate::model::JobStatus::Filtered => {
+                            format!("filtered: {}", d.reason.as_str())
+                        }
                         (None, None) if self.dry_run => d.reason.as_str().to_string(),
                         (None, None) => String::new(),
                     };
@@ -109,7 +115,7 @@ impl Summary {
                     let status = d.status.as_str();
                     [
                         crate::text::printable(&d.repo),
-                        crate::text::printable(&d.branch),
+                        crate::text::printable(d.ref_name()),
                         d.commit.short().to_string(),
                         status.to_string(),
                         format!("{:.1}s", d.duration_ms as f64 / 1000.0),
@@ -202,6 +208,7 @@ mod tests {
             repo: "a".into(),
             group: None,
             branch: "main".into(),
+            tag: None,
             commit: Sha::parse(&"a".repeat(40)).expect("sha"),
             previous_commit: None,
             status,
@@ -224,6 +231,7 @@ mod tests {
             checked: vec![Checked {
                 repo: "a".into(),
                 branches: BTreeMap::new(),
+                tags: None,
                 error: check_error.then(|| "unreachable".into()),
             }],
             deployments,

@@ -47,7 +47,7 @@ pub fn deploy(
     }
     let location = location(scope, config)?;
     crate::signals::install();
-    let manual = Manual { targets, branch: args.branch.as_deref(), commit: commit.as_ref() };
+    let manual = Manual { targets, branch: args.branch.as_deref(), tag: args.tag.as_deref(), commit: commit.as_ref() };
     let at = crate::pipeline::At { location: &location, shard: scope.shard.and_then(|s| s.index) };
     let summary = crate::pipeline::deploy(config, &at, &manual, args.dry_run)?;
     Ok(finish(&summary, output, quiet))

@@ -55,7 +55,8 @@ fn json_text(value: &impl serde::Serialize) -> String {
 /// True when a run's summary is worth printing under `--quiet` (SPEC §1 v2): something was
 /// deployed (or would be, in a dry run), failed, or could not be checked.
 fn noteworthy(summary: &Summary) -> bool {
-    !summary.deployments.is_empty()
+    // A filtered change is recorded, not deployed: nothing to mail about.
+    summary.deployments.iter().any(|d| d.status != crate::model::JobStatus::Filtered)
         || !summary.parked.is_empty()
         || summary.checked.iter().any(|c| c.error.is_some())
         || !summary.errors.is_empty()

@@ -75,6 +75,12 @@ pub struct RepoStatus {
     pub last_error: Option<String>,
     /// Per branch.
     pub branches: BTreeMap<String, BranchStatus>,
+    /// Per monitored tag (SPEC §4 "tags").
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, BranchStatus>,
+    /// Changes filtered (recorded, not deployed), per reason (`paths`, `skip_marker`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub filtered: BTreeMap<String, u64>,
 }
 
 /// One branch in the report.
@@ -94,6 +100,8 @@ pub struct BranchStatus {
     pub gone_since: Option<String>,
     /// Set after `rollback`: the head it is pinned at.
     pub pinned_at: Option<String>,
+    /// The last head a filter kept from deploying (`paths`, a skip marker).
+    pub filtered: Option<String>,
     /// `deployed` is the baseline recorded at first sight, not a deployment.
     pub baseline: bool,
     /// The newest finished deployment of the history (`sentry history` has them all).
@@ -127,41 +135,40 @@ pub fn report(config: Option<&Config>, state: &State, location: &str) -> Report 
         .iter()
         .map(|name| {
             let repo = state.repos.get(name);
-            let branches = repo
-                .map(|r| {
-                    r.branches
-                        .iter()
-                        .map(|(branch, b)| {
-                            let failure = b.failure.as_ref().map(|f| FailureStatus {
-                                commit: f.commit.to_string(),
-                                attempts: f.attempts,
-                                max_attempts,
-                                error: f.error.clone(),
-                                at: f.at.clone(),
-                            });
-                            let parked = failure.as_ref().is_some_and(|f| f.attempts >= max_attempts);
-                            let status = BranchStatus {
-                                seen: b.seen.as_ref().map(ToString::to_string),
-                                deployed: b.deployed.as_ref().map(ToString::to_string),
-                                deployed_at: b.deployed_at.clone(),
-                                failure,
-                                parked,
-                                gone_since: b.gone_since.clone(),
-                                pinned_at: b.pinned_at.as_ref().map(ToString::to_string),
-                                baseline: b.baseline,
-                                last_deployment: b.history.first().cloned(),
-                            };
-                            (branch.clone(), status)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let ref_status = |b: &crate::state::RefState| {
+                let failure = b.failure.as_ref().map(|f| FailureStatus {
+                    commit: f.commit.to_string(),
+                    attempts: f.attempts,
+                    max_attempts,
+                    error: f.error.clone(),
+                    at: f.at.clone(),
+                });
+                let parked = failure.as_ref().is_some_and(|f| f.attempts >= max_attempts);
+                BranchStatus {
+                    seen: b.seen.as_ref().map(ToString::to_string),
+                    deployed: b.deployed.as_ref().map(ToString::to_string),
+                    deployed_at: b.deployed_at.clone(),
+                    failure,
+                    parked,
+                    gone_since: b.gone_since.clone(),
+                    pinned_at: b.pinned_at.as_ref().map(ToString::to_string),
+                    filtered: b.filtered.as_ref().map(ToString::to_string),
+                    baseline: b.baseline,
+                    last_deployment: b.history.first().cloned(),
+                }
+            };
+            let branches =
+                repo.map(|r| r.branches.iter().map(|(n, b)| (n.clone(), ref_status(b))).collect()).unwrap_or_default();
+            let tags =
+                repo.map(|r| r.tags.iter().map(|(n, b)| (n.clone(), ref_status(b))).collect()).unwrap_or_default();
             let status = RepoStatus {
                 configured: configured(name),
                 in_state: repo.is_some(),
                 last_checked: repo.and_then(|r| r.last_checked.clone()),
                 last_error: repo.and_then(|r| r.last_error.clone()),
                 branches,
+                tags,
+                filtered: repo.map(|r| r.filtered.clone()).unwrap_or_default(),
             };
             (name.clone(), status)
         })
@@ -170,7 +177,7 @@ pub fn report(config: Option<&Config>, state: &State, location: &str) -> Report 
     let needs_human = repositories
         .values()
         .filter(|r| r.configured != Some(false))
-        .any(|r| r.last_error.is_some() || r.branches.values().any(|b| b.parked));
+        .any(|r| r.last_error.is_some() || r.branches.values().chain(r.tags.values()).any(|b| b.parked));
     Report {
         location: location.to_string(),
         last_run: state.last_run.clone(),
@@ -215,7 +222,11 @@ pub fn human(report: &Report) -> String {
             rows.push([label, "-".into(), "-".into(), "-".into(), "-".into(), checked, what.into()]);
             continue;
         }
-        for (i, (branch, b)) in repo.branches.iter().enumerate() {
+        let tag_rows = repo.tags.iter().map(|(t, b)| (format!("tag {t}"), b));
+        let refs: Vec<(String, &BranchStatus)> =
+            repo.branches.iter().map(|(n, b)| (n.clone(), b)).chain(tag_rows).collect();
+        for (i, (branch, b)) in refs.iter().enumerate() {
+            let branch = branch.as_str();
             let status = match &b.failure {
                 // Said first: a failing check makes every other word about this repository stale.
                 _ if repo.last_error.is_some() => {
@@ -245,6 +256,9 @@ pub fn human(report: &Report) -> String {
                 }
                 None if b.gone_since.is_some() => format!("gone since {}", b.gone_since.as_deref().unwrap_or("?")),
                 None if b.pinned_at.is_some() => "pinned (rollback)".into(),
+                None if b.filtered.is_some() && b.filtered == b.seen => {
+                    format!("filtered {} (not deployed: no watched file changed, or a skip marker)", short(&b.filtered))
+                }
                 None if b.seen.is_some() && b.seen != b.deployed => "not deployed yet".into(),
                 None if b.baseline => "baseline (recorded at first sight, not deployed)".into(),
                 None => "up to date".into(),

@@ -96,7 +96,9 @@ pub fn connectivity(config: &Config, output: OutputFormat, quiet: bool) -> Resul
             Probe::Deploy => repo.deploy.qa_repo_url.as_str(),
         };
         match &r.result {
-            Ok(what) if r.unmatched.is_empty() => lines.push(format!("ok    {} {side:<7} {url}: {what}", repo.name)),
+            Ok(what) if r.unmatched.is_empty() && r.unmatched_tags.is_empty() => {
+                lines.push(format!("ok    {} {side:<7} {url}: {what}", repo.name))
+            }
             Ok(what) => {
                 for pattern in &r.unmatched {
                     let message = format!(
@@ -107,6 +109,18 @@ pub fn connectivity(config: &Config, output: OutputFormat, quiet: bool) -> Resul
                     let i = repo.monitor.patterns.iter().position(|p| p == pattern).unwrap_or(0);
                     errors.push(json!({
                         "path": format!("repositories[{}].monitor.branches[{i}]", r.index),
+                        "line": null,
+                        "message": message,
+                    }));
+                }
+                for pattern in &r.unmatched_tags {
+                    let message = format!(
+                        "tag pattern {pattern:?} matches no tag of {url} (patterns match the whole tag name; {what})"
+                    );
+                    lines.push(format!("FAIL  {} {side:<7} {message}", repo.name));
+                    let i = repo.monitor.tag_patterns.iter().position(|p| p == pattern).unwrap_or(0);
+                    errors.push(json!({
+                        "path": format!("repositories[{}].monitor.tags[{i}]", r.index),
                         "line": null,
                         "message": message,
                     }));

@@ -38,6 +38,9 @@ const MAX_HTTP_TIMEOUT_S: u64 = 3600;
 /// Most checks or jobs in flight at once.
 const MAX_CONCURRENCY: u64 = 256;
 
+/// `global.skip_markers` when not set (SPEC §2 v2).
+pub const DEFAULT_SKIP_MARKERS: [&str; 2] = ["[skip deploy]", "[deploy skip]"];
+
 /// Most history entries per ref: each costs ~100 bytes of state.
 const MAX_HISTORY: u64 = 1000;
 
@@ -99,6 +102,8 @@ pub struct Global {
     pub history: usize,
     /// The ssh known_hosts file for git over ssh (host keys are always checked).
     pub known_hosts: Option<PathBuf>,
+    /// A head commit whose message contains one of these is filtered, not deployed.
+    pub skip_markers: Vec<String>,
 }
 
 /// A notification endpoint.
@@ -225,6 +230,14 @@ pub struct Monitor {
     pub api_url: Option<String>,
     /// Credentials for listing.
     pub auth: Auth,
+    /// `paths` / `ignore_paths`: which changed files count (SPEC §4 "filters").
+    pub filter: PathFilter,
+    /// Tag patterns as written (`tags`); empty: tags are not listed.
+    pub tag_patterns: Vec<String>,
+    /// The same, ready to match whole tag names.
+    pub tags: Vec<BranchPattern>,
+    /// `semver`: only the highest tag in this range is deployed.
+    pub semver: Option<semver::VersionReq>,
 }
 
 impl Monitor {
@@ -232,6 +245,39 @@ impl Monitor {
     pub fn matches(&self, branch: &str) -> bool {
         self.branches.iter().any(|p| p.is_match(branch))
     }
+
+    /// True when `tag` matches one of the tag patterns (whole name).
+    pub fn matches_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|p| p.is_match(tag))
+    }
+}
+
+/// `monitor.paths` and `monitor.ignore_paths`: globs over the full path from the repository
+/// root (`*` within a segment, `**` across segments, `?`, `[classes]`).
+#[derive(Clone, Debug, Default)]
+pub struct PathFilter {
+    /// A changed file counts only if it matches one of these (`None`: every file may count).
+    pub paths: Option<globset::GlobSet>,
+    /// A changed file that matches one of these never counts.
+    pub ignore: Option<globset::GlobSet>,
+}
+
+impl PathFilter {
+    /// True when the repository has path filters, so its changes need the changed files.
+    pub fn is_active(&self) -> bool {
+        self.paths.is_some() || self.ignore.is_some()
+    }
+
+    /// True when a change of `file` counts for a deployment.
+    pub fn counts(&self, file: &str) -> bool {
+        let file = file.trim_start_matches('/');
+        self.paths.as_ref().is_none_or(|p| p.is_match(file)) && !self.ignore.as_ref().is_some_and(|i| i.is_match(file))
+    }
+}
+
+/// One glob of `paths`/`ignore_paths`: `*` and `?` never cross a `/`.
+pub fn compile_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern.trim_start_matches('/')).literal_separator(true).backslash_escape(true).build()
 }
 
 /// One entry of `branches`: a regex matched against the whole branch name.
@@ -550,6 +596,38 @@ impl Validator<'_> {
         if p.is_relative() { self.dir.join(p) } else { p }
     }
 
+    /// A list of globs (`paths`, `ignore_paths`); absent or empty: `None`.
+    fn globs(&mut self, path: &str, list: &Option<S<Vec<S<String>>>>) -> Option<globset::GlobSet> {
+        let list = list.as_ref()?;
+        let mut builder = globset::GlobSetBuilder::new();
+        let mut any = false;
+        for (i, g) in list.value.iter().enumerate() {
+            let gpath = format!("{path}[{i}]");
+            let Some(p) = self.string(&gpath, g) else { continue };
+            if p.trim().is_empty() {
+                self.problem(&gpath, line(g), "a path glob must not be empty");
+                continue;
+            }
+            match compile_glob(&p) {
+                Ok(glob) => {
+                    builder.add(glob);
+                    any = true;
+                }
+                Err(e) => self.problem(&gpath, line(g), format!("invalid glob {p:?}: {}", e.kind())),
+            }
+        }
+        if !any {
+            return None;
+        }
+        match builder.build() {
+            Ok(set) => Some(set),
+            Err(e) => {
+                self.problem(path, line(list), format!("cannot compile these globs: {e}"));
+                None
+            }
+        }
+    }
+
     /// Expands `${VAR}` in a string value.
     fn string(&mut self, path: &str, s: &S<String>) -> Option<String> {
         match expand(&s.value, self.env) {
@@ -805,6 +883,25 @@ impl Validator<'_> {
                 .opt_string("global.known_hosts", &g.known_hosts)?
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
+            skip_markers: match &g.skip_markers {
+                None => DEFAULT_SKIP_MARKERS.iter().map(|m| m.to_string()).collect(),
+                Some(list) => {
+                    let mut out = Vec::new();
+                    for (i, m) in list.value.iter().enumerate() {
+                        let path = format!("global.skip_markers[{i}]");
+                        match self.string(&path, m) {
+                            Some(v) if v.trim().is_empty() => self.problem(
+                                &path,
+                                line(m),
+                                "a skip marker must not be empty (it would skip everything)",
+                            ),
+                            Some(v) => out.push(v),
+                            None => {}
+                        }
+                    }
+                    out
+                }
+            },
         })
     }
 
@@ -953,7 +1050,60 @@ impl Validator<'_> {
         }
         let auth = self.auth(&format!("{path}.auth"), &m.auth)?;
         self.ssh_key_only_for_ssh(path, &repo_url, &m.auth);
-        Some(Monitor { repo_url, patterns, branches, kind, api_url, auth })
+        let filter = PathFilter {
+            paths: self.globs(&format!("{path}.paths"), &m.paths),
+            ignore: self.globs(&format!("{path}.ignore_paths"), &m.ignore_paths),
+        };
+        let mut tag_patterns = Vec::new();
+        let mut tags = Vec::new();
+        if let Some(list) = &m.tags {
+            if list.value.is_empty() {
+                self.problem(format!("{path}.tags"), line(list), "at least one tag pattern (regex), or leave tags out");
+            }
+            for (i, t) in list.value.iter().enumerate() {
+                let tpath = format!("{path}.tags[{i}]");
+                let Some(p) = self.string(&tpath, t) else { continue };
+                if p.is_empty() {
+                    self.problem(&tpath, line(t), "tag pattern is empty");
+                    continue;
+                }
+                match BranchPattern::new(&p) {
+                    Ok(pattern) => {
+                        tags.push(pattern);
+                        tag_patterns.push(p);
+                    }
+                    Err(e) => {
+                        self.problem(&tpath, line(t), format!("invalid regex {p:?}:\n{}", e.to_string().trim_end()))
+                    }
+                }
+            }
+        }
+        let semver = match &m.semver {
+            None => None,
+            Some(s) => {
+                let spath = format!("{path}.semver");
+                match self.string(&spath, s).filter(|v| !v.trim().is_empty()) {
+                    None => None,
+                    Some(v) => {
+                        if m.tags.is_none() {
+                            self.problem(
+                                &spath,
+                                line(s),
+                                "semver selects among tags: set monitor.tags too (e.g. [\"v.*\"])",
+                            );
+                        }
+                        match semver::VersionReq::parse(v.trim()) {
+                            Ok(r) => Some(r),
+                            Err(e) => {
+                                self.problem(&spath, line(s), format!("invalid semver range {v:?}: {e}"));
+                                None
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        Some(Monitor { repo_url, patterns, branches, kind, api_url, auth, filter, tag_patterns, tags, semver })
     }
 
     fn kind(&mut self, path: &str, s: &Option<S<String>>) -> ForgeKind {

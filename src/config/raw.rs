@@ -38,6 +38,7 @@ pub struct Global {
     pub notify_timeout: Option<S<u64>>,
     pub history: Option<S<u64>>,
     pub known_hosts: Option<S<String>>,
+    pub skip_markers: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +70,10 @@ pub struct Monitor {
     pub repo_type: Option<S<String>>,
     pub api_url: Option<S<String>>,
     pub auth: Option<Auth>,
+    pub paths: Option<S<Vec<S<String>>>>,
+    pub ignore_paths: Option<S<Vec<S<String>>>>,
+    pub tags: Option<S<Vec<S<String>>>>,
+    pub semver: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

@@ -202,6 +202,10 @@ pub(super) const MONITOR: Section = Section {
         opt("repo_type", Shape::Text),
         opt("api_url", Shape::Text),
         opt("auth", Shape::Struct(&AUTH)),
+        opt("paths", Shape::List(&Shape::Text)),
+        opt("ignore_paths", Shape::List(&Shape::Text)),
+        opt("tags", Shape::List(&Shape::Text)),
+        opt("semver", Shape::Text),
     ],
 };
 
@@ -263,6 +267,7 @@ pub(super) const GLOBAL: Section = Section {
         opt("notify_timeout", Shape::Seconds),
         opt("history", Shape::Count),
         opt("known_hosts", Shape::Text),
+        opt("skip_markers", Shape::List(&Shape::Text)),
     ],
 };
 

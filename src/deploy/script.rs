@@ -95,7 +95,10 @@ pub(crate) fn environment(
     let job = e.job;
     set("SENTRY_REPO", job.repo.clone().into());
     set("SENTRY_GROUP", job.group.clone().unwrap_or_default().into());
-    set("SENTRY_BRANCH", job.branch.clone().into());
+    // A tag deploys with SENTRY_TAG set and SENTRY_BRANCH empty, a branch the other way round.
+    set("SENTRY_BRANCH", if job.tag { String::new() } else { job.branch.clone() }.into());
+    set("SENTRY_TAG", if job.tag { job.branch.clone() } else { String::new() }.into());
+    set("SENTRY_REF", job.full_ref().into());
     set("SENTRY_COMMIT", job.commit.as_str().into());
     set("SENTRY_PREVIOUS_COMMIT", job.previous.as_ref().map(|s| s.as_str()).unwrap_or_default().into());
     set("SENTRY_PROJECT", e.repo.deploy.project_name.clone().into());

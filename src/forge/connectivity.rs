@@ -45,6 +45,8 @@ pub struct Reached {
     /// Monitor probes of a reachable repository: the `branches` patterns that match no branch
     /// (SPEC §1 v2: a failure of `validate --connectivity`).
     pub unmatched: Vec<String>,
+    /// Monitor probes of a reachable repository: the `tags` patterns that match no tag.
+    pub unmatched_tags: Vec<String>,
 }
 
 /// Reaches every repository's both sides; results in configuration order, monitor first.
@@ -59,7 +61,7 @@ pub fn probe_all(config: &Config) -> anyhow::Result<Vec<Reached>> {
     let probes: Vec<(usize, Probe)> = (0..config.repositories.len())
         .flat_map(|i| std::iter::once((i, Probe::Monitor)).chain((reached_by[i] == i).then_some((i, Probe::Deploy))))
         .collect();
-    type Found = (String, Vec<String>);
+    type Found = (String, Vec<String>, Vec<String>);
     let results: Vec<Result<Found, CheckError>> = checker.pool.install(|| {
         probes
             .par_iter()
@@ -67,9 +69,22 @@ pub fn probe_all(config: &Config) -> anyhow::Result<Vec<Reached>> {
             .map(|(i, probe)| {
                 let repo = &config.repositories[*i];
                 match probe {
-                    Probe::Monitor => checker.check(repo, None).map(|l| {
+                    Probe::Monitor => checker.check(repo, None).and_then(|l| {
                         let n = l.heads.len();
                         let m = &repo.monitor;
+                        let (tags, unmatched_tags) = if m.tags.is_empty() {
+                            (String::new(), Vec::new())
+                        } else {
+                            let t = checker.tags(repo)?;
+                            let unmatched = m
+                                .tag_patterns
+                                .iter()
+                                .zip(&m.tags)
+                                .filter(|(_, p)| !t.keys().any(|name| p.is_match(name)))
+                                .map(|(text, _)| text.clone())
+                                .collect();
+                            (format!(", {} tag{} match", t.len(), if t.len() == 1 { "" } else { "s" }), unmatched)
+                        };
                         // The listing holds the branches matching any pattern: a pattern none of
                         // them matches matches nothing in the repository.
                         let unmatched = m
@@ -79,11 +94,15 @@ pub fn probe_all(config: &Config) -> anyhow::Result<Vec<Reached>> {
                             .filter(|(_, p)| !l.heads.keys().any(|b| p.is_match(b)))
                             .map(|(text, _)| text.clone())
                             .collect();
-                        (format!("{} branch{} match", n, if n == 1 { "" } else { "es" }), unmatched)
+                        Ok((
+                            format!("{} branch{} match{tags}", n, if n == 1 { "" } else { "es" }),
+                            unmatched,
+                            unmatched_tags,
+                        ))
                     }),
                     Probe::Deploy => checker
                         .probe_deploy(repo)
-                        .map(|()| (format!("branch {} reachable", repo.deploy.qa_repo_branch), Vec::new())),
+                        .map(|()| (format!("branch {} reachable", repo.deploy.qa_repo_branch), Vec::new(), Vec::new())),
                 }
             })
             .collect()
@@ -97,11 +116,11 @@ pub fn probe_all(config: &Config) -> anyhow::Result<Vec<Reached>> {
                 Probe::Deploy => answers.get(&(*first, probe)).cloned(),
             };
             let Some(result) = result else { continue };
-            let (result, unmatched) = match result {
-                Ok((what, unmatched)) => (Ok(what), unmatched),
-                Err(e) => (Err(crate::logging::redact(&e.message)), Vec::new()),
+            let (result, unmatched, unmatched_tags) = match result {
+                Ok((what, unmatched, tags)) => (Ok(what), unmatched, tags),
+                Err(e) => (Err(crate::logging::redact(&e.message)), Vec::new(), Vec::new()),
             };
-            out.push(Reached { index: i, probe, result, unmatched });
+            out.push(Reached { index: i, probe, result, unmatched, unmatched_tags });
         }
     }
     Ok(out)

@@ -5,6 +5,7 @@
 //! `If-None-Match`; when every page answers 304 the cached heads are reused. Checks run on a
 //! dedicated rayon pool of `global.concurrency` threads sharing one [`Http`] client.
 
+mod compare;
 pub mod connectivity;
 mod git;
 mod gitea;
@@ -12,6 +13,8 @@ mod github;
 mod gitlab;
 pub mod page;
 pub mod status;
+mod tags;
+pub use compare::compare_url;
 pub mod url;
 
 use crate::config::{ForgeKind, Global, Repository};

@@ -108,7 +108,8 @@ impl Status {
                 }
                 _ => (State::Error, "did not start: see sentry's log".to_string()),
             },
-            JobStatus::Interrupted | JobStatus::Skipped => match &r.error {
+            // A filtered change never runs, so it posts nothing (SPEC §4); listed for completeness.
+            JobStatus::Interrupted | JobStatus::Skipped | JobStatus::Filtered => match &r.error {
                 Some(e) if own_words(e) => (State::Canceled, one_line(e)),
                 _ => (State::Canceled, "interrupted".to_string()),
             },
@@ -386,6 +387,7 @@ mod tests {
             repo: "app".into(),
             group: None,
             branch: "main".into(),
+            tag: false,
             commit: Sha::parse(&"c".repeat(40)).expect("sha"),
             previous: None,
             reason: Reason::Changed,

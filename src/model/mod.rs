@@ -7,6 +7,7 @@ pub mod shard;
 pub mod url;
 
 pub use location::Location;
+
 pub use record::{DeploymentRecord, JobStatus, Notification, OnFailureOutcome};
 pub use shard::Shard;
 
@@ -87,8 +88,10 @@ pub struct Job {
     pub repo: String,
     /// Its group, if any.
     pub group: Option<String>,
-    /// The monitored branch.
+    /// The monitored branch, or the tag's name when `tag` is set.
     pub branch: String,
+    /// The ref is a tag (`refs/tags/<branch>`), not a branch.
+    pub tag: bool,
     /// The commit to deploy.
     pub commit: Sha,
     /// The last commit deployed from this branch, if any.
@@ -99,6 +102,25 @@ pub struct Job {
     pub attempt: u32,
 }
 
+/// What a forge says about a change, for the filters (SPEC §4 "filters").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Examined {
+    /// Every file changed between the base and the head; `None` when that cannot be told (no
+    /// common history, a truncated answer, an error): then the change is deployed.
+    pub files: Option<Vec<String>>,
+    /// The head commit's message, when the answer had it.
+    pub message: Option<String>,
+    /// Why the files could not be told, for the log.
+    pub why_unknown: Option<String>,
+}
+
+impl Job {
+    /// The full ref name: `refs/heads/<branch>` or `refs/tags/<tag>` (`SENTRY_REF`).
+    pub fn full_ref(&self) -> String {
+        if self.tag { format!("refs/tags/{}", self.branch) } else { format!("refs/heads/{}", self.branch) }
+    }
+}
+
 /// Why a job was planned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -107,6 +129,8 @@ pub enum Reason {
     FirstSeen,
     /// A branch that appeared in a repository that already had state.
     NewBranch,
+    /// A matching tag that appeared (or, with `semver`, became the highest in range).
+    NewTag,
     /// The head differs from the last deployed commit.
     Changed,
     /// A failed commit being tried again.
@@ -117,6 +141,10 @@ pub enum Reason {
     Manual,
     /// `sentry rollback`.
     Rollback,
+    /// Filtered: no changed file matches `monitor.paths` (or all match `ignore_paths`).
+    Paths,
+    /// Filtered: the head commit's message holds one of `global.skip_markers`.
+    SkipMarker,
 }
 
 impl Reason {
@@ -125,11 +153,30 @@ impl Reason {
         match self {
             Reason::FirstSeen => "first seen",
             Reason::NewBranch => "new branch",
+            Reason::NewTag => "new tag",
             Reason::Changed => "changed",
             Reason::Retry => "retry",
             Reason::GroupTrigger => "group trigger",
             Reason::Manual => "manual",
             Reason::Rollback => "rollback",
+            Reason::Paths => "paths",
+            Reason::SkipMarker => "skip marker",
+        }
+    }
+
+    /// The JSON spelling (`skip_marker`), for counters keyed by reason.
+    pub fn key(self) -> &'static str {
+        match self {
+            Reason::FirstSeen => "first_seen",
+            Reason::NewBranch => "new_branch",
+            Reason::NewTag => "new_tag",
+            Reason::Changed => "changed",
+            Reason::Retry => "retry",
+            Reason::GroupTrigger => "group_trigger",
+            Reason::Manual => "manual",
+            Reason::Rollback => "rollback",
+            Reason::Paths => "paths",
+            Reason::SkipMarker => "skip_marker",
         }
     }
 }

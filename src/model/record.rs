@@ -20,6 +20,9 @@ pub enum JobStatus {
     TimedOut,
     /// Never started (an earlier failure, the group's deadline, a stop request; a dry run).
     Skipped,
+    /// Not deployed: a filter (`paths`, a skip marker) says the change does not matter. The
+    /// head is recorded as seen; no attempt, no notification.
+    Filtered,
     /// sentry was asked to stop (SIGTERM/SIGINT) while it ran. Says nothing about the commit:
     /// no attempt is counted. Shown as `failed` (SPEC §5 has no other word for it).
     Interrupted,
@@ -33,6 +36,7 @@ impl JobStatus {
             JobStatus::Failed | JobStatus::FailedToStart | JobStatus::Interrupted => "failed",
             JobStatus::TimedOut => "timed_out",
             JobStatus::Skipped => "skipped",
+            JobStatus::Filtered => "filtered",
         }
     }
 
@@ -60,8 +64,11 @@ pub struct DeploymentRecord {
     pub repo: String,
     /// Its group.
     pub group: Option<String>,
-    /// The branch.
+    /// The branch (empty for a tag).
     pub branch: String,
+    /// The tag, when a tag was deployed (`null` for a branch).
+    #[serde(default)]
+    pub tag: Option<String>,
     /// The commit deployed.
     pub commit: Sha,
     /// The commit deployed before, if any.
@@ -101,7 +108,8 @@ impl DeploymentRecord {
         DeploymentRecord {
             repo: job.repo.clone(),
             group: job.group.clone(),
-            branch: job.branch.clone(),
+            branch: if job.tag { String::new() } else { job.branch.clone() },
+            tag: job.tag.then(|| job.branch.clone()),
             commit: job.commit.clone(),
             previous_commit: job.previous.clone(),
             status,
@@ -124,9 +132,18 @@ impl DeploymentRecord {
         }
     }
 
-    /// `repo/branch/commit/attempt`: one notification per deployment attempt.
+    /// The branch or the tag.
+    pub fn ref_name(&self) -> &str {
+        self.tag.as_deref().unwrap_or(&self.branch)
+    }
+
+    /// `repo/branch/commit/attempt` (`repo/tags/tag/commit/attempt` for a tag): one
+    /// notification per deployment attempt.
     pub fn id(&self) -> String {
-        format!("{}/{}/{}/{}", self.repo, self.branch, self.commit, self.attempt)
+        match &self.tag {
+            Some(t) => format!("{}/tags/{t}/{}/{}", self.repo, self.commit, self.attempt),
+            None => format!("{}/{}/{}/{}", self.repo, self.branch, self.commit, self.attempt),
+        }
     }
 }
 

@@ -89,6 +89,8 @@ pub struct Manual<'a> {
     pub targets: Vec<&'a Repository>,
     /// Which monitored branch (default: the first configured branch that exists).
     pub branch: Option<&'a str>,
+    /// A monitored tag instead of a branch.
+    pub tag: Option<&'a str>,
     /// Which commit (default: the branch's head).
     pub commit: Option<&'a Sha>,
 }
@@ -164,13 +166,60 @@ pub fn poll(config: &Config, at: &At<'_>, repos: &[&Repository], dry_run: bool) 
     };
     let mut summary = run.summary(dry_run);
     let clients = Clients::new(config)?;
-    let checks = check(&clients.checker, repos, &state, &mut summary);
+    let mut checks = check(&clients.checker, repos, &state, &mut summary);
     let now = crate::time::now_rfc3339();
-    let planned = plan::plan(config, &checks.heads, &state, &now);
+    let mut planned = plan::plan_with_tags(config, &checks.heads, &checks.tags, &state, &now);
     log_notes(&planned.notes, dry_run);
     // Parked deployments are listed on every run until a human acts (SPEC §5).
     summary.parked = parked(&planned.notes, &planned.state);
+    summary.deployments = examine(config, &clients.checker, &state, &mut planned);
+    // The compare requests count like the listings'.
+    checks.stats = clients.checker.stats();
     proceed(config, &run, &clients, store, planned.state, planned.jobs, checks, summary, &now)
+}
+
+/// Examines the planned changes of repositories with path filters (SPEC §4 "filters"): the
+/// files changed since the last deployed or filtered commit and the head's message, from the
+/// forge; [`plan::verdict`] decides. A filtered change leaves the jobs, is recorded in the next
+/// state (seen, the next comparison's base, a counter) and comes back as a `filtered` record.
+/// Changes whose files cannot be told are deployed.
+fn examine(config: &Config, checker: &Checker, state: &State, planned: &mut plan::Plan) -> Vec<DeploymentRecord> {
+    let mut filtered = Vec::new();
+    let mut kept = Vec::with_capacity(planned.jobs.len());
+    for job in std::mem::take(&mut planned.jobs) {
+        let Some(repo) = config.repository(&job.repo).filter(|r| plan::needs_examining(r, &job)) else {
+            kept.push(job);
+            continue;
+        };
+        let Some(base) = plan::compare_base(state, &job) else {
+            kept.push(job);
+            continue;
+        };
+        let examined = checker.changes(repo, &base, &job.commit, &config.global.tmp_dir);
+        if let Some(why) = &examined.why_unknown {
+            log::info!(
+                repo = job.repo.as_str(), branch = job.branch.as_str(), from = base.as_str(), to = job.commit.as_str();
+                "the changed files cannot be told, so the change is deployed: {}", crate::logging::redact(why)
+            );
+        }
+        match plan::verdict(&repo.monitor.filter, &config.global.skip_markers, &examined) {
+            Some(reason) => {
+                log::info!(
+                    repo = job.repo.as_str(), branch = job.branch.as_str(), from = base.as_str(),
+                    to = job.commit.as_str(), reason = reason.key();
+                    "change filtered: recorded as seen, not deployed"
+                );
+                plan::record_filtered(&mut planned.state, &job, reason);
+                let mut record = DeploymentRecord::planned(&job, JobStatus::Filtered, None);
+                record.reason = reason;
+                filtered.push(record);
+            }
+            None => kept.push(job),
+        }
+    }
+    plan::drop_orphan_triggers(&mut kept);
+    planned.jobs = kept;
+    filtered
 }
 
 /// The parked deployments the plan noted, with their last error.
@@ -208,6 +257,14 @@ pub fn deploy(config: &Config, at: &At<'_>, manual: &Manual<'_>, dry_run: bool) 
     let now = crate::time::now_rfc3339();
     // Both --branch and --commit: everything the job needs is known, no forge is contacted
     // (SPEC §1 v2); the branch must still be a monitored one. The state keeps what it knew.
+    if let (Some(tag), Some(commit)) = (manual.tag, manual.commit) {
+        let tags: Heads = [(tag.to_string(), commit.clone())].into_iter().collect();
+        let mut jobs = Vec::new();
+        for repo in &manual.targets {
+            jobs.push(plan::manual_tag(repo, &tags, tag, Some(commit), &state).map_err(Error::Usage)?);
+        }
+        return proceed(config, &run, &clients, store, state, jobs, Checks::none(), summary, &now);
+    }
     if let (Some(branch), Some(commit)) = (manual.branch, manual.commit) {
         let heads: Heads = [(branch.to_string(), commit.clone())].into_iter().collect();
         let mut jobs = Vec::new();
@@ -221,10 +278,18 @@ pub fn deploy(config: &Config, at: &At<'_>, manual: &Manual<'_>, dry_run: bool) 
     let mut jobs = Vec::new();
     for repo in &manual.targets {
         let Some(h) = checks.heads.get(&repo.name) else { continue };
-        jobs.push(plan::manual(repo, h, manual.branch, manual.commit, &state).map_err(Error::Usage)?);
+        let job = match manual.tag {
+            Some(tag) => {
+                let none = Heads::new();
+                let tags = checks.tags.get(&repo.name).unwrap_or(&none);
+                plan::manual_tag(repo, tags, tag, manual.commit, &state)
+            }
+            None => plan::manual(repo, h, manual.branch, manual.commit, &state),
+        };
+        jobs.push(job.map_err(Error::Usage)?);
     }
     // Keep the bookkeeping a poll would do (seen heads, baselines, dropped branches), without its jobs.
-    let planned = plan::plan(config, &checks.heads, &state, &now);
+    let planned = plan::plan_with_tags(config, &checks.heads, &checks.tags, &state, &now);
     proceed(config, &run, &clients, store, planned.state, jobs, checks, summary, &now)
 }
 
@@ -246,12 +311,7 @@ pub fn rollback(
     let job = plan::rollback(repo, &state, branch, to).map_err(Error::Usage)?;
     let summary = run.summary(dry_run);
     let clients = Clients::new(config)?;
-    let checks = Checks {
-        heads: BTreeMap::new(),
-        listings: BTreeMap::new(),
-        errors: BTreeMap::new(),
-        stats: ForgeStats::default(),
-    };
+    let checks = Checks::none();
     let now = crate::time::now_rfc3339();
     proceed(config, &run, &clients, store, state, vec![job], checks, summary, &now)
 }
@@ -272,7 +332,7 @@ fn proceed(
     absorb_checks(&mut next, &checks);
     log_jobs(&jobs);
     if summary.dry_run {
-        summary.deployments = jobs.iter().map(|j| DeploymentRecord::planned(j, JobStatus::Skipped, None)).collect();
+        summary.deployments.extend(jobs.iter().map(|j| DeploymentRecord::planned(j, JobStatus::Skipped, None)));
         summary.duration_ms = run.elapsed_ms();
         return Ok(summary);
     }
@@ -298,6 +358,8 @@ fn proceed(
 struct Checks {
     /// Matching heads of every repository checked successfully (the planner's input).
     heads: BTreeMap<String, Heads>,
+    /// Matching tags of the repositories among those that monitor tags.
+    tags: BTreeMap<String, Heads>,
     /// The full listings, for their cache validators.
     listings: BTreeMap<String, Listing>,
     /// Why the others could not be checked (redacted).
@@ -311,6 +373,7 @@ impl Checks {
     fn none() -> Checks {
         Checks {
             heads: BTreeMap::new(),
+            tags: BTreeMap::new(),
             listings: BTreeMap::new(),
             errors: BTreeMap::new(),
             stats: ForgeStats::default(),
@@ -353,6 +416,7 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
                 summary.checked.push(Checked {
                     repo: repo.name.clone(),
                     branches: listing.heads.iter().map(|(b, s)| (b.clone(), s.to_string())).collect(),
+                    tags: None,
                     error: None,
                 });
                 heads.insert(repo.name.clone(), listing.heads.clone());
@@ -364,6 +428,7 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
                 summary.checked.push(Checked {
                     repo: repo.name.clone(),
                     branches: BTreeMap::new(),
+                    tags: None,
                     error: Some(msg.clone()),
                 });
                 summary.errors.push(format!("{}: {msg}", repo.name));
@@ -371,7 +436,35 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
             }
         }
     }
-    Checks { heads, listings, errors, stats: checker.stats() }
+    // Tags, for the repositories that monitor them and whose branches were listed: a tag
+    // listing that fails makes the whole repository unchecked (no half-planned repository).
+    let tagged: Vec<&Repository> =
+        repos.iter().copied().filter(|r| !r.monitor.tags.is_empty() && heads.contains_key(&r.name)).collect();
+    let mut tags = BTreeMap::new();
+    for (repo, result) in tagged.iter().zip(checker.tags_all(&tagged)) {
+        let entry = summary.checked.iter_mut().find(|c| c.repo == repo.name);
+        match result {
+            Ok(t) => {
+                if let Some(c) = entry {
+                    c.tags = Some(t.iter().map(|(n, s)| (n.clone(), s.to_string())).collect());
+                }
+                tags.insert(repo.name.clone(), t);
+            }
+            Err(e) => {
+                let msg = crate::logging::redact(&e.to_string());
+                log::warn!(repo = repo.name.as_str(); "repository could not be checked: {msg}");
+                if let Some(c) = entry {
+                    c.branches.clear();
+                    c.error = Some(msg.clone());
+                }
+                summary.errors.push(format!("{}: {msg}", repo.name));
+                heads.remove(&repo.name);
+                listings.remove(&repo.name);
+                errors.insert(repo.name.clone(), msg);
+            }
+        }
+    }
+    Checks { heads, tags, listings, errors, stats: checker.stats() }
 }
 
 /// Applies what the checks learned that planning does not decide: cache validators, check errors.
@@ -416,6 +509,10 @@ fn log_notes(notes: &[Note], dry_run: bool) {
             Note::Pinned { repo, branch, head } => log::info!(
                 repo = repo.as_str(), branch = branch.as_str(), head = head.as_str();
                 "pinned by a rollback: not deployed until the head moves or `sentry deploy` is run"
+            ),
+            Note::UnmatchedTag { repo, pattern } => log::warn!(
+                repo = repo.as_str(), pattern = pattern.as_str();
+                "tag pattern matches no tag (patterns match the whole name; check monitor.tags)"
             ),
             Note::Unmatched { repo, pattern } => log::warn!(
                 repo = repo.as_str(), pattern = pattern.as_str();
@@ -607,7 +704,8 @@ fn deploy_and_record(
         results
     });
     // The last save of the run also records whether it succeeded (exit 0), if so far it did.
-    summary.deployments = results.iter().map(JobResult::record).collect();
+    // (Filtered changes are in the summary already.)
+    summary.deployments.extend(results.iter().map(JobResult::record));
     let succeeded = summary.exit() == Exit::Success && !journal.save_failed();
     // What was not delivered stays for the next run, at most MAX_DELIVERY_RUNS runs in all.
     let mut dropped = Vec::new();

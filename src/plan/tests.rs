@@ -64,7 +64,7 @@ fn job(repo: &str, branch: &str, c: char, reason: Reason, attempt: u32) -> (Stri
 
 /// The notes about decisions (`simple()`'s `dev.*` matching nothing is a note of its own).
 fn decisions(p: &Plan) -> Vec<Note> {
-    p.notes.iter().filter(|n| !matches!(n, Note::Unmatched { .. })).cloned().collect()
+    p.notes.iter().filter(|n| !matches!(n, Note::Unmatched { .. } | Note::UnmatchedTag { .. })).cloned().collect()
 }
 
 #[test]
@@ -198,6 +198,7 @@ fn a_rollback_pins_the_branch_until_its_head_moves() {
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     let mut s = p.state;
     let back = Job {
+        tag: false,
         repo: "a".into(),
         group: None,
         branch: "main".into(),
@@ -434,4 +435,172 @@ fn manual_success_clears_a_parked_failure() {
     record(&mut s, &DeploymentRecord::planned(&j, JobStatus::Succeeded, None), &stamp(NOW));
     assert_eq!(s.repos["a"].branches["main"].failure, None);
     assert_eq!(s.repos["a"].branches["main"].deployed, Some(sha('2')));
+}
+
+fn filtered_config(paths: &str, ignore: &str) -> Config {
+    let y = format!(
+        "repositories:\n  - name: a\n    monitor:\n      repo_url: https://github.com/o/a\n      branches: [main]\n{paths}{ignore}    deploy:\n      qa_repo_url: https://github.com/o/qa\n      commands: [\"true\"]\n"
+    );
+    crate::config::parse(Path::new("t.yaml"), &y, &|_| None).unwrap_or_else(|e| panic!("{e}\n{y}"))
+}
+
+fn examined(files: Option<&[&str]>, message: &str) -> Examined {
+    Examined {
+        files: files.map(|f| f.iter().map(|s| s.to_string()).collect()),
+        message: Some(message.into()),
+        why_unknown: None,
+    }
+}
+
+#[test]
+fn paths_decide_whether_a_change_counts() {
+    let c = filtered_config("      paths: [\"services/a/**\", \"lib/*.rs\"]\n", "      ignore_paths: [\"**/*.md\"]\n");
+    let f = &c.repositories[0].monitor.filter;
+    let markers = c.global.skip_markers.clone();
+    let v = |files: &[&str]| verdict(f, &markers, &examined(Some(files), "change"));
+    assert_eq!(v(&["services/a/main.go"]), None);
+    assert_eq!(v(&["services/b/main.go"]), Some(Reason::Paths));
+    // `*` stays within one segment; `**` crosses them.
+    assert_eq!(v(&["lib/x.rs"]), None);
+    assert_eq!(v(&["lib/deep/x.rs"]), Some(Reason::Paths));
+    // Ignored files never count, even under a watched path.
+    assert_eq!(v(&["services/a/README.md", "docs/x.md"]), Some(Reason::Paths));
+    assert_eq!(v(&["services/a/README.md", "services/a/x.go"]), None);
+    assert_eq!(v(&[]), Some(Reason::Paths));
+    // Files that cannot be told are never filtered by paths.
+    assert_eq!(verdict(f, &markers, &examined(None, "change")), None);
+    // A skip marker filters whatever the files.
+    assert_eq!(verdict(f, &markers, &examined(None, "docs [skip deploy]")), Some(Reason::SkipMarker));
+    assert_eq!(
+        verdict(f, &markers, &examined(Some(&["services/a/x"]), "x\n\n[deploy skip]")),
+        Some(Reason::SkipMarker)
+    );
+    assert_eq!(verdict(f, &[], &examined(Some(&["services/a/x"]), "[skip deploy]")), None);
+}
+
+#[test]
+fn ignore_paths_alone_count_everything_else() {
+    let c = filtered_config("", "      ignore_paths: [\"**/*.md\", \"docs/**\"]\n");
+    let f = &c.repositories[0].monitor.filter;
+    assert!(f.is_active());
+    assert!(!f.counts("README.md") && !f.counts("a/b/c.md") && !f.counts("docs/x.png"));
+    assert!(f.counts("src/main.rs"));
+    assert!(!filtered_config("", "").repositories[0].monitor.filter.is_active());
+}
+
+#[test]
+fn a_filtered_head_is_the_next_base_and_not_a_change_again() {
+    let c = filtered_config("      paths: [\"svc/**\"]\n", "");
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    assert_eq!(summary(&p), [job("a", "main", '2', Reason::Changed, 1)]);
+    assert!(needs_examining(&c.repositories[0], &p.jobs[0]));
+    assert_eq!(compare_base(&s, &p.jobs[0]), Some(sha('1')));
+    let mut next = p.state.clone();
+    record_filtered(&mut next, &p.jobs[0], Reason::Paths);
+    assert_eq!(next.repos["a"].filtered.get("paths"), Some(&1));
+    // Filtered: the same head is no change; the next head compares from it, while the
+    // previous commit of the job stays the last one deployed.
+    let again = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &next, NOW);
+    assert!(again.jobs.is_empty());
+    let moved = plan(&c, &checked(&[("a", heads(&[("main", '3')]))]), &next, NOW);
+    assert_eq!(moved.jobs[0].previous, Some(sha('1')));
+    assert_eq!(compare_base(&next, &moved.jobs[0]), Some(sha('2')));
+    // A deployment clears the mark.
+    let rec = DeploymentRecord::planned(&moved.jobs[0], JobStatus::Succeeded, None);
+    let mut done = moved.state.clone();
+    record(&mut done, &rec, &stamp(NOW));
+    assert_eq!(done.repos["a"].branches["main"].filtered, None);
+    // The state keeps it across a save.
+    let text = serde_json::to_string(&next).expect("json");
+    let back: State = serde_json::from_str(&text).expect("read back");
+    assert_eq!(back.repos["a"].branches["main"].filtered, Some(sha('2')));
+}
+
+#[test]
+fn new_branches_retries_and_unfiltered_repositories_are_not_examined() {
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    assert!(!needs_examining(&c.repositories[0], &p.jobs[0]));
+    let f = filtered_config("      paths: [\"svc/**\"]\n", "");
+    let new = plan(&f, &checked(&[("a", heads(&[("main", '1'), ("x", '2')]))]), &s, NOW);
+    assert!(new.jobs.iter().all(|j| !needs_examining(&f.repositories[0], j) || j.branch == "main"));
+}
+
+fn tag_config(semver: &str) -> Config {
+    let y = format!(
+        "repositories:\n  - name: a\n    monitor:\n      repo_url: https://github.com/o/a\n      branches: [main]\n      tags: [\"v.*\"]\n{semver}    deploy:\n      qa_repo_url: https://github.com/o/qa\n      commands: [\"true\"]\n"
+    );
+    crate::config::parse(Path::new("t.yaml"), &y, &|_| None).unwrap_or_else(|e| panic!("{e}\n{y}"))
+}
+
+fn tag_jobs(p: &Plan) -> Vec<(String, char, Reason)> {
+    p.jobs
+        .iter()
+        .filter(|j| j.tag)
+        .map(|j| (j.branch.clone(), j.commit.as_str().chars().next().unwrap_or('?'), j.reason))
+        .collect()
+}
+
+#[test]
+fn tags_first_listed_are_a_baseline_then_new_and_moved_tags_deploy() {
+    let c = tag_config("");
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let b = checked(&[("a", heads(&[("main", '1')]))]);
+    let none = plan_with_tags(&c, &b, &checked(&[("a", Heads::new())]), &s, NOW);
+    assert_eq!(none.notes, [Note::UnmatchedTag { repo: "a".into(), pattern: "v.*".into() }]);
+    let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1')]))]), &s, NOW);
+    assert!(p.jobs.is_empty(), "{:?}", p.jobs);
+    assert!(!p.notes.iter().any(|n| matches!(n, Note::UnmatchedTag { .. })), "{:?}", p.notes);
+    assert!(p.state.repos["a"].tags_checked);
+    let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1'), ("v1.1.0", '2')]))]), &p.state, NOW);
+    assert_eq!(tag_jobs(&p), [("v1.1.0".to_string(), '2', Reason::NewTag)]);
+    assert_eq!(p.jobs[0].full_ref(), "refs/tags/v1.1.0");
+    // Recorded in the tag's own state, apart from the branches.
+    let mut s = p.state.clone();
+    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Succeeded, None), &stamp(NOW));
+    assert_eq!(s.repos["a"].tags["v1.1.0"].deployed, Some(sha('2')));
+    assert!(!s.repos["a"].branches.contains_key("v1.1.0"));
+    // A moved tag is a change.
+    let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1'), ("v1.1.0", '3')]))]), &s, NOW);
+    assert_eq!(tag_jobs(&p), [("v1.1.0".to_string(), '3', Reason::Changed)]);
+}
+
+#[test]
+fn semver_deploys_only_the_highest_tag_in_range_once() {
+    let c = tag_config("      semver: \">=1.0.0, <2.0.0\"\n");
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let b = checked(&[("a", heads(&[("main", '1')]))]);
+    let first = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1')]))]), &s, NOW);
+    assert!(first.jobs.is_empty());
+    let t = heads(&[
+        ("v1.0.0", '1'),
+        ("v1.2.0", '2'),
+        ("v1.10.0", '3'),
+        ("v2.0.0", '4'),
+        ("v1.11.0-rc.1", '5'),
+        ("vjunk", '6'),
+    ]);
+    let p = plan_with_tags(&c, &b, &checked(&[("a", t.clone())]), &first.state, NOW);
+    assert_eq!(tag_jobs(&p), [("v1.10.0".to_string(), '3', Reason::NewTag)]);
+    let mut s = p.state.clone();
+    record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Succeeded, None), &stamp(NOW));
+    assert!(plan_with_tags(&c, &b, &checked(&[("a", t)]), &s, NOW).jobs.is_empty());
+    // A range that names a pre-release admits it.
+    let pre = tag_config("      semver: \">=1.11.0-rc.0, <2.0.0\"\n");
+    let picked = highest_in_range(&pre.repositories[0], &heads(&[("v1.10.0", '3'), ("v1.11.0-rc.1", '5')]));
+    assert_eq!(picked.as_deref(), Some("v1.11.0-rc.1"));
+    assert_eq!(highest_in_range(&c.repositories[0], &heads(&[("v1.11.0-rc.1", '5')])), None);
+}
+
+#[test]
+fn semver_without_tags_is_refused() {
+    let y = "repositories:\n  - name: a\n    monitor:\n      repo_url: https://github.com/o/a\n      branches: [main]\n      semver: \"^1\"\n    deploy:\n      qa_repo_url: https://github.com/o/qa\n      commands: [\"true\"]\n";
+    let e = crate::config::parse(Path::new("t.yaml"), y, &|_| None).expect_err("refused").to_string();
+    assert!(e.contains("monitor.semver") && e.contains("tags"), "{e}");
 }

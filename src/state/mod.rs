@@ -116,6 +116,10 @@ pub struct RepoState {
     /// Deployments ever finished, per status (`succeeded`, `failed`, `timed_out`): a counter.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub deployments: BTreeMap<String, u64>,
+    /// Changes filtered, per reason (`paths`, `skip_marker`): a counter
+    /// (`sentry_filtered_changes_total`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub filtered: BTreeMap<String, u64>,
     /// When the repository was last checked successfully (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "unix_time::option")]
     pub last_checked: Option<String>,
@@ -128,6 +132,9 @@ pub struct RepoState {
     /// Per monitored tag, as for branches.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, RefState>,
+    /// Tags were listed before: a tag seen from now on is new (the first listing is a baseline).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tags_checked: bool,
     /// HTTP cache validators of the last listing. The heads they stand for are not stored
     /// again: they are the `seen` heads of the refs that are not gone ([`RepoState::validators`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,10 +145,10 @@ impl RepoState {
     /// The cache validators with the heads they stand for, for the next listing.
     pub fn validators(&self) -> Option<Validators> {
         let v = self.validators.as_ref()?;
+        // Branches only: tags are listed apart, without validators (forge/tags.rs).
         let heads: Heads = self
             .branches
             .iter()
-            .chain(&self.tags)
             .filter(|(_, r)| r.gone_since.is_none())
             .filter_map(|(name, r)| r.seen.clone().map(|s| (name.clone(), s)))
             .collect();
@@ -182,6 +189,9 @@ pub struct RefState {
     pub baseline: bool,
     /// A commit whose deployment failed and has not succeeded since.
     pub failure: Option<Failure>,
+    /// The last head that was filtered (no changed file counted, or a skip marker): seen, not
+    /// deployed, and where the next comparison starts. Cleared by a deployment.
+    pub filtered: Option<Sha>,
     /// When the ref stopped being listed (or matching); dropped 30 days later (SPEC §3).
     pub gone_since: Option<String>,
     /// After `rollback`: the head it was pinned at. `poll` leaves the ref alone until the head
@@ -204,6 +214,8 @@ struct RefWire {
     deployed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     failure: Option<Failure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    filtered: Option<Sha>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "unix_time::option")]
     gone_since: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -222,6 +234,7 @@ impl From<RefWire> for RefState {
             deployed_at: w.deployed_at,
             baseline: w.baseline,
             failure: w.failure,
+            filtered: w.filtered,
             gone_since: w.gone_since,
             pinned_at: w.pinned_at,
             history: w.history,
@@ -237,6 +250,7 @@ impl Serialize for RefState {
             deployed: self.deployed.clone(),
             deployed_at: self.deployed_at.clone(),
             failure: self.failure.clone(),
+            filtered: self.filtered.clone(),
             gone_since: self.gone_since.clone(),
             history: self.history.clone(),
             pinned_at: self.pinned_at.clone(),

@@ -69,6 +69,7 @@ fn context(dir: &Path, config: &Config, timeout: Duration) -> Context {
 
 fn job(repo: &Repository) -> Job {
     Job {
+        tag: false,
         repo: repo.name.clone(),
         group: repo.group.clone(),
         branch: "main".into(),
@@ -672,6 +673,8 @@ fn deploy_environment_is_exactly_specified_and_tokens_are_redacted_everywhere() 
         ("SENTRY_REPO", "envy"),
         ("SENTRY_GROUP", ""),
         ("SENTRY_BRANCH", "main"),
+        ("SENTRY_TAG", ""),
+        ("SENTRY_REF", "refs/heads/main"),
         ("SENTRY_COMMIT", COMMIT),
         ("SENTRY_PREVIOUS_COMMIT", ""),
         ("SENTRY_PROJECT", "proj-envy"),

@@ -50,9 +50,10 @@ fn assert_nothing_lost(v2: &Value) {
     assert_eq!(v2["repos"]["web"], web, "not configured: untouched");
     let outbox = v2["outbox"].as_array().expect("outbox kept");
     assert_eq!(outbox.len(), 1, "{v2}");
-    // The notification as it was (format 2 only adds `on_failure`, null here).
+    // The notification as it was (format 2 only adds `on_failure` and `tag`, null here).
     let mut payload = outbox[0]["payload"].clone();
     assert_eq!(payload.as_object_mut().and_then(|p| p.remove("on_failure")), Some(Value::Null));
+    assert_eq!(payload.as_object_mut().and_then(|p| p.remove("tag")), Some(Value::Null));
     assert_eq!(payload, v1["outbox"][0]["payload"], "the notification, field for field");
     assert_eq!(outbox[0]["runs"], 1, "one run tried to deliver it");
 }

@@ -182,6 +182,10 @@ pub struct Repo {
     monitor_url: String,
     kind: String,
     branches: Vec<String>,
+    paths: Option<Vec<String>>,
+    ignore_paths: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    semver: Option<String>,
     monitor_auth: Option<Auth>,
     monitor_key: Option<String>,
     qa: String,
@@ -214,6 +218,10 @@ impl Repo {
             monitor_url: format!("https://github.com/acme/{name}"),
             kind: "github".into(),
             branches: vec!["main".into()],
+            paths: None,
+            ignore_paths: None,
+            tags: None,
+            semver: None,
             monitor_auth: None,
             monitor_key: None,
             qa: "https://gitlab.com/acme/qa".into(),
@@ -250,6 +258,30 @@ impl Repo {
     /// Branch names or regexes, written as given (no `${VAR}` or regex escaping added).
     pub fn branches<I: IntoIterator<Item: AsRef<str>>>(mut self, patterns: I) -> Repo {
         self.branches = patterns.into_iter().map(|p| p.as_ref().to_string()).collect();
+        self
+    }
+
+    /// `monitor.paths`: globs; a change deploys only when a changed file matches one.
+    pub fn paths<I: IntoIterator<Item: AsRef<str>>>(mut self, globs: I) -> Repo {
+        self.paths = Some(globs.into_iter().map(|p| p.as_ref().to_string()).collect());
+        self
+    }
+
+    /// `monitor.ignore_paths`: globs of files that never count.
+    pub fn ignore_paths<I: IntoIterator<Item: AsRef<str>>>(mut self, globs: I) -> Repo {
+        self.ignore_paths = Some(globs.into_iter().map(|p| p.as_ref().to_string()).collect());
+        self
+    }
+
+    /// `monitor.tags`: tag regexes (whole name).
+    pub fn tags<I: IntoIterator<Item: AsRef<str>>>(mut self, patterns: I) -> Repo {
+        self.tags = Some(patterns.into_iter().map(|p| p.as_ref().to_string()).collect());
+        self
+    }
+
+    /// `monitor.semver`: a SemVer range over the tags.
+    pub fn semver(mut self, range: &str) -> Repo {
+        self.semver = Some(range.to_string());
         self
     }
 
@@ -337,6 +369,15 @@ impl Repo {
         *y += &format!("      repo_url: {}\n", quote(&self.monitor_url));
         let branches: Vec<String> = self.branches.iter().map(|b| quote(b)).collect();
         *y += &format!("      branches: [{}]\n", branches.join(", "));
+        for (key, list) in [("paths", &self.paths), ("ignore_paths", &self.ignore_paths), ("tags", &self.tags)] {
+            if let Some(list) = list {
+                let items: Vec<String> = list.iter().map(|p| quote(p)).collect();
+                *y += &format!("      {key}: [{}]\n", items.join(", "));
+            }
+        }
+        if let Some(r) = &self.semver {
+            *y += &format!("      semver: {}\n", quote(r));
+        }
         *y += &format!("      repo_type: {}\n", quote(&self.kind));
         render_auth(y, &self.monitor_auth, &self.monitor_key);
         *y += "    deploy:\n";

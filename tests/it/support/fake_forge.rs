@@ -363,20 +363,51 @@ enum Target {
     Id(u64),
 }
 
-/// Where a request goes: the API and the repository it names.
-fn route(path: &str) -> Option<(Flavor, Target)> {
+/// What a request asks about a repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum What {
+    Branches,
+    Tags,
+    /// `base...head` (GitHub, Gitea) or `?from=&to=` (GitLab).
+    Compare(String, String),
+}
+
+/// Where a request goes: the API, the repository it names and what it asks.
+fn route(path: &str, query: &str) -> Option<(Flavor, Target, What)> {
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let list = |w: &str| match w {
+        "branches" => Some(What::Branches),
+        "tags" => Some(What::Tags),
+        _ => None,
+    };
+    let basehead = |spec: &str| {
+        let spec = percent_decode(spec)?;
+        let (b, h) = spec.split_once("...")?;
+        Some(What::Compare(b.to_string(), h.to_string()))
+    };
+    let params: BTreeMap<&str, &str> = query.split('&').filter_map(|p| p.split_once('=')).collect();
     match seg.as_slice() {
-        ["api", "v3", "repos", o, r, "branches"] | ["repos", o, r, "branches"] => {
-            Some((Flavor::Github, Target::Path(format!("{o}/{r}"))))
+        ["api", "v3", "repos", o, r, w] | ["repos", o, r, w] => {
+            Some((Flavor::Github, Target::Path(format!("{o}/{r}")), list(w)?))
         }
-        ["api", "v3", "repositories", id, "branches"] | ["repositories", id, "branches"] => {
-            Some((Flavor::Github, Target::Id(id.parse().ok()?)))
+        ["api", "v3", "repos", o, r, "compare", spec] | ["repos", o, r, "compare", spec] => {
+            Some((Flavor::Github, Target::Path(format!("{o}/{r}")), basehead(spec)?))
         }
-        ["api", "v4", "projects", id, "repository", "branches"] => {
-            Some((Flavor::Gitlab, Target::Path(percent_decode(id)?)))
+        ["api", "v3", "repositories", id, w] | ["repositories", id, w] => {
+            Some((Flavor::Github, Target::Id(id.parse().ok()?), list(w)?))
         }
-        ["api", "v1", "repos", o, r, "branches"] => Some((Flavor::Gitea, Target::Path(format!("{o}/{r}")))),
+        ["api", "v4", "projects", id, "repository", "compare"] => Some((
+            Flavor::Gitlab,
+            Target::Path(percent_decode(id)?),
+            What::Compare(params.get("from")?.to_string(), params.get("to")?.to_string()),
+        )),
+        ["api", "v4", "projects", id, "repository", w] => {
+            Some((Flavor::Gitlab, Target::Path(percent_decode(id)?), list(w)?))
+        }
+        ["api", "v1", "repos", o, r, "compare", spec] => {
+            Some((Flavor::Gitea, Target::Path(format!("{o}/{r}")), basehead(spec)?))
+        }
+        ["api", "v1", "repos", o, r, w] => Some((Flavor::Gitea, Target::Path(format!("{o}/{r}")), list(w)?)),
         _ => None,
     }
 }
@@ -392,8 +423,9 @@ pub const SECONDARY_LIMIT_MESSAGE: &str = "You have exceeded a secondary rate li
 fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, String>, body: &[u8]) -> Answer {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let status_target = status_route(path);
-    let Some((flavor, target)) =
-        route(path).or_else(|| status_target.clone().map(|(f, rel, _)| (f, Target::Path(rel))))
+    // A status POST reaches the same repository; what it lists does not matter there.
+    let Some((flavor, target, what)) =
+        route(path, query).or_else(|| status_target.clone().map(|(f, rel, _)| (f, Target::Path(rel), What::Branches)))
     else {
         return Answer::json(404, serde_json::json!({"message": "Not Found"}));
     };
@@ -478,7 +510,14 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
     let Some(repo) = find_repo(&sh.root, &rel) else {
         return not_found(flavor, &sh.base);
     };
-    let heads = if flavor == Flavor::Gitea { read_heads_by_commit_time(&repo) } else { read_heads(&repo) };
+    if let What::Compare(base, head) = &what {
+        return compare(sh, flavor, &repo, &rel, base, head);
+    }
+    let heads = match what {
+        What::Tags => read_tags(&repo),
+        _ if flavor == Flavor::Gitea => read_heads_by_commit_time(&repo),
+        _ => read_heads(&repo),
+    };
     let Some(branches) = heads else {
         return Answer::json(500, serde_json::json!({"message": "cannot read repository"}));
     };
@@ -501,7 +540,13 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
         .iter()
         .skip((page - 1).saturating_mul(size))
         .take(size)
-        .map(|(name, sha)| branch_json(flavor, &sh.base, &rel, name, sha))
+        .map(|(name, sha)| {
+            if what == What::Tags {
+                tag_json(flavor, &sh.base, &rel, name, sha)
+            } else {
+                branch_json(flavor, &sh.base, &rel, name, sha)
+            }
+        })
         .collect();
     let body = serde_json::Value::Array(items).to_string();
     let etag = format!("W/\"{:016x}\"", fnv(body.as_bytes()));
@@ -519,7 +564,8 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
         match flavor {
             Flavor::Github => {
                 let prefix = if path.starts_with("/api/v3/") { "/api/v3" } else { "" };
-                format!("{ext}{prefix}/repositories/{id}/branches?{}", q.join("&"))
+                let w = if what == What::Tags { "tags" } else { "branches" };
+                format!("{ext}{prefix}/repositories/{id}/{w}?{}", q.join("&"))
             }
             Flavor::Gitlab => {
                 // GitLab repeats the project id among the parameters, sorted.
@@ -712,6 +758,196 @@ fn branch_json(flavor: Flavor, base: &str, rel: &str, name: &str, sha: &str) -> 
             "protected": false, "user_can_push": true, "user_can_merge": true
         }),
     }
+}
+
+/// A tag of a listing, each forge's shape, peeled to its commit.
+fn tag_json(flavor: Flavor, base: &str, rel: &str, name: &str, sha: &str) -> serde_json::Value {
+    match flavor {
+        Flavor::Github => serde_json::json!({
+            "name": name,
+            "commit": {"sha": sha, "url": format!("{base}/api/v3/repos/{rel}/commits/{sha}")},
+            "zipball_url": format!("{base}/api/v3/repos/{rel}/zipball/refs/tags/{name}"),
+            "tarball_url": format!("{base}/api/v3/repos/{rel}/tarball/refs/tags/{name}"),
+            "node_id": "REF_x"
+        }),
+        Flavor::Gitlab => serde_json::json!({
+            "name": name, "message": "", "target": sha, "release": null, "protected": false,
+            "commit": {"id": sha, "short_id": &sha[..8], "title": "commit", "message": "commit"}
+        }),
+        Flavor::Gitea => serde_json::json!({
+            "name": name, "message": "", "id": sha,
+            "commit": {"sha": sha, "url": format!("{base}/api/v1/repos/{rel}/git/commits/{sha}")},
+            "zipball_url": format!("{base}/{rel}/archive/{name}.zip"), "tarball_url": format!("{base}/{rel}/archive/{name}.tar.gz")
+        }),
+    }
+}
+
+/// GitHub's cap on the files of one comparison.
+pub const GITHUB_COMPARE_MAX_FILES: usize = 300;
+
+/// Where GitLab's comparison sets `overflow` (its `diff_max_files`).
+pub const GITLAB_COMPARE_MAX_FILES: usize = 1000;
+
+/// One commit of a comparison: id, parents, message.
+struct Commit {
+    sha: String,
+    parents: Vec<String>,
+    message: String,
+}
+
+fn git_out(repo: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git").current_dir(repo).args(args).env("GIT_CONFIG_NOSYSTEM", "1").output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn changed_files(repo: &Path, from: &str, to: &str) -> Vec<String> {
+    git_out(repo, &["diff", "--name-only", "--no-renames", "-z", from, to])
+        .unwrap_or_default()
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The comparison answers of the three forges, from the real repository: commits
+/// `base..head` oldest first, files from the merge base to the head (three dots), each
+/// forge's limits. No common history: GitHub answers 404, GitLab and Gitea list the head's
+/// commits against the empty tree.
+fn compare(sh: &Shared, flavor: Flavor, repo: &Path, rel: &str, base: &str, head: &str) -> Answer {
+    let resolve = |r: &str| git_out(repo, &["rev-parse", "--verify", "--quiet", &format!("{r}^{{commit}}")]);
+    let (Some(base_id), Some(head_id)) = (resolve(base), resolve(head)) else {
+        return match flavor {
+            Flavor::Github => Answer::json(
+                404,
+                serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest/commits/commits#compare-two-commits", "status": "404"}),
+            ),
+            Flavor::Gitlab => Answer::json(404, serde_json::json!({"message": "404 Ref Not Found"})),
+            Flavor::Gitea => Answer::json(
+                404,
+                serde_json::json!({"message": "GetCommit", "url": format!("{}/api/swagger", sh.base)}),
+            ),
+        };
+    };
+    let (base_id, head_id) = (base_id.trim().to_string(), head_id.trim().to_string());
+    let merge_base = git_out(repo, &["merge-base", &base_id, &head_id]).map(|m| m.trim().to_string());
+    if merge_base.is_none() && flavor == Flavor::Github {
+        return Answer::json(
+            404,
+            serde_json::json!({"message": format!("No common ancestor between {base} and {head}."), "documentation_url": "https://docs.github.com/rest/commits/commits#compare-two-commits", "status": "404"}),
+        );
+    }
+    const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+    let from = merge_base.clone().unwrap_or_else(|| EMPTY_TREE.to_string());
+    let log = git_out(repo, &["log", "--reverse", "--format=%H%x1f%P%x1f%B%x1e", &format!("{base_id}..{head_id}")])
+        .unwrap_or_default();
+    let commits: Vec<Commit> = log
+        .split('\x1e')
+        .filter_map(|c| {
+            let mut parts = c.trim_start_matches('\n').splitn(3, '\x1f');
+            let sha = parts.next()?.trim().to_string();
+            if sha.is_empty() {
+                return None;
+            }
+            let parents = parts.next()?.split_whitespace().map(String::from).collect();
+            Some(Commit { sha, parents, message: parts.next().unwrap_or("").to_string() })
+        })
+        .collect();
+    let files = changed_files(repo, &from, &head_id);
+    let count = |range: String| {
+        git_out(repo, &["rev-list", "--count", &range]).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    match flavor {
+        Flavor::Github => {
+            let ahead = count(format!("{base_id}..{head_id}"));
+            let behind = count(format!("{head_id}..{base_id}"));
+            let status = match (ahead, behind) {
+                (0, 0) => "identical",
+                (_, 0) => "ahead",
+                (0, _) => "behind",
+                _ => "diverged",
+            };
+            let commits: Vec<serde_json::Value> = commits
+                .iter()
+                .map(|c| serde_json::json!({
+                    "sha": c.sha, "node_id": "C_x", "url": format!("{}/api/v3/repos/{rel}/commits/{}", sh.base, c.sha),
+                    "commit": {"message": c.message, "tree": {"sha": EMPTY_TREE}},
+                    "parents": c.parents.iter().map(|p| serde_json::json!({"sha": p, "url": format!("{}/api/v3/repos/{rel}/commits/{p}", sh.base)})).collect::<Vec<_>>()
+                }))
+                .collect();
+            // GitHub lists at most 300 files, and says nothing about the others.
+            let files: Vec<serde_json::Value> = files
+                .iter()
+                .take(GITHUB_COMPARE_MAX_FILES)
+                .map(|f| serde_json::json!({"sha": EMPTY_TREE, "filename": f, "status": "modified", "additions": 1, "deletions": 0, "changes": 1}))
+                .collect();
+            Answer::json(
+                200,
+                serde_json::json!({
+                    "url": format!("{}/api/v3/repos/{rel}/compare/{base}...{head}", sh.base),
+                    "html_url": format!("{}/{rel}/compare/{base}...{head}", sh.base),
+                    "base_commit": {"sha": base_id}, "merge_base_commit": {"sha": merge_base},
+                    "status": status, "ahead_by": ahead, "behind_by": behind, "total_commits": commits.len(),
+                    "commits": commits, "files": files
+                }),
+            )
+        }
+        Flavor::Gitlab => {
+            let json_commit = |c: &Commit| {
+                serde_json::json!({
+                    "id": c.sha, "short_id": &c.sha[..8], "title": c.message.lines().next().unwrap_or(""),
+                    "message": c.message, "parent_ids": c.parents
+                })
+            };
+            let overflow = files.len() > GITLAB_COMPARE_MAX_FILES;
+            let diffs: Vec<serde_json::Value> = files
+                .iter()
+                .take(GITLAB_COMPARE_MAX_FILES)
+                .map(|f| serde_json::json!({"old_path": f, "new_path": f, "a_mode": "100644", "b_mode": "100644", "new_file": false, "renamed_file": false, "deleted_file": false, "diff": ""}))
+                .collect();
+            Answer::json(
+                200,
+                serde_json::json!({
+                    "commit": commits.last().map(json_commit),
+                    "commits": commits.iter().map(json_commit).collect::<Vec<_>>(),
+                    "diffs": diffs, "compare_timeout": false, "compare_same_ref": base_id == head_id,
+                    "overflow": overflow, "web_url": format!("{}/{rel}/-/compare/{base}...{head}", sh.base)
+                }),
+            )
+        }
+        Flavor::Gitea => {
+            let commits: Vec<serde_json::Value> = commits
+                .iter()
+                .map(|c| {
+                    let own = match c.parents.first() {
+                        Some(p) => changed_files(repo, p, &c.sha),
+                        None => changed_files(repo, EMPTY_TREE, &c.sha),
+                    };
+                    serde_json::json!({
+                        "sha": c.sha, "url": format!("{}/api/v1/repos/{rel}/git/commits/{}", sh.base, c.sha),
+                        "commit": {"message": c.message},
+                        "parents": c.parents.iter().map(|p| serde_json::json!({"sha": p})).collect::<Vec<_>>(),
+                        "files": own.iter().map(|f| serde_json::json!({"filename": f, "status": "modified"})).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            Answer::json(200, serde_json::json!({"total_commits": commits.len(), "commits": commits}))
+        }
+    }
+}
+
+/// (tag, commit) sorted by name; annotated tags peeled to their commit.
+fn read_tags(repo: &Path) -> Option<Vec<(String, String)>> {
+    let out =
+        git_out(repo, &["for-each-ref", "--format=%(refname:strip=2)%09%(*objectname)%09%(objectname)", "refs/tags"])?;
+    Some(
+        out.lines()
+            .filter_map(|l| {
+                let mut p = l.split('\t');
+                let (name, peeled, id) = (p.next()?, p.next()?, p.next()?);
+                Some((name.to_string(), if peeled.is_empty() { id } else { peeled }.to_string()))
+            })
+            .collect(),
+    )
 }
 
 fn find_repo(root: &Path, rel: &str) -> Option<PathBuf> {
