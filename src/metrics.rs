@@ -56,7 +56,7 @@ pub fn render(config: &Config, state: &State, run: &RunMetrics) -> String {
         &mut out,
         "sentry_filtered_changes_total",
         "counter",
-        "Changes recorded but not deployed, by repository and reason.",
+        "Changes recorded but not deployed, by repository and reason (paths, skip_marker).",
     );
     for (repo, rs) in &state.repos {
         for (reason, n) in &rs.filtered {
@@ -146,13 +146,6 @@ fn v2(out: &mut String, config: &Config, state: &State, run: &RunMetrics) {
         "Branches and tags whose failing commit is parked after max_attempts.",
     );
     sample(out, "sentry_parked_deployments", &[], parked as f64);
-    // Path and skip-marker filters come with SPEC §4 "filters": the family is declared, empty.
-    family(
-        out,
-        "sentry_filtered_changes_total",
-        "counter",
-        "Changes recorded but not deployed, by repository and reason (paths, skip_marker).",
-    );
     family(
         out,
         "sentry_repository_last_check_success_timestamp_seconds",
@@ -257,6 +250,8 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
+        // Every family once (promtool refuses a second HELP).
+        assert_eq!(text.matches("# TYPE sentry_filtered_changes_total ").count(), 1, "{text}");
         for absent in ["repo=\"never\"", "repo=\"removed\"", "forge=\"git\"", "sentry_filtered_changes_total{"] {
             assert!(!text.contains(absent), "{absent} present:\n{text}");
         }
