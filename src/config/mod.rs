@@ -99,6 +99,18 @@ pub struct Global {
     pub history: usize,
     /// The ssh known_hosts file for git over ssh (host keys are always checked).
     pub known_hosts: Option<PathBuf>,
+    /// How GitHub repositories with a token are listed (SPEC §4 "Listing").
+    pub github_api: GithubApi,
+}
+
+/// The API GitHub repositories that have a token are listed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GithubApi {
+    /// GraphQL: up to 100 repositories per request (REST for those it cannot answer).
+    Graphql,
+    /// REST only: one conditional request per repository and page.
+    Rest,
 }
 
 /// A notification endpoint.
@@ -801,6 +813,12 @@ impl Validator<'_> {
                 .opt_string("global.known_hosts", &g.known_hosts)?
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
+            github_api: self.choice(
+                "global.github_api",
+                &g.github_api,
+                &[("graphql", GithubApi::Graphql), ("rest", GithubApi::Rest)],
+                GithubApi::Graphql,
+            ),
         })
     }
 

@@ -38,6 +38,7 @@ pub struct Global {
     pub notify_timeout: Option<S<u64>>,
     pub history: Option<S<u64>>,
     pub known_hosts: Option<S<String>>,
+    pub github_api: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

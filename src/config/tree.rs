@@ -262,6 +262,7 @@ pub(super) const GLOBAL: Section = Section {
         opt("notify_timeout", Shape::Seconds),
         opt("history", Shape::Count),
         opt("known_hosts", Shape::Text),
+        opt("github_api", Shape::Text),
     ],
 };
 

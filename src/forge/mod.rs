@@ -10,10 +10,11 @@ mod git;
 mod gitea;
 mod github;
 mod gitlab;
+mod graphql;
 pub mod page;
 pub mod url;
 
-use crate::config::{ForgeKind, Global, Repository};
+use crate::config::{ForgeKind, GithubApi, Global, Repository};
 use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Origin, Request, Response};
 use crate::model::{Heads, Sha, Validators};
 use crate::secret::Secret;
@@ -116,6 +117,8 @@ pub struct Checker {
     /// API origins that rate-limited this run beyond what it could wait for, and until when:
     /// not asked again this run (SPEC §4: GitHub's secondary limit grows when hammered).
     limited: Mutex<HashMap<Origin, Option<SystemTime>>>,
+    /// How GitHub repositories with a token are listed (`global.github_api`).
+    github_api: GithubApi,
 }
 
 /// Forge traffic of this checker, for metrics.
@@ -204,7 +207,15 @@ impl Checker {
         // Capped, so that no deadline below (`Instant::now() + ...`) can overflow the clock.
         let http_timeout = global.http_timeout.min(crate::http::MAX_TIMEOUT);
         let budget = (http_timeout * 2).max(MIN_BUDGET);
-        Ok(Checker { http, pool, http_timeout, budget, hosts: Mutex::default(), limited: Mutex::default() })
+        Ok(Checker {
+            http,
+            pool,
+            http_timeout,
+            budget,
+            hosts: Mutex::default(),
+            limited: Mutex::default(),
+            github_api: global.github_api,
+        })
     }
 
     /// Limits the time one repository check may spend (retries and rate-limit waits included):
@@ -263,8 +274,51 @@ impl Checker {
     }
 
     /// Many repositories concurrently on the pool (at most `concurrency` in flight); results in input order.
+    ///
+    /// GitHub repositories with a token go through GraphQL (`global.github_api: graphql`), up to
+    /// 100 per request; the others through [`Checker::check`].
     pub fn check_all(&self, repos: &[(&Repository, Option<&Validators>)]) -> Vec<Result<Listing, CheckError>> {
-        self.pool.install(|| repos.par_iter().with_max_len(1).map(|(r, c)| self.check(r, *c)).collect())
+        let (batches, singles) = graphql::plan(repos, self.github_api);
+        enum Unit<'a> {
+            One(usize),
+            Batch(Vec<(usize, &'a Repository, Option<&'a Validators>, graphql::Target)>),
+        }
+        // Batches first: each holds up to 100 repositories, so they start before the singles.
+        let units: Vec<Unit<'_>> =
+            batches.into_iter().map(Unit::Batch).chain(singles.into_iter().map(Unit::One)).collect();
+        let done: Vec<Vec<(usize, Result<Listing, CheckError>)>> = self.pool.install(|| {
+            units
+                .into_par_iter()
+                .with_max_len(1)
+                .map(|u| match u {
+                    Unit::One(i) => vec![(i, self.check(repos[i].0, repos[i].1))],
+                    Unit::Batch(b) => {
+                        let idx: Vec<usize> = b.iter().map(|(i, ..)| *i).collect();
+                        let results = self.check_graphql(b.into_iter().map(|(_, r, c, t)| (r, c, t)).collect());
+                        idx.into_iter().zip(results).collect()
+                    }
+                })
+                .collect()
+        });
+        let mut slots: Vec<Option<Result<Listing, CheckError>>> = repos.iter().map(|_| None).collect();
+        for (i, r) in done.into_iter().flatten() {
+            if let Some(slot) = slots.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+        slots
+            .into_iter()
+            .zip(repos)
+            .map(|(r, (repo, _))| {
+                r.unwrap_or_else(|| {
+                    Err(CheckError {
+                        repo: repo.name.clone(),
+                        kind: CheckErrorKind::Protocol,
+                        message: format!("repository {}: internal error: not checked (a bug)", repo.name),
+                    })
+                })
+            })
+            .collect()
     }
 
     /// Reaches a deploy repository: `git ls-remote` of `deploy.qa_repo_branch` with `deploy.auth`.

@@ -601,6 +601,8 @@ fn validate_connectivity_exit_codes() {
     assert_token_only_in_auth_header(&forge.requests(), TOKEN, &["authorization", "private-token"]);
 }
 
+mod graphql;
+mod lsrefs;
 mod proxy;
 mod quirks;
 mod ssh;

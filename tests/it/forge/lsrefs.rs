@@ -1,0 +1,1 @@
+//! Plain Git over http(s) listed in process with protocol v2 `ls-refs` (issue 21).
