@@ -255,10 +255,12 @@ impl Checker {
                 {
                     l.insert(o, *until);
                 }
-                // No answer, refused credentials or a rate limit hold for REST too (one origin,
-                // one token); any other status (no GraphQL here, a server error) is worth REST.
-                let rest = matches!(e.kind, HttpErrorKind::Status | HttpErrorKind::Protocol)
-                    && !matches!(e.status, Some(401 | 403));
+                // No answer, refused credentials, a rate limit, a server failing after its
+                // retries or an answer too large hold for REST too (one origin, one token): the
+                // repositories fail as REST would have. Only a request GraphQL refuses (no GraphQL
+                // endpoint on an old Enterprise server: 404; 400, 422) is worth REST.
+                let rest = matches!(e.kind, HttpErrorKind::Status)
+                    && e.status.is_some_and(|s| (400..500).contains(&s) && !matches!(s, 401 | 403 | 407 | 429));
                 for &n in pending {
                     let it = &mut items[n];
                     it.requests = it.requests.saturating_add(e.requests);
