@@ -11,6 +11,7 @@ mod gitea;
 mod github;
 mod gitlab;
 mod graphql;
+mod lsrefs;
 pub mod page;
 pub mod url;
 
@@ -344,6 +345,21 @@ impl Checker {
 
     fn check_git(&self, repo: &Repository, deadline: Instant) -> Result<Listing, CheckError> {
         let m = &repo.monitor;
+        // http(s): protocol v2 `ls-refs` in process; ssh, git://, file:// and servers without
+        // protocol v2 through `git ls-remote`.
+        let scheme =
+            crate::model::url::split(m.repo_url.trim()).ok().and_then(|p| p.scheme).map(str::to_ascii_lowercase);
+        if matches!(scheme.as_deref(), Some("http" | "https")) {
+            match self.ls_refs(repo, deadline)? {
+                lsrefs::LsRefs::Listed(items, requests) => {
+                    let heads = items.into_iter().filter(|(b, _)| m.matches(b)).collect();
+                    return Ok(Listing { heads, validators: None, cache_hit: false, requests });
+                }
+                lsrefs::LsRefs::NotV2(why) => {
+                    log::debug!(repo = repo.name.as_str(); "{why}: listing with git ls-remote");
+                }
+            }
+        }
         let (items, requests) =
             self.ls_remote_retrying(repo, &m.repo_url, &m.auth, m.kind, &[], deadline, "monitor")?;
         let heads = items.into_iter().filter(|(b, _)| m.matches(b)).collect();
