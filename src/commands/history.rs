@@ -26,7 +26,7 @@ struct Row<'a> {
 
 /// Runs `history`.
 pub fn history(config: &Config, scope: &super::Scope, output: OutputFormat, args: &HistoryArgs) -> Result<Exit, Error> {
-    let state = super::read_states(scope, Some(config), config.global.http_timeout)?;
+    let (state, _) = super::read_states(scope, Some(config), config.global.http_timeout)?;
     let rows = rows(&state, args);
     let text = match output {
         OutputFormat::Json => json_text(&rows) + "\n",

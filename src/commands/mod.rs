@@ -179,10 +179,13 @@ fn read_states(
     scope: &Scope,
     config: Option<&Config>,
     http_timeout: std::time::Duration,
-) -> Result<crate::state::State, Error> {
+) -> Result<(crate::state::State, Vec<String>), Error> {
     let mut merged: Option<crate::state::State> = None;
+    // Where each state was read, as its store names it (a ConfigMap with its namespace).
+    let mut wheres = Vec::new();
     for location in locations(scope, config.and_then(|c| c.global.state.as_ref()))? {
-        let (state, _) = crate::pipeline::read_state(&location, http_timeout)?;
+        let (state, where_) = crate::pipeline::read_state(&location, http_timeout)?;
+        wheres.push(where_);
         merged = Some(match merged {
             None => state,
             Some(mut m) => {
@@ -194,7 +197,7 @@ fn read_states(
             }
         });
     }
-    merged.ok_or_else(|| Error::Internal("no state location".into()))
+    merged.map(|m| (m, wheres)).ok_or_else(|| Error::Internal("no state location".into()))
 }
 
 /// True when `repo` belongs to this process's shard (every repository without `--shard`).

@@ -26,15 +26,12 @@ const DEFAULT_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// exit 4. Quiet: prints only when something needs a human.
 pub fn status(config: Option<&Config>, scope: &super::Scope, output: OutputFormat, quiet: bool) -> Result<Exit, Error> {
     let http_timeout = config.map_or(DEFAULT_HTTP_TIMEOUT, |c| c.global.http_timeout);
-    let all = super::locations(scope, config.and_then(|c| c.global.state.as_ref()))?;
+    let (state, all) = super::read_states(scope, config, http_timeout)?;
     let where_ = match (all.as_slice(), scope.shard) {
-        ([one], _) => one.to_string(),
-        (_, Some(shard)) => {
-            format!("{} ({} shards)", all.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "), shard.count)
-        }
+        ([one], _) => one.clone(),
+        (_, Some(shard)) => format!("{} ({} shards)", all.join(", "), shard.count),
         _ => String::new(),
     };
-    let state = super::read_states(scope, config, http_timeout)?;
     let report = report(config, &state, &where_);
     let exit = if report.needs_human { Exit::DeployFailed } else { Exit::Success };
     if quiet && !report.needs_human {
