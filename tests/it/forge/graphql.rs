@@ -10,7 +10,7 @@ use sentry::config::Repository;
 use sentry::forge::CheckErrorKind;
 use std::path::Path;
 
-fn all<'a>(c: &'a sentry::config::Config) -> Vec<(&'a Repository, Option<&'a sentry::model::Validators>)> {
+fn all(c: &sentry::config::Config) -> Vec<(&Repository, Option<&sentry::model::Validators>)> {
     c.repositories.iter().map(|r| (r, None)).collect()
 }
 
