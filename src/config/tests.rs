@@ -31,6 +31,7 @@ fn minimal_gets_defaults() {
     assert_eq!(c.global.concurrency, 16);
     assert_eq!(c.global.max_attempts, 3);
     assert_eq!(c.global.on_first_seen, OnFirstSeen::Record);
+    assert_eq!(c.global.github_api, GithubApi::Graphql);
     let r = &c.repositories[0];
     assert_eq!(r.monitor.kind, ForgeKind::Github);
     assert_eq!(r.deploy.qa_repo_branch, "main");
@@ -376,4 +377,13 @@ fn ssh_key_and_known_hosts_paths_and_the_http_refusal() {
     let bad = yaml.replace("git@h:o/a.git", "https://h/o/a.git");
     let e = parse(Path::new("/etc/sentry/sentry.yaml"), &bad, &|_| None).expect_err("refused");
     assert!(e.problems.iter().any(|p| p.path == "repositories[0].monitor.auth.ssh_key_file"), "{e}");
+}
+
+#[test]
+fn github_api_is_graphql_or_rest() {
+    let with = |v: &str| parse_str(&format!("global:\n  github_api: {v}\n{MINIMAL}"));
+    assert_eq!(with("rest").expect("rest").global.github_api, GithubApi::Rest);
+    assert_eq!(with("graphql").expect("graphql").global.github_api, GithubApi::Graphql);
+    let e = with("soap").err().expect("refused").to_string();
+    assert!(e.contains("global.github_api"), "{e}");
 }

@@ -272,27 +272,49 @@ mod tests {
         assert_eq!(pkt_lines(b"0004").unwrap(), [Pkt::Data(b"")]);
     }
 
+    /// One pkt-line of `s`.
+    fn p(s: &str) -> String {
+        format!("{:04x}{s}", s.len() + 4)
+    }
+
     #[test]
     fn advertisements_of_version_2_and_others() {
-        let v2 = b"000eversion 2\n0015agent=git/2.47.3\n0013ls-refs=unborn\n0000";
-        assert_eq!(advertisement(v2).unwrap(), Some(vec!["agent=git/2.47.3".into(), "ls-refs=unborn".into()]));
-        let with_service = b"001e# service=git-upload-pack\n0000000eversion 2\n000cls-refs\n0000";
-        assert_eq!(advertisement(with_service).unwrap(), Some(vec!["ls-refs".into()]));
-        let v0 = format!("001e# service=git-upload-pack\n0000003f{} HEAD\0multi_ack\n0000", "a".repeat(40));
+        let v2 = format!("{}{}{}0000", p("version 2\n"), p("agent=git/2.47.3\n"), p("ls-refs=unborn\n"));
+        assert_eq!(
+            advertisement(v2.as_bytes()).unwrap(),
+            Some(vec!["agent=git/2.47.3".into(), "ls-refs=unborn".into()])
+        );
+        let with_service =
+            format!("{}0000{}{}0000", p("# service=git-upload-pack\n"), p("version 2\n"), p("ls-refs\n"));
+        assert_eq!(advertisement(with_service.as_bytes()).unwrap(), Some(vec!["ls-refs".into()]));
+        let v0 = format!(
+            "{}0000{}0000",
+            p("# service=git-upload-pack\n"),
+            p(&format!("{} HEAD\0multi_ack\n", "a".repeat(40)))
+        );
         assert_eq!(advertisement(v0.as_bytes()).unwrap(), None);
-        assert!(advertisement(b"000eversion 2\n0001").is_err());
+        assert!(advertisement(format!("{}0001", p("version 2\n")).as_bytes()).is_err());
     }
 
     #[test]
     fn ls_refs_answers_parse_and_bad_ones_are_errors() {
         let a = "a".repeat(40);
-        let body = format!("003a{a} refs/heads/main\n0040{a} refs/heads/feature/x\n0034{a} refs/tags/v1\n0000");
+        let body = format!(
+            "{}{}{}0000",
+            p(&format!("{a} refs/heads/main\n")),
+            p(&format!("{a} refs/heads/feature/x\n")),
+            p(&format!("{a} refs/tags/v1 peeled:{a}\n"))
+        );
         let heads = parse_ls_refs(body.as_bytes()).unwrap();
         assert_eq!(heads.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(), ["main", "feature/x"]);
-        assert!(parse_ls_refs(format!("003a{a} refs/heads/main\n").as_bytes()).is_err(), "no flush");
-        assert!(parse_ls_refs(b"0011ERR no access\n0000").unwrap_err().contains("no access"));
-        assert!(parse_ls_refs(b"0017zz refs/heads/main\n0000").is_err());
-        assert!(parse_ls_refs(b"000bnospace0000").is_err());
+        assert!(parse_ls_refs(p(&format!("{a} refs/heads/main\n")).as_bytes()).is_err(), "no flush");
+        assert!(parse_ls_refs(format!("{}0000", p("ERR no access\n")).as_bytes()).unwrap_err().contains("no access"));
+        assert!(parse_ls_refs(format!("{}0000", p("zz refs/heads/main\n")).as_bytes()).is_err());
+        assert!(parse_ls_refs(format!("{}0000", p("nospace\n")).as_bytes()).is_err());
+        assert!(
+            parse_ls_refs(format!("0000{}", p(&format!("{a} refs/heads/late\n"))).as_bytes()).is_err(),
+            "after flush"
+        );
     }
 
     #[test]
