@@ -384,6 +384,6 @@ fn github_api_is_graphql_or_rest() {
     let with = |v: &str| parse_str(&format!("global:\n  github_api: {v}\n{MINIMAL}"));
     assert_eq!(with("rest").expect("rest").global.github_api, GithubApi::Rest);
     assert_eq!(with("graphql").expect("graphql").global.github_api, GithubApi::Graphql);
-    let e = with("soap").err().expect("refused").to_string();
+    let e = with("soap").expect_err("refused").to_string();
     assert!(e.contains("global.github_api"), "{e}");
 }
