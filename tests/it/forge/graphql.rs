@@ -164,3 +164,31 @@ fn a_rejected_token_fails_every_repository_of_the_batch_without_rest() {
     }
     assert_eq!(forge.requests().len(), 1, "{:?}", forge.requests());
 }
+
+#[test]
+fn an_enterprise_server_without_graphql_is_listed_through_rest() {
+    let sb = Sandbox::new();
+    BareRepo::create(sb.path(), "acme/a.git").commit("main", &[("a", "b")], "c");
+    BareRepo::create(sb.path(), "acme/b.git").commit("main", &[("a", "b")], "c");
+    let forge = FakeForge::start(sb.path());
+    forge.require_token(TOKEN);
+    forge.graphql_missing(true);
+    let c = conf(
+        &[
+            repo("a", "github", forge.repo_url("acme/a"), &["main"], Some(TOKEN)),
+            repo("b", "github", forge.repo_url("acme/b"), &["main"], Some(TOKEN)),
+        ],
+        2,
+    )
+    .parse(Path::new("."), &[]);
+    let results = checker(&c).check_all(&all(&c));
+    for r in &results {
+        let l = r.as_ref().expect("listed through REST");
+        assert_eq!(l.heads.len(), 1);
+        assert!(l.validators.is_some(), "REST keeps its ETags");
+    }
+    let log = forge.requests();
+    // One POST for the batch (404: no retry), then one conditional-ready GET per repository.
+    assert_eq!(log.iter().filter(|r| r.url == "/api/graphql").count(), 1, "{log:?}");
+    assert_eq!(log.iter().filter(|r| r.method == "GET").count(), 2, "{log:?}");
+}

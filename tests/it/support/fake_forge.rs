@@ -117,6 +117,7 @@ struct Shared {
     graphql_batches: Mutex<Vec<usize>>,
     graphql_forbidden: Mutex<Vec<String>>,
     graphql_broken: Mutex<Vec<String>>,
+    graphql_missing: AtomicBool,
 }
 
 /// A running fake forge; stops when dropped.
@@ -154,6 +155,7 @@ impl FakeForge {
                 graphql_batches: Mutex::new(Vec::new()),
                 graphql_forbidden: Mutex::new(Vec::new()),
                 graphql_broken: Mutex::new(Vec::new()),
+                graphql_missing: AtomicBool::new(false),
             });
             made = Some(shared.clone());
             move |request| handle(&shared, request)
@@ -293,6 +295,11 @@ impl FakeForge {
     /// as GitHub answers a field that timed out: sentry must list it through REST.
     pub fn graphql_broken(&self, rel: &str) {
         self.shared.graphql_broken.lock().expect("lock").push(rel.to_string());
+    }
+
+    /// An Enterprise Server without the GraphQL API: `/api/graphql` answers 404.
+    pub fn graphql_missing(&self, on: bool) {
+        self.shared.graphql_missing.store(on, Ordering::SeqCst);
     }
 
     /// Forgets the requests logged so far.
@@ -804,7 +811,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// does not know is `null` with type `NOT_FOUND`); `first` is required and at most 100 (more is
 /// an error for the whole query, without `data`); cursors are opaque.
 fn graphql(sh: &Shared, method: &str, headers: &BTreeMap<String, String>, body: &[u8]) -> Answer {
-    if method != "POST" {
+    if method != "POST" || sh.graphql_missing.load(Ordering::SeqCst) {
         return Answer::json(
             404,
             serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/graphql"}),
