@@ -384,6 +384,130 @@ fn pagination(runs: usize) {
     );
 }
 
+/// Issue 21: 10,000 GitHub repositories with a token, 1 branch each, 20 ms latency,
+/// concurrency 32: GraphQL (100 repositories per request) against REST (one conditional request
+/// per repository), requests and wall time of an unchanged pass, peak RSS, and `validate`.
+fn scale(runs: usize) {
+    const TOKEN: &str = "bench-token-0123456789";
+    const N: usize = 10_000;
+    let b = Bench::new();
+    b.forge.require_token(TOKEN);
+    let made = Instant::now();
+    let repos = b.repos(Kind::Github, N, 1, 0).replace(
+        "      repo_type: github\n",
+        &format!("      repo_type: github\n      auth:\n        token: {TOKEN}\n"),
+    );
+    eprintln!("S1: {N} repositories made in {}", ms(made.elapsed()));
+    b.forge.set_latency(Duration::from_millis(20));
+    let mut unchanged = Vec::new();
+    for (api, label) in [("graphql", "GraphQL"), ("rest", "REST")] {
+        b.write_config(&format!("  concurrency: 32\n  github_api: {api}"), "", &repos);
+        let first = b.median_first(1);
+        let first_requests = b.forge.requests().len();
+        b.forge.clear_log();
+        let t = b.median(runs, &["poll", "--once"]);
+        let log = b.forge.requests();
+        let per_pass = log.len() / runs;
+        let not_modified = log.iter().filter(|r| r.status == 304).count() / runs;
+        row(
+            "S1",
+            &format!(
+                "{N} GitHub repos, 1 branch, token, 20 ms, concurrency 32, {label}: first / unchanged pass (median of {runs})"
+            ),
+            &format!(
+                "{} / {} ({first_requests} / {per_pass} requests per pass, {not_modified} answered 304)",
+                ms(first),
+                ms(t)
+            ),
+            "reported",
+        );
+        let rss = b.peak_rss_kib(&["poll", "--once"]).map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0));
+        row("S1", &format!("peak RSS of the {label} unchanged pass at {N}"), &rss, "reported");
+        unchanged.push(t);
+    }
+    row(
+        "S1",
+        "unchanged pass, REST / GraphQL (same run)",
+        &format!("{:.1} x", unchanged[1].as_secs_f64() / unchanged[0].as_secs_f64()),
+        "reported",
+    );
+    let state = std::fs::metadata(b.dir.path().join("state.json")).map(|m| m.len()).unwrap_or(0);
+    row(
+        "S1",
+        &format!("state file at {N} (REST, with ETags)"),
+        &format!("{:.0} KiB", state as f64 / 1024.0),
+        "reported",
+    );
+    let validate = b.median(runs * 2, &["validate"]);
+    row("S1", &format!("`sentry validate`, {N}-repository config (median)"), &ms(validate), "reported");
+    let rss = b.peak_rss_kib(&["validate"]).map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0));
+    row("S1", &format!("peak RSS of `validate` at {N}"), &rss, "reported");
+    b.hold();
+}
+
+/// Issue 21: plain Git over http against the real `git http-backend` (a CGI process per
+/// request, so the server, not sentry, is the bottleneck): sentry's in-process `ls-refs`
+/// against the `git ls-remote` it used before, one process per repository run by this bench at
+/// the same concurrency (32) on the same server.
+fn git_http(runs: usize) {
+    const N: usize = 200;
+    let b = Bench::new();
+    let root = b.root().join("plain");
+    let names = vec!["main".to_string()];
+    for i in 0..N {
+        bare(&root, &format!("r{i}.git"), &names, i);
+    }
+    let server = git_server::GitServer::start(&root, None);
+    let urls: Vec<String> = (0..N).map(|i| server.url(&format!("r{i}.git"))).collect();
+    let mut yaml = String::new();
+    for (i, url) in urls.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - name: r{i}\n    monitor:\n      repo_url: {url}\n      branches: [main]\n      repo_type: git\n    deploy:\n      qa_repo_url: file:///nonexistent/qa.git\n      commands: [\"true\"]\n"
+        ));
+    }
+    b.write_config("  concurrency: 32", "", &yaml);
+    let (_, code) = b.sentry(&["poll", "--once"]);
+    assert_eq!(code, 0, "first pass of plain git over http");
+    let before = server.requests().len();
+    let t = b.median(runs, &["poll", "--once"]);
+    let per_pass = (server.requests().len() - before) / runs;
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..32 {
+                    s.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let Some(url) = urls.get(i) else { break };
+                            let out = Command::new("git").args(["ls-remote", "--heads", url]).output().expect("git");
+                            assert!(out.status.success(), "git ls-remote {url}");
+                        }
+                    });
+                }
+            });
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    let ls_remote = times[runs / 2];
+    row(
+        "G1",
+        &format!(
+            "{N} plain-git repos over http (git http-backend), concurrency 32: unchanged pass, ls-refs in process"
+        ),
+        &format!("{} ({per_pass} HTTP requests per pass)", ms(t)),
+        "reported",
+    );
+    row(
+        "G1",
+        &format!("same {N} with `git ls-remote --heads`, one process per repository, 32 at a time"),
+        &format!("{} ({:.2} x ls-refs)", ms(ls_remote), ls_remote.as_secs_f64() / t.as_secs_f64()),
+        "reported",
+    );
+}
+
 fn binary() {
     let size = std::fs::metadata(SENTRY).map(|m| m.len()).unwrap_or(0);
     row("bin", "release binary size", &format!("{:.1} MB", size as f64 / 1_048_576.0), "reported");
@@ -461,5 +585,11 @@ fn main() {
     }
     if wants("hostile") {
         hostile();
+    }
+    if wants("S1") {
+        scale(3);
+    }
+    if wants("G1") {
+        git_http(3);
     }
 }

@@ -104,6 +104,18 @@ pub struct Global {
     pub known_hosts: Option<PathBuf>,
     /// A head commit whose message contains one of these is filtered, not deployed.
     pub skip_markers: Vec<String>,
+    /// How GitHub repositories with a token are listed (SPEC §4 "Listing").
+    pub github_api: GithubApi,
+}
+
+/// The API GitHub repositories that have a token are listed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GithubApi {
+    /// GraphQL: up to 100 repositories per request (REST for those it cannot answer).
+    Graphql,
+    /// REST only: one conditional request per repository and page.
+    Rest,
 }
 
 /// A notification endpoint.
@@ -902,6 +914,12 @@ impl Validator<'_> {
                     out
                 }
             },
+            github_api: self.choice(
+                "global.github_api",
+                &g.github_api,
+                &[("graphql", GithubApi::Graphql), ("rest", GithubApi::Rest)],
+                GithubApi::Graphql,
+            ),
         })
     }
 

@@ -39,6 +39,7 @@ pub struct Global {
     pub history: Option<S<u64>>,
     pub known_hosts: Option<S<String>>,
     pub skip_markers: Option<S<Vec<S<String>>>>,
+    pub github_api: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

@@ -31,6 +31,7 @@ fn minimal_gets_defaults() {
     assert_eq!(c.global.concurrency, 16);
     assert_eq!(c.global.max_attempts, 3);
     assert_eq!(c.global.on_first_seen, OnFirstSeen::Record);
+    assert_eq!(c.global.github_api, GithubApi::Graphql);
     let r = &c.repositories[0];
     assert_eq!(r.monitor.kind, ForgeKind::Github);
     assert_eq!(r.deploy.qa_repo_branch, "main");
@@ -400,4 +401,13 @@ fn report_status_needs_a_forge_api_and_teams_is_a_format() {
     assert!(p.message.contains("repo_type is git"), "{e}");
     // `false` on a git repository is no problem.
     assert!(parse_str(&with("git").replace("report_status: true", "report_status: false")).is_ok());
+}
+
+#[test]
+fn github_api_is_graphql_or_rest() {
+    let with = |v: &str| parse_str(&format!("global:\n  github_api: {v}\n{MINIMAL}"));
+    assert_eq!(with("rest").expect("rest").global.github_api, GithubApi::Rest);
+    assert_eq!(with("graphql").expect("graphql").global.github_api, GithubApi::Graphql);
+    let e = with("soap").expect_err("refused").to_string();
+    assert!(e.contains("global.github_api"), "{e}");
 }

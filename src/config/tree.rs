@@ -268,6 +268,7 @@ pub(super) const GLOBAL: Section = Section {
         opt("history", Shape::Count),
         opt("known_hosts", Shape::Text),
         opt("skip_markers", Shape::List(&Shape::Text)),
+        opt("github_api", Shape::Text),
     ],
 };
 

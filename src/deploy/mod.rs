@@ -28,6 +28,7 @@ mod process;
 mod script;
 
 pub use batch::{Batch, run_batches, run_batches_with};
+pub use script::InheritedEnv;
 
 use crate::config::Repository;
 use crate::model::{DeploymentRecord, FailedCommand, Job, JobStatus, OnFailureOutcome};
@@ -57,6 +58,8 @@ pub struct Context {
     pub redactor: Redactor,
     /// Every token of the configuration: never in the commands' environment.
     pub strip_env: Vec<Secret>,
+    /// The environment jobs inherit, `strip_env` applied once for the whole run.
+    pub inherited: InheritedEnv,
     /// How long a timed-out job's processes get between SIGTERM and SIGKILL (SPEC §4: 10 s).
     pub kill_grace: Duration,
     /// The run's state lock (a file lock), inherited by every process of every job: the lock
@@ -284,10 +287,8 @@ fn clone_and_run(
         .env("TMPDIR", &tmp);
     crate::sys::job_child(&mut clone, ctx.lock_fd());
     // Git needs none of sentry's own tokens (its credentials are in GIT_CONFIG_*).
-    for (k, v) in std::env::vars_os() {
-        if script::holds_token(&v, &ctx.strip_env) {
-            clone.env_remove(k);
-        }
+    for k in &ctx.inherited.get(&ctx.strip_env).stripped {
+        clone.env_remove(k);
     }
     let cloning = Instant::now();
     match process::run(clone, limit.at, ctx.kill_grace, tail) {
@@ -346,8 +347,7 @@ fn clone_and_run(
         Err(e) => return (JobStatus::FailedToStart, None, Some(format!("cannot write the job script: {e}"))),
     };
     let env = script::environment(
-        std::env::vars_os(),
-        &ctx.strip_env,
+        &ctx.inherited.get(&ctx.strip_env).kept,
         &script::JobEnv { repo, job, qa_dir: &qa_dir, tmp: &tmp, run_id: &ctx.run_id },
     );
     let mut sh = Command::new("sh");

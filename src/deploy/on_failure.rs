@@ -35,8 +35,7 @@ pub(super) fn run(
         Err(e) => return failure(tail, format!("cannot write the on_failure script: {e}")),
     };
     let mut env = script::environment(
-        std::env::vars_os(),
-        &ctx.strip_env,
+        &ctx.inherited.get(&ctx.strip_env).kept,
         &script::JobEnv { repo, job, qa_dir: &qa_dir, tmp: &tmp, run_id: &ctx.run_id },
     );
     let extra: [(&str, String); 2] = [

@@ -14,6 +14,7 @@ use crate::secret::Secret;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 /// Tokens shorter than this are only stripped when a variable's whole value equals them, so a
 /// silly two-letter token cannot empty `PATH`.
@@ -73,18 +74,55 @@ pub(crate) fn holds_token(value: &OsStr, tokens: &[Secret]) -> bool {
     })
 }
 
-/// The commands' environment (SPEC §4): `inherited` minus every variable holding a token, plus
-/// `deploy.env`, plus the `SENTRY_*` context and `TMPDIR`. Later entries win.
-pub(crate) fn environment(
-    inherited: impl IntoIterator<Item = (OsString, OsString)>,
-    tokens: &[Secret],
-    e: &JobEnv<'_>,
-) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = inherited
-        .into_iter()
-        // PWD/OLDPWD describe sentry's directory, not the clone the shell starts in.
-        .filter(|(k, v)| k != "PWD" && k != "OLDPWD" && !holds_token(v, tokens))
-        .collect();
+/// The process environment minus every variable holding a token (and `PWD`/`OLDPWD`), worked
+/// out once per run on first use and shared by every job of it: the check costs (variables x
+/// tokens x length), which a run of many jobs should not pay per job.
+#[derive(Clone, Default)]
+pub struct InheritedEnv(Arc<OnceLock<Inherited>>);
+
+pub(crate) struct Inherited {
+    /// What the commands inherit.
+    pub kept: Vec<(OsString, OsString)>,
+    /// Names of the variables holding a token (also removed from `git clone`'s environment).
+    pub stripped: Vec<OsString>,
+}
+
+impl std::fmt::Debug for InheritedEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values never: the environment may hold other secrets.
+        match self.0.get() {
+            Some(i) => write!(f, "InheritedEnv({} kept, {} stripped)", i.kept.len(), i.stripped.len()),
+            None => f.write_str("InheritedEnv(not read yet)"),
+        }
+    }
+}
+
+impl InheritedEnv {
+    /// The split of the process environment against `tokens` (computed on the first call).
+    pub(crate) fn get(&self, tokens: &[Secret]) -> &Inherited {
+        self.0.get_or_init(|| split_env(std::env::vars_os(), tokens))
+    }
+}
+
+/// Splits `vars` into what jobs inherit and the names of variables holding a token.
+pub(crate) fn split_env(vars: impl IntoIterator<Item = (OsString, OsString)>, tokens: &[Secret]) -> Inherited {
+    let mut out = Inherited { kept: Vec::new(), stripped: Vec::new() };
+    for (k, v) in vars {
+        if holds_token(&v, tokens) {
+            out.stripped.push(k);
+        } else if k != "PWD" && k != "OLDPWD" {
+            // PWD/OLDPWD describe sentry's directory, not the clone the shell starts in.
+            out.kept.push((k, v));
+        }
+    }
+    out
+}
+
+/// The commands' environment (SPEC §4): `inherited` (already without the variables holding a
+/// token, see [`InheritedEnv`]), plus `deploy.env`, plus the `SENTRY_*` context and `TMPDIR`.
+/// Later entries win.
+pub(crate) fn environment(inherited: &[(OsString, OsString)], e: &JobEnv<'_>) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = inherited.to_vec();
     let mut set = |k: &str, v: OsString| {
         env.retain(|(key, _)| key != k);
         env.push((k.into(), v));
@@ -149,6 +187,21 @@ mod tests {
         assert!(holds_token(OsStr::new("ab"), &tokens));
         assert!(!holds_token(OsStr::new("/usr/bin:/bin:/abc"), &tokens));
         assert!(!holds_token(OsStr::new("tok-12345"), &tokens));
+    }
+
+    #[test]
+    fn the_environment_is_split_once_and_shared() {
+        let tokens = [Secret::new("tok-123456")];
+        let vars = [("A", "1"), ("GH", "x tok-123456 y"), ("PWD", "/here"), ("B", "2")]
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let split = split_env(vars, &tokens);
+        assert_eq!(split.kept, [("A".into(), "1".into()), ("B".into(), "2".into())]);
+        assert_eq!(split.stripped, [OsString::from("GH")]);
+        let shared = InheritedEnv::default();
+        let copy = shared.clone();
+        let first: *const Inherited = shared.get(&tokens);
+        assert!(std::ptr::eq(first, copy.get(&[])), "computed once, shared by clones");
+        assert!(!format!("{shared:?}").contains('='), "{shared:?}");
     }
 
     #[test]

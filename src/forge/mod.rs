@@ -11,13 +11,15 @@ mod git;
 mod gitea;
 mod github;
 mod gitlab;
+mod graphql;
+mod lsrefs;
 pub mod page;
 pub mod status;
 mod tags;
 pub use compare::compare_url;
 pub mod url;
 
-use crate::config::{ForgeKind, Global, Repository};
+use crate::config::{ForgeKind, GithubApi, Global, Repository};
 use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Origin, Request, Response};
 use crate::model::{Heads, Sha, Validators};
 use crate::secret::Secret;
@@ -120,6 +122,8 @@ pub struct Checker {
     /// API origins that rate-limited this run beyond what it could wait for, and until when:
     /// not asked again this run (SPEC §4: GitHub's secondary limit grows when hammered).
     limited: Mutex<HashMap<Origin, Option<SystemTime>>>,
+    /// How GitHub repositories with a token are listed (`global.github_api`).
+    github_api: GithubApi,
 }
 
 /// Forge traffic of this checker, for metrics.
@@ -208,7 +212,15 @@ impl Checker {
         // Capped, so that no deadline below (`Instant::now() + ...`) can overflow the clock.
         let http_timeout = global.http_timeout.min(crate::http::MAX_TIMEOUT);
         let budget = (http_timeout * 2).max(MIN_BUDGET);
-        Ok(Checker { http, pool, http_timeout, budget, hosts: Mutex::default(), limited: Mutex::default() })
+        Ok(Checker {
+            http,
+            pool,
+            http_timeout,
+            budget,
+            hosts: Mutex::default(),
+            limited: Mutex::default(),
+            github_api: global.github_api,
+        })
     }
 
     /// Limits the time one repository check may spend (retries and rate-limit waits included):
@@ -267,8 +279,51 @@ impl Checker {
     }
 
     /// Many repositories concurrently on the pool (at most `concurrency` in flight); results in input order.
+    ///
+    /// GitHub repositories with a token go through GraphQL (`global.github_api: graphql`), up to
+    /// 100 per request; the others through [`Checker::check`].
     pub fn check_all(&self, repos: &[(&Repository, Option<&Validators>)]) -> Vec<Result<Listing, CheckError>> {
-        self.pool.install(|| repos.par_iter().with_max_len(1).map(|(r, c)| self.check(r, *c)).collect())
+        let (batches, singles) = graphql::plan(repos, self.github_api);
+        enum Unit<'a> {
+            One(usize),
+            Batch(Vec<(usize, &'a Repository, Option<&'a Validators>, graphql::Target)>),
+        }
+        // Batches first: each holds up to 100 repositories, so they start before the singles.
+        let units: Vec<Unit<'_>> =
+            batches.into_iter().map(Unit::Batch).chain(singles.into_iter().map(Unit::One)).collect();
+        let done: Vec<Vec<(usize, Result<Listing, CheckError>)>> = self.pool.install(|| {
+            units
+                .into_par_iter()
+                .with_max_len(1)
+                .map(|u| match u {
+                    Unit::One(i) => vec![(i, self.check(repos[i].0, repos[i].1))],
+                    Unit::Batch(b) => {
+                        let idx: Vec<usize> = b.iter().map(|(i, ..)| *i).collect();
+                        let results = self.check_graphql(b.into_iter().map(|(_, r, c, t)| (r, c, t)).collect());
+                        idx.into_iter().zip(results).collect()
+                    }
+                })
+                .collect()
+        });
+        let mut slots: Vec<Option<Result<Listing, CheckError>>> = repos.iter().map(|_| None).collect();
+        for (i, r) in done.into_iter().flatten() {
+            if let Some(slot) = slots.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+        slots
+            .into_iter()
+            .zip(repos)
+            .map(|(r, (repo, _))| {
+                r.unwrap_or_else(|| {
+                    Err(CheckError {
+                        repo: repo.name.clone(),
+                        kind: CheckErrorKind::Protocol,
+                        message: format!("repository {}: internal error: not checked (a bug)", repo.name),
+                    })
+                })
+            })
+            .collect()
     }
 
     /// Reaches a deploy repository: `git ls-remote` of `deploy.qa_repo_branch` with `deploy.auth`.
@@ -294,6 +349,21 @@ impl Checker {
 
     fn check_git(&self, repo: &Repository, deadline: Instant) -> Result<Listing, CheckError> {
         let m = &repo.monitor;
+        // http(s): protocol v2 `ls-refs` in process; ssh, git://, file:// and servers without
+        // protocol v2 through `git ls-remote`.
+        let scheme =
+            crate::model::url::split(m.repo_url.trim()).ok().and_then(|p| p.scheme).map(str::to_ascii_lowercase);
+        if matches!(scheme.as_deref(), Some("http" | "https")) {
+            match self.ls_refs(repo, deadline)? {
+                lsrefs::LsRefs::Listed(items, requests) => {
+                    let heads = items.into_iter().filter(|(b, _)| m.matches(b)).collect();
+                    return Ok(Listing { heads, validators: None, cache_hit: false, requests });
+                }
+                lsrefs::LsRefs::NotV2(why) => {
+                    log::debug!(repo = repo.name.as_str(); "{why}: listing with git ls-remote");
+                }
+            }
+        }
         let (items, requests) =
             self.ls_remote_retrying(repo, &m.repo_url, &m.auth, m.kind, &[], deadline, "monitor")?;
         let heads = items.into_iter().filter(|(b, _)| m.matches(b)).collect();

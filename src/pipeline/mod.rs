@@ -621,6 +621,7 @@ fn deploy_and_record(
         run_id: run.id.clone(),
         redactor: config.redactor(),
         strip_env: config.tokens().into_iter().cloned().collect(),
+        inherited: Default::default(),
         kill_grace: deploy::KILL_GRACE,
         lock: store.lock_handle(),
     };

@@ -62,6 +62,7 @@ fn context(dir: &Path, config: &Config, timeout: Duration) -> Context {
         run_id: "run-42".into(),
         redactor: config.redactor(),
         strip_env: config.tokens().into_iter().cloned().collect(),
+        inherited: Default::default(),
         kill_grace: sentry::deploy::KILL_GRACE,
         lock: None,
     }

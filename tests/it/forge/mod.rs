@@ -501,7 +501,8 @@ fn git_forge_retries_server_errors() {
     let main = ["main"];
     let c = config(&[repo("app", "git", server.url("app.git"), &main, None)], 1);
     let l = checker(&c).check(&c.repositories[0], None).expect("third time lucky");
-    assert_eq!(l.requests, 3);
+    // In process (protocol v2): the advertisement took 3 attempts, then one ls-refs POST.
+    assert_eq!(l.requests, 4);
     assert_eq!(l.heads.len(), 1);
 }
 
@@ -601,6 +602,8 @@ fn validate_connectivity_exit_codes() {
     assert_token_only_in_auth_header(&forge.requests(), TOKEN, &["authorization", "private-token"]);
 }
 
+mod graphql;
+mod lsrefs;
 mod proxy;
 mod quirks;
 mod ssh;

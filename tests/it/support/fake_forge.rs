@@ -123,6 +123,11 @@ struct Shared {
     hooks: Mutex<Vec<Hook>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    graphql_remaining: AtomicU64,
+    graphql_batches: Mutex<Vec<usize>>,
+    graphql_forbidden: Mutex<Vec<String>>,
+    graphql_broken: Mutex<Vec<String>>,
+    graphql_missing: AtomicBool,
     statuses: Mutex<Vec<PostedStatus>>,
     forbid_statuses: AtomicBool,
 }
@@ -176,6 +181,11 @@ impl FakeForge {
                 max_in_flight: AtomicUsize::new(0),
                 statuses: Mutex::new(Vec::new()),
                 forbid_statuses: AtomicBool::new(false),
+                graphql_remaining: AtomicU64::new(5000),
+                graphql_batches: Mutex::new(Vec::new()),
+                graphql_forbidden: Mutex::new(Vec::new()),
+                graphql_broken: Mutex::new(Vec::new()),
+                graphql_missing: AtomicBool::new(false),
             });
             made = Some(shared.clone());
             move |request| handle(&shared, request)
@@ -310,6 +320,28 @@ impl FakeForge {
         self.shared.forbid_statuses.store(true, Ordering::SeqCst);
     }
 
+    /// GraphQL: the number of `repository` fields of every query answered, in order.
+    pub fn graphql_batches(&self) -> Vec<usize> {
+        self.shared.graphql_batches.lock().expect("lock").clone()
+    }
+
+    /// GraphQL: `rel` (owner/repo) is refused as GitHub refuses a repository behind an
+    /// organisation's SAML enforcement: `null` with an error of type `FORBIDDEN`.
+    pub fn graphql_forbidden(&self, rel: &str) {
+        self.shared.graphql_forbidden.lock().expect("lock").push(rel.to_string());
+    }
+
+    /// GraphQL: `rel`'s `refs` field fails (`null` with an error of no type, path `[alias, "refs"]`),
+    /// as GitHub answers a field that timed out: sentry must list it through REST.
+    pub fn graphql_broken(&self, rel: &str) {
+        self.shared.graphql_broken.lock().expect("lock").push(rel.to_string());
+    }
+
+    /// An Enterprise Server without the GraphQL API: `/api/graphql` answers 404.
+    pub fn graphql_missing(&self, on: bool) {
+        self.shared.graphql_missing.store(on, Ordering::SeqCst);
+    }
+
     /// Forgets the requests logged so far.
     pub fn clear_log(&self) {
         self.shared.log.lock().expect("log lock").clear();
@@ -423,10 +455,15 @@ pub const SECONDARY_LIMIT_MESSAGE: &str = "You have exceeded a secondary rate li
 fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, String>, body: &[u8]) -> Answer {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let status_target = status_route(path);
-    // A status POST reaches the same repository; what it lists does not matter there.
-    let Some((flavor, target, what)) =
+    // GitHub's GraphQL endpoint: `/graphql` on api.github.com, `/api/graphql` on GHES.
+    let is_graphql = matches!(path, "/api/graphql" | "/graphql");
+    // A status POST or a GraphQL query reaches no listing: what it lists does not matter there.
+    let routed = if is_graphql {
+        Some((Flavor::Github, Target::Id(0), What::Branches))
+    } else {
         route(path, query).or_else(|| status_target.clone().map(|(f, rel, _)| (f, Target::Path(rel), What::Branches)))
-    else {
+    };
+    let Some((flavor, target, what)) = routed else {
         return Answer::json(404, serde_json::json!({"message": "Not Found"}));
     };
     let fault = sh.faults.lock().expect("lock").pop_front();
@@ -474,6 +511,9 @@ fn answer(sh: &Shared, method: &str, url: &str, headers: &BTreeMap<String, Strin
             };
         }
         None => {}
+    }
+    if is_graphql {
+        return graphql(sh, method, headers, body);
     }
     if let Some((_, rel, sha)) = &status_target {
         return post_status(sh, flavor, rel, sha, method, headers, body);
@@ -1188,4 +1228,218 @@ fn post_status(
         }
     };
     Answer::json(201, created)
+}
+
+/// GitHub's GraphQL API, as far as sentry uses it: aliased `repository(owner:, name:)` fields
+/// selecting `refs(refPrefix:, first:, after:)` with `pageInfo` and `nodes { name target { oid } }`,
+/// and `rateLimit`. As GitHub documents it: authentication is required; `data` and `errors`
+/// come side by side, each error with the `path` of the field it is about (a repository GitHub
+/// does not know is `null` with type `NOT_FOUND`); `first` is required and at most 100 (more is
+/// an error for the whole query, without `data`); cursors are opaque.
+fn graphql(sh: &Shared, method: &str, headers: &BTreeMap<String, String>, body: &[u8]) -> Answer {
+    if method != "POST" || sh.graphql_missing.load(Ordering::SeqCst) {
+        return Answer::json(
+            404,
+            serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/graphql"}),
+        );
+    }
+    let presented = headers
+        .get("authorization")
+        .map(String::as_str)
+        .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("token ")));
+    let tokens = sh.tokens.lock().expect("lock").clone();
+    match presented {
+        None => {
+            return Answer::json(
+                401,
+                serde_json::json!({"message": "This endpoint requires you to be authenticated.", "documentation_url": "https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql"}),
+            );
+        }
+        Some(t) if !tokens.is_empty() && !tokens.iter().any(|x| x == t) => {
+            return Answer::json(
+                401,
+                serde_json::json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/graphql"}),
+            );
+        }
+        Some(_) => {}
+    }
+    let Some(query) = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("query").and_then(|q| q.as_str()).map(String::from))
+    else {
+        return Answer::json(
+            200,
+            serde_json::json!({"errors": [{"message": "A query attribute must be specified and must be a string."}]}),
+        );
+    };
+    let fields = match parse_query(&query) {
+        Ok(f) => f,
+        Err(message) => return Answer::json(200, serde_json::json!({"errors": [{"message": message}]})),
+    };
+    sh.graphql_batches.lock().expect("lock").push(fields.len());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut data = serde_json::Map::new();
+    let mut errors = Vec::new();
+    let forbidden = sh.graphql_forbidden.lock().expect("lock").clone();
+    let broken = sh.graphql_broken.lock().expect("lock").clone();
+    for f in &fields {
+        if f.first > 100 {
+            // A node limit breaks the whole query: no data at all.
+            return Answer::json(
+                200,
+                serde_json::json!({"errors": [{"message": format!("Requesting {} records on the `refs` connection exceeds the `first` limit of 100 records.", f.first), "locations": [{"line": f.line, "column": 3}]}]}),
+            );
+        }
+        if f.first == 0 {
+            return Answer::json(
+                200,
+                serde_json::json!({"errors": [{"message": "You must provide a `first` or `last` value to properly paginate the `refs` connection.", "locations": [{"line": f.line, "column": 3}]}]}),
+            );
+        }
+    }
+    for f in &fields {
+        let rel = format!("{}/{}", f.owner, f.name);
+        if forbidden.contains(&rel) {
+            data.insert(f.alias.clone(), serde_json::Value::Null);
+            errors.push(serde_json::json!({"type": "FORBIDDEN", "path": [f.alias], "extensions": {"saml_failure": true}, "locations": [{"line": f.line, "column": 3}], "message": "Resource protected by organization SAML enforcement. You must grant your Personal Access token access to this organization."}));
+            continue;
+        }
+        let Some(repo) = find_repo(&sh.root, &rel) else {
+            data.insert(f.alias.clone(), serde_json::Value::Null);
+            errors.push(serde_json::json!({"type": "NOT_FOUND", "path": [f.alias], "locations": [{"line": f.line, "column": 3}], "message": format!("Could not resolve to a Repository with the name '{rel}'.")}));
+            continue;
+        };
+        if broken.contains(&rel) {
+            data.insert(f.alias.clone(), serde_json::json!({"refs": null}));
+            errors.push(serde_json::json!({"path": [f.alias, "refs"], "locations": [{"line": f.line, "column": 3}], "message": "Something went wrong while executing your query. This may be the result of a timeout, or it could be a GitHub bug."}));
+            continue;
+        }
+        let refs: Vec<(String, String)> = match f.prefix.as_str() {
+            "refs/heads/" => read_heads(&repo).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let start = match &f.after {
+            None => 0,
+            Some(c) => match c.strip_prefix("Y3Vyc29y:").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => n,
+                None => {
+                    errors.push(serde_json::json!({"path": [f.alias, "refs"], "message": format!("`{c}` does not appear to be a valid cursor."), "locations": [{"line": f.line, "column": 3}]}));
+                    data.insert(f.alias.clone(), serde_json::json!({"refs": null}));
+                    continue;
+                }
+            },
+        };
+        let page: Vec<serde_json::Value> = refs
+            .iter()
+            .skip(start)
+            .take(f.first)
+            .map(|(name, sha)| serde_json::json!({"name": name, "target": {"oid": sha}}))
+            .collect();
+        let end = start + page.len();
+        let more = end < refs.len();
+        let cursor =
+            if page.is_empty() { serde_json::Value::Null } else { serde_json::json!(format!("Y3Vyc29y:{end}")) };
+        data.insert(
+            f.alias.clone(),
+            serde_json::json!({"refs": {"pageInfo": {"hasNextPage": more, "endCursor": cursor}, "nodes": page}}),
+        );
+    }
+    let remaining = sh
+        .graphql_remaining
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1)))
+        .unwrap_or(0)
+        .saturating_sub(1);
+    if query.contains("rateLimit") {
+        let reset = now + 3600;
+        data.insert(
+            "rateLimit".into(),
+            serde_json::json!({"cost": 1, "remaining": remaining, "resetAt": format!("@{reset}")}),
+        );
+    }
+    let mut doc = serde_json::Map::new();
+    doc.insert("data".into(), serde_json::Value::Object(data));
+    if !errors.is_empty() {
+        doc.insert("errors".into(), serde_json::Value::Array(errors));
+    }
+    Answer::json(200, serde_json::Value::Object(doc))
+        .header("x-ratelimit-limit", "5000")
+        .header("x-ratelimit-remaining", remaining.to_string())
+        .header("x-ratelimit-used", (5000 - remaining.min(5000)).to_string())
+        .header("x-ratelimit-reset", (now + 3600).to_string())
+        .header("x-ratelimit-resource", "graphql")
+}
+
+/// One aliased `repository` field of a query.
+struct GqlField {
+    alias: String,
+    owner: String,
+    name: String,
+    prefix: String,
+    first: usize,
+    after: Option<String>,
+    line: usize,
+}
+
+/// Reads the `ALIAS: repository(owner: "o", name: "n") { refs(refPrefix: "p", first: N, after: X) ...`
+/// fields of a query (string literals in JSON syntax, which GraphQL shares).
+fn parse_query(q: &str) -> Result<Vec<GqlField>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(rel) = q[pos..].find("repository(") {
+        let at = pos + rel;
+        let before = q[..at].trim_end().strip_suffix(':').ok_or("a repository field without an alias")?;
+        let alias: String = before
+            .chars()
+            .rev()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let line = q[..at].matches('\n').count() + 1;
+        let start = at + "repository(".len();
+        let end = q[start..].find("repository(").map_or(q.len(), |e| start + e);
+        let field = &q[start..end];
+        let (args, body) = field.split_once(')').ok_or("unclosed arguments")?;
+        let owner = string_arg(args, "owner")?.ok_or("repository needs owner")?;
+        let name = string_arg(args, "name")?.ok_or("repository needs name")?;
+        let refs_at = body.find("refs(").ok_or("no refs field")?;
+        let (refs_args, _) = body[refs_at + 5..].split_once(')').ok_or("unclosed refs arguments")?;
+        let prefix = string_arg(refs_args, "refPrefix")?.ok_or("refs needs refPrefix")?;
+        let first = raw_arg(refs_args, "first")
+            .map(|v| v.parse::<usize>().map_err(|_| format!("bad first {v:?}")))
+            .transpose()?
+            .unwrap_or(0);
+        let after = string_arg(refs_args, "after")?;
+        out.push(GqlField { alias, owner, name, prefix, first, after, line });
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// The raw text of argument `key` (up to `,` or the end).
+fn raw_arg<'a>(args: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("{key}:");
+    let i = args.find(&pat)?;
+    let v = args[i + pat.len()..].trim_start();
+    if v.starts_with('"') {
+        let mut escaped = false;
+        for (j, c) in v.char_indices().skip(1) {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => return Some(&v[..=j]),
+                _ => escaped = false,
+            }
+        }
+        return None;
+    }
+    Some(v.split(',').next().unwrap_or("").trim())
+}
+
+/// A string argument: `Some` for a literal, `None` for `null` or absent.
+fn string_arg(args: &str, key: &str) -> Result<Option<String>, String> {
+    match raw_arg(args, key) {
+        None | Some("null") => Ok(None),
+        Some(v) => serde_json::from_str::<String>(v).map(Some).map_err(|e| format!("argument {key}: {e}")),
+    }
 }
