@@ -344,9 +344,15 @@ fn wait_headers_near_2_pow_64_are_check_errors_not_a_crash() {
         let c = checked.iter().find(|c| c["repo"] == *name).unwrap_or_else(|| panic!("{name} not in {doc}"));
         let e = c["error"].as_str().unwrap_or_else(|| panic!("{name}: no error in {c}"));
         assert!(e.starts_with(&format!("repository {name}: ")), "{e}");
-        assert!(e.replace(name, "<repo>").to_lowercase().contains(says), "{name}: {e:?} should say {says:?}");
+        // One server answers them all: once one of them rate limited the run, the host is given
+        // up for the rest of it (issue 17), which may come first for any of the others.
+        let given_up = e.contains("rate limited this run");
+        assert!(
+            given_up || e.replace(name, "<repo>").to_lowercase().contains(says),
+            "{name}: {e:?} should say {says:?}"
+        );
     }
     // The waits were held against the budget and refused, never slept on or retried.
     let seen = seen.lock().expect("lock").clone();
-    assert_eq!(seen.len(), cases.len(), "one request per repository: {seen:?}");
+    assert!(seen.len() <= cases.len(), "at most one request per repository: {seen:?}");
 }
