@@ -272,6 +272,60 @@ pub fn redirect_error(url: &str, target: Option<&str>) -> String {
     }
 }
 
+/// What a git command left when it ended, or was ended at its deadline.
+pub struct Ran {
+    /// How it exited; `None` when it was killed at the deadline.
+    pub status: Option<std::process::ExitStatus>,
+    /// Its stdout, at most the cap given.
+    pub stdout: Vec<u8>,
+    /// Its stderr, at most the cap given.
+    pub stderr: Vec<u8>,
+}
+
+/// How long the output of an ended git is waited for: a helper it left behind (outside its
+/// process group) may hold the pipes open, and must not stall the run.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs `cmd` (a [`command`]: its own session and process group) until it exits or `deadline`,
+/// when its whole group is killed. stdout and stderr are read on their own threads up to
+/// `max_out`/`max_err` bytes, the rest drained so git never blocks on a full pipe; every wait is
+/// bounded, the output's included.
+pub fn run_bounded(mut cmd: Command, deadline: Instant, max_out: u64, max_err: u64) -> std::io::Result<Ran> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let reader = |r: Option<Box<dyn Read + Send>>, cap: u64| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Some(r) = r {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut r = r.take(cap);
+                let _ = r.read_to_end(&mut buf);
+                let _ = std::io::copy(&mut r.into_inner(), &mut std::io::sink());
+                let _ = tx.send(buf);
+            });
+        }
+        rx
+    };
+    let out = reader(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), max_out);
+    let err = reader(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), max_err);
+    let status = loop {
+        match child.try_wait()? {
+            Some(status) => break Some(status),
+            None if Instant::now() >= deadline => {
+                if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
+                    crate::sys::signal_group(pgid, libc::SIGKILL);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    let take = |rx: std::sync::mpsc::Receiver<Vec<u8>>| rx.recv_timeout(OUTPUT_GRACE).unwrap_or_default();
+    Ok(Ran { status, stdout: take(out), stderr: take(err) })
+}
+
 /// What kind of failure a git command's stderr tells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {

@@ -17,9 +17,7 @@ use crate::config::{ForgeKind, Repository};
 use crate::model::{Examined, Sha};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// GitHub's compare lists at most this many files; a list this long may be cut.
@@ -268,40 +266,12 @@ fn git_changes(
 }
 
 /// Runs a git command until `deadline`: (success, stdout, stderr), outputs capped.
-pub(super) fn run(mut cmd: std::process::Command, deadline: Instant) -> Result<(bool, String, String), String> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;
-    let read = |r: Option<Box<dyn Read + Send>>| {
-        r.map(|r| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = r.take(MAX_GIT_OUTPUT).read_to_end(&mut buf);
-                buf
-            })
-        })
-    };
-    let out = read(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let err = read(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
-                    crate::sys::signal_group(pgid, libc::SIGKILL);
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("cannot wait for git: {e}")),
-        }
-    };
-    let text = |t: Option<std::thread::JoinHandle<Vec<u8>>>| {
-        String::from_utf8_lossy(&t.and_then(|t| t.join().ok()).unwrap_or_default()).into_owned()
-    };
-    let (stdout, stderr) = (text(out), crate::logging::redact(&text(err)));
-    match status {
+pub(super) fn run(cmd: std::process::Command, deadline: Instant) -> Result<(bool, String, String), String> {
+    let ran = crate::gitcmd::run_bounded(cmd, deadline, MAX_GIT_OUTPUT, MAX_GIT_OUTPUT)
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    let stdout = String::from_utf8_lossy(&ran.stdout).into_owned();
+    let stderr = crate::logging::redact(&String::from_utf8_lossy(&ran.stderr));
+    match ran.status {
         Some(s) => Ok((s.success(), stdout, stderr)),
         None => Err("git timed out".into()),
     }

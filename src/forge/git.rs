@@ -7,8 +7,6 @@ use crate::config::{Auth, ForgeKind};
 use crate::gitcmd::Failure;
 use crate::model::Sha;
 use crate::secret::Redactor;
-use std::io::Read;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Largest `ls-remote` output read (a repository with ~300k branches).
@@ -36,32 +34,13 @@ pub(super) fn ls_remote(
     // git-remote-https and ssh).
     let mut cmd = crate::gitcmd::command(url, auth, kind);
     cmd.args(["ls-remote", "--heads", "--", url]).args(patterns);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let redactor = Redactor::new(auth.token.as_ref().map(|t| (auth.username.as_deref(), t)));
     let fail = |kind, message: String| GitFailure { kind, message: crate::logging::redact(&redactor.redact(&message)) };
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| fail(CheckErrorKind::Protocol, format!("cannot run git: {e}")))?;
-    let stdout = child.stdout.take().map(|s| std::thread::spawn(move || read_capped(s, MAX_STDOUT)));
-    let stderr = child.stderr.take().map(|s| std::thread::spawn(move || read_capped(s, MAX_STDERR)));
-    let deadline = started + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                // git runs in a group of its own: its helpers (ssh, remote-https) die with it.
-                if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
-                    crate::sys::signal_group(pgid, libc::SIGKILL);
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(fail(CheckErrorKind::Protocol, format!("cannot wait for git: {e}"))),
-        }
-    };
-    let out = stdout.and_then(|t| t.join().ok()).unwrap_or_default();
-    let err = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    let deadline = started.checked_add(timeout).unwrap_or(started);
+    let ran = crate::gitcmd::run_bounded(cmd, deadline, MAX_STDOUT, MAX_STDERR)
+        .map_err(|e| fail(CheckErrorKind::Protocol, format!("cannot run git: {e}")))?;
+    let (status, out, err) = (ran.status, ran.stdout, ran.stderr);
     let ms = started.elapsed().as_millis() as u64;
     let Some(status) = status else {
         log::debug!(url = url, duration_ms = ms; "git ls-remote timed out");
@@ -97,15 +76,6 @@ pub(super) fn ls_remote(
     }
     parse(&String::from_utf8_lossy(&out))
         .map_err(|m| fail(CheckErrorKind::Protocol, format!("git ls-remote {url}: {m}")))
-}
-
-fn read_capped(r: impl Read, cap: u64) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut r = r.take(cap);
-    let _ = r.read_to_end(&mut buf);
-    // Drain the rest so git never blocks on a full pipe; it is discarded.
-    let _ = std::io::copy(&mut r.into_inner(), &mut std::io::sink());
-    buf
 }
 
 /// Parses `SHA<TAB>refs/heads/NAME` lines into (branch, head).
