@@ -230,7 +230,9 @@ fn plan_refs(
                     attempts: f.attempts,
                 });
             }
-            Some(f) if &f.commit == head => jobs.push(job(Reason::Retry, bs.deployed.as_ref(), f.attempts + 1)),
+            Some(f) if &f.commit == head => {
+                jobs.push(job(Reason::Retry, bs.deployed.as_ref(), f.attempts.saturating_add(1)))
+            }
             _ => jobs.push(job(Reason::Changed, bs.deployed.as_ref(), 1)),
         }
     }
@@ -271,10 +273,7 @@ fn add_group_triggers(config: &Config, checked: &BTreeMap<String, Heads>, state:
         let Some(heads) = checked.get(&repo.name) else { continue };
         let Some((branch, head)) = first_matching(repo, heads) else { continue };
         let bs = state.repos.get(&repo.name).and_then(|r| r.branches.get(branch));
-        let attempt = match bs.and_then(|b| b.failure.as_ref()) {
-            Some(f) if &f.commit == head => f.attempts + 1,
-            _ => 1,
-        };
+        let attempt = next_attempt(bs, head);
         extra.push(Job {
             repo: repo.name.clone(),
             group: repo.group.clone(),
@@ -296,6 +295,15 @@ fn add_group_triggers(config: &Config, checked: &BTreeMap<String, Heads>, state:
 /// The first existing branch in pattern order (names sorted within a pattern).
 pub fn first_matching<'h>(repo: &Repository, heads: &'h Heads) -> Option<(&'h String, &'h Sha)> {
     repo.monitor.branches.iter().find_map(|p| heads.iter().find(|(b, _)| p.is_match(b)))
+}
+
+/// The attempt a deployment of `commit` would be: one more than the failures recorded for that
+/// commit, else the first.
+fn next_attempt(rs: Option<&RefState>, commit: &Sha) -> u32 {
+    match rs.and_then(|r| r.failure.as_ref()) {
+        Some(f) if &f.commit == commit => f.attempts.saturating_add(1),
+        _ => 1,
+    }
 }
 
 /// A rollback (`sentry rollback`): the given branch, or the first one in pattern order with a
@@ -354,10 +362,7 @@ pub fn rollback(repo: &Repository, state: &State, branch: Option<&str>, to: Opti
             format!("nothing to roll back to: no earlier successful deployment of {}/{branch}", repo.name)
         })?,
     };
-    let attempt = match &bs.failure {
-        Some(f) if f.commit == target => f.attempts.saturating_add(1),
-        _ => 1,
-    };
+    let attempt = next_attempt(Some(bs), &target);
     Ok(Job {
         repo: repo.name.clone(),
         group: repo.group.clone(),
@@ -405,10 +410,7 @@ pub fn manual(
     };
     let commit = commit.cloned().unwrap_or(head);
     let bs = state.repos.get(&repo.name).and_then(|r| r.branches.get(&branch));
-    let attempt = match bs.and_then(|b| b.failure.as_ref()) {
-        Some(f) if f.commit == commit => f.attempts + 1,
-        _ => 1,
-    };
+    let attempt = next_attempt(bs, &commit);
     Ok(Job {
         repo: repo.name.clone(),
         group: repo.group.clone(),
@@ -446,10 +448,7 @@ pub fn manual_tag(
         (None, None) => return Err(format!("tag {tag:?} does not exist in {}", repo.name)),
     };
     let ts = state.repos.get(&repo.name).and_then(|r| r.tags.get(tag));
-    let attempt = match ts.and_then(|t| t.failure.as_ref()) {
-        Some(f) if f.commit == commit => f.attempts.saturating_add(1),
-        _ => 1,
-    };
+    let attempt = next_attempt(ts, &commit);
     Ok(Job {
         repo: repo.name.clone(),
         group: repo.group.clone(),
