@@ -53,8 +53,14 @@ impl Journal {
         if saved.saved >= generation {
             return;
         }
-        let Ok((snapshot, upto)) = self.shared.lock().map(|sh| (sh.state.clone(), sh.recorded)) else { return };
-        match saved.store.save(&snapshot) {
+        // Saved while holding the state, not from a copy of it: a copy per save was the run's
+        // largest transient (tens of MB at 10,000 repositories). Jobs that finish meanwhile wait
+        // to record, then ride the next save, as they would have anyway.
+        let Ok(sh) = self.shared.lock() else { return };
+        let upto = sh.recorded;
+        let result = saved.store.save(&sh.state);
+        drop(sh);
+        match result {
             Ok(()) => saved.saved = upto,
             Err(e) => {
                 let msg = crate::logging::redact(&format!("state could not be saved {when}: {e}"));
