@@ -447,9 +447,14 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         problems: vec![Problem { path: path_.into(), line: None, message }],
     };
     // Read at most one byte past the limit: metadata lies for /dev/zero, pipes and /proc files.
+    // The size it claims only sizes the buffer (growing by doubling would hold 1.5 copies).
     let mut bytes = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_CONFIG_BYTES + 1), &mut bytes))
+        .and_then(|f| {
+            let hint = f.metadata().map_or(0, |m| m.len()).min(MAX_CONFIG_BYTES);
+            bytes.reserve_exact(usize::try_from(hint).unwrap_or(0).saturating_add(1));
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_CONFIG_BYTES + 1), &mut bytes)
+        })
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => fail(
                 "",
@@ -565,7 +570,7 @@ struct Validator<'e> {
 }
 
 fn line<T>(s: &S<T>) -> Option<u64> {
-    Some(s.referenced.line())
+    (s.line > 0).then_some(u64::from(s.line))
 }
 
 /// What a field that takes a credential or a URL does with `$NAME` left in it.
@@ -716,8 +721,9 @@ impl Validator<'_> {
                 format!("{n} repositories: at most {MAX_REPOSITORIES} per file (shard them)"),
             );
         }
-        let mut repositories = Vec::new();
-        let mut indices = Vec::new();
+        // Sized once: growing by doubling would hold two copies of 10,000 repositories at once.
+        let mut repositories = Vec::with_capacity(raw.repositories.len().min(MAX_REPOSITORIES));
+        let mut indices = Vec::with_capacity(raw.repositories.len().min(MAX_REPOSITORIES));
         let mut seen = BTreeSet::new();
         for (i, r) in raw.repositories.iter().enumerate() {
             let path = format!("repositories[{i}]");

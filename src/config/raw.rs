@@ -1,11 +1,26 @@
 //! The YAML schema exactly as written by users: every leaf spanned so errors can name a line.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 
 /// A value with the line it was read from.
-pub type S<T> = Spanned<T>;
+///
+/// serde-saphyr's `Spanned` keeps two full locations (~96 bytes) per leaf; only the line is ever
+/// used, and at 10,000 repositories the spans were most of the parse's heap (issue 21).
+pub struct S<T> {
+    /// The value as written.
+    pub value: T,
+    /// 1-based line it was read from (0: unknown).
+    pub line: u32,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for S<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Spanned::<T>::deserialize(d)?;
+        Ok(S { value: s.value, line: u32::try_from(s.referenced.line()).unwrap_or(u32::MAX) })
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,7 +30,8 @@ pub struct Config {
     pub global: Global,
     #[serde(default)]
     pub groups: BTreeMap<String, Group>,
-    pub repositories: Vec<Repository>,
+    // Boxed: the list grows by doubling, and moving 10,000 large structs doubles the peak.
+    pub repositories: Vec<Box<Repository>>,
 }
 
 #[derive(Deserialize, Default)]
