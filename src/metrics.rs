@@ -230,13 +230,13 @@ mod tests {
         state.http.requests.insert("git/ok".into(), 2);
         let a = state.repos.entry("a".into()).or_default();
         a.last_checked = Some("2026-11-22T11:00:00Z".into());
-        a.branches.insert("main".into(), failing(2, false)); // parked
-        a.branches.insert("dev".into(), failing(1, false)); // retried next run
-        a.branches.insert("old".into(), failing(5, true)); // gone: nobody is waiting on it
-        a.tags.insert("v1".into(), failing(3, false)); // parked
+        a.branches.insert("main".into(), Box::new(failing(2, false))); // parked
+        a.branches.insert("dev".into(), Box::new(failing(1, false))); // retried next run
+        a.branches.insert("old".into(), Box::new(failing(5, true))); // gone: nobody is waiting on it
+        a.tags.insert("v1".into(), Box::new(failing(3, false))); // parked
         let removed = state.repos.entry("removed".into()).or_default();
         removed.last_checked = Some("2026-11-22T11:00:00Z".into());
-        removed.branches.insert("main".into(), failing(9, false));
+        removed.branches.insert("main".into(), Box::new(failing(9, false)));
 
         let text = render(&config, &state, &RunMetrics { exit_code: 3, ..Default::default() });
         for line in [

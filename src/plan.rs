@@ -49,26 +49,31 @@ pub struct Plan {
 /// repositories absent from it (not selected, or failed) are left exactly as they were.
 #[cfg(test)]
 pub fn plan(config: &Config, checked: &BTreeMap<String, Heads>, state: &State, now: &str) -> Plan {
-    plan_with_tags(config, checked, &BTreeMap::new(), state, now)
+    plan_with_tags(config, checked, &BTreeMap::new(), state.clone(), now)
 }
 
 /// [`plan`] with the matching tags of the repositories that monitor tags (SPEC §4 "tags"): a
 /// new or moved tag is a change; with `semver`, only the highest tag in range is.
+///
+/// The state is taken, changed in place and returned in the plan: a copy of it would be tens
+/// of MB at 10,000 repositories, the largest cost of a pass's memory (issue 21).
 pub fn plan_with_tags(
     config: &Config,
     checked: &BTreeMap<String, Heads>,
     tags: &BTreeMap<String, Heads>,
-    state: &State,
+    state: State,
     now: &str,
 ) -> Plan {
-    let mut next = state.clone();
+    let mut next = state;
     let mut jobs = Vec::new();
     let mut notes = Vec::new();
     let now_t = crate::time::parse_rfc3339(now);
     for repo in &config.repositories {
         let Some(heads) = checked.get(&repo.name) else { continue };
-        let previous = state.repos.get(&repo.name);
+        // What the repository was before this pass changes it.
+        let previous = next.repos.get(&repo.name);
         let has_baseline = previous.is_some_and(|r| r.last_checked.is_some() || !r.branches.is_empty());
+        let tag_baseline = previous.is_some_and(|r| r.tags_checked);
         for (text, pattern) in repo.monitor.patterns.iter().zip(&repo.monitor.branches) {
             if !heads.keys().any(|b| pattern.is_match(b)) {
                 notes.push(Note::Unmatched { repo: repo.name.clone(), pattern: text.clone() });
@@ -94,7 +99,6 @@ pub fn plan_with_tags(
             }
             let chosen = highest_in_range(repo, tag_heads);
             let eligible = |t: &str| repo.monitor.semver.is_none() || chosen.as_deref() == Some(t);
-            let tag_baseline = previous.is_some_and(|r| r.tags_checked);
             let side = Refs { repo, tag: true, heads: tag_heads, has_baseline: tag_baseline };
             plan_refs(config, side, &eligible, &mut rs.tags, now, now_t, &mut jobs, &mut notes);
             rs.tags_checked = true;
@@ -122,7 +126,7 @@ fn plan_refs(
     config: &Config,
     side: Refs<'_>,
     eligible: &dyn Fn(&str) -> bool,
-    refs: &mut BTreeMap<String, RefState>,
+    refs: &mut crate::state::Refs,
     now: &str,
     now_t: Option<std::time::SystemTime>,
     jobs: &mut Vec<Job>,
@@ -273,7 +277,7 @@ fn add_group_triggers(config: &Config, checked: &BTreeMap<String, Heads>, state:
         let Some(heads) = checked.get(&repo.name) else { continue };
         let Some((branch, head)) = first_matching(repo, heads) else { continue };
         let bs = state.repos.get(&repo.name).and_then(|r| r.branches.get(branch));
-        let attempt = next_attempt(bs, head);
+        let attempt = next_attempt(bs.map(|b| &**b), head);
         extra.push(Job {
             repo: repo.name.clone(),
             group: repo.group.clone(),
@@ -410,7 +414,7 @@ pub fn manual(
     };
     let commit = commit.cloned().unwrap_or(head);
     let bs = state.repos.get(&repo.name).and_then(|r| r.branches.get(&branch));
-    let attempt = next_attempt(bs, &commit);
+    let attempt = next_attempt(bs.map(|b| &**b), &commit);
     Ok(Job {
         repo: repo.name.clone(),
         group: repo.group.clone(),
@@ -448,7 +452,7 @@ pub fn manual_tag(
         (None, None) => return Err(format!("tag {tag:?} does not exist in {}", repo.name)),
     };
     let ts = state.repos.get(&repo.name).and_then(|r| r.tags.get(tag));
-    let attempt = next_attempt(ts, &commit);
+    let attempt = next_attempt(ts.map(|t| &**t), &commit);
     Ok(Job {
         repo: repo.name.clone(),
         group: repo.group.clone(),

@@ -323,33 +323,33 @@ mod tests {
         let mut r = RepoState { last_checked: Some("2026-11-22T12:00:00Z".into()), ..Default::default() };
         r.branches.insert(
             "main".into(),
-            RefState {
+            Box::new(RefState {
                 seen: Some(sha('a')),
                 deployed: Some(sha('a')),
                 deployed_at: Some("t1".into()),
                 failure: None,
                 ..Default::default()
-            },
+            }),
         );
         r.branches.insert(
             "dev".into(),
-            RefState {
+            Box::new(RefState {
                 seen: Some(sha('c')),
                 deployed: Some(sha('b')),
                 deployed_at: None,
                 failure: Some(Failure { commit: sha('c'), attempts: 1, error: "exit 1\nmore".into(), at: "t2".into() }),
                 ..Default::default()
-            },
+            }),
         );
         r.branches.insert(
             "rel".into(),
-            RefState {
+            Box::new(RefState {
                 seen: Some(sha('d')),
                 deployed: None,
                 deployed_at: None,
                 failure: Some(Failure { commit: sha('d'), attempts: 3, error: "no space".into(), at: "t3".into() }),
                 ..Default::default()
-            },
+            }),
         );
         s.repos.insert("one".into(), r);
         s.repos.insert("gone".into(), RepoState { last_error: Some("404".into()), ..Default::default() });
@@ -382,7 +382,7 @@ mod tests {
         let failure = Failure { commit: sha('e'), attempts: 1, error: "boom\x1b[2J".into(), at: "t".into() };
         r.branches.insert(
             "x\x1b]0;pwned\x07".into(),
-            RefState { seen: Some(sha('e')), failure: Some(failure), ..Default::default() },
+            Box::new(RefState { seen: Some(sha('e')), failure: Some(failure), ..Default::default() }),
         );
         s.repos.insert("one".into(), r);
         // Our own colour codes aside, nothing that reaches the terminal is a control character.

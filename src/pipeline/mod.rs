@@ -168,15 +168,15 @@ pub fn poll(config: &Config, at: &At<'_>, repos: &[&Repository], dry_run: bool) 
     let clients = Clients::new(config)?;
     let mut checks = check(&clients.checker, repos, &state, &mut summary);
     let now = crate::time::now_rfc3339();
-    let mut planned = plan::plan_with_tags(config, &checks.heads, &checks.tags, &state, &now);
+    let mut planned = plan::plan_with_tags(config, &checks.heads, &checks.tags, state, &now);
     log_notes(&planned.notes, dry_run);
     // Parked deployments are listed on every run until a human acts (SPEC §5).
     summary.parked = parked(&planned.notes, &planned.state);
-    summary.deployments = examine(config, &clients.checker, &state, &mut planned);
+    summary.deployments = examine(config, &clients.checker, &mut planned);
     // The compare requests count like the listings'.
     checks.stats = clients.checker.stats();
-    // The state as loaded is not needed past planning: at 10,000 repositories it is tens of MB.
-    drop(state);
+    // The heads are in the plan now; at 10,000 repositories they are MBs the saves can use.
+    checks.release_heads();
     proceed(config, &run, &clients, store, planned.state, planned.jobs, checks, summary, &now)
 }
 
@@ -185,15 +185,18 @@ pub fn poll(config: &Config, at: &At<'_>, repos: &[&Repository], dry_run: bool) 
 /// forge; [`plan::verdict`] decides. A filtered change leaves the jobs, is recorded in the next
 /// state (seen, the next comparison's base, a counter) and comes back as a `filtered` record.
 /// Changes whose files cannot be told are deployed.
-fn examine(config: &Config, checker: &Checker, state: &State, planned: &mut plan::Plan) -> Vec<DeploymentRecord> {
+fn examine(config: &Config, checker: &Checker, planned: &mut plan::Plan) -> Vec<DeploymentRecord> {
     let mut filtered = Vec::new();
     let mut kept = Vec::with_capacity(planned.jobs.len());
-    for job in std::mem::take(&mut planned.jobs) {
+    // Every base as planned, before a filtered job records its commit: planning never changes
+    // a moved head's deployed or filtered commit, so these are the bases the pass started with.
+    let bases: Vec<Option<Sha>> = planned.jobs.iter().map(|j| plan::compare_base(&planned.state, j)).collect();
+    for (job, base) in std::mem::take(&mut planned.jobs).into_iter().zip(bases) {
         let Some(repo) = config.repository(&job.repo).filter(|r| plan::needs_examining(r, &job)) else {
             kept.push(job);
             continue;
         };
-        let Some(base) = plan::compare_base(state, &job) else {
+        let Some(base) = base else {
             kept.push(job);
             continue;
         };
@@ -276,7 +279,7 @@ pub fn deploy(config: &Config, at: &At<'_>, manual: &Manual<'_>, dry_run: bool) 
         let checks = Checks::none();
         return proceed(config, &run, &clients, store, state, jobs, checks, summary, &now);
     }
-    let checks = check(&clients.checker, &manual.targets, &state, &mut summary);
+    let mut checks = check(&clients.checker, &manual.targets, &state, &mut summary);
     let mut jobs = Vec::new();
     for repo in &manual.targets {
         let Some(h) = checks.heads.get(&repo.name) else { continue };
@@ -291,8 +294,8 @@ pub fn deploy(config: &Config, at: &At<'_>, manual: &Manual<'_>, dry_run: bool) 
         jobs.push(job.map_err(Error::Usage)?);
     }
     // Keep the bookkeeping a poll would do (seen heads, baselines, dropped branches), without its jobs.
-    let planned = plan::plan_with_tags(config, &checks.heads, &checks.tags, &state, &now);
-    drop(state);
+    let planned = plan::plan_with_tags(config, &checks.heads, &checks.tags, state, &now);
+    checks.release_heads();
     proceed(config, &run, &clients, store, planned.state, jobs, checks, summary, &now)
 }
 
@@ -382,6 +385,12 @@ impl Checks {
             stats: ForgeStats::default(),
         }
     }
+
+    /// Frees the heads and tags once planned: nothing after the plan reads them.
+    fn release_heads(&mut self) {
+        self.heads = BTreeMap::new();
+        self.tags = BTreeMap::new();
+    }
 }
 
 /// The clients of one run: one HTTP agent (connection reuse, TLS roots) shared by all.
@@ -415,14 +424,15 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
     let mut errors = BTreeMap::new();
     for (repo, result) in repos.iter().zip(results) {
         match result {
-            Ok(listing) => {
+            Ok(mut listing) => {
                 summary.checked.push(Checked {
                     repo: repo.name.clone(),
                     branches: listing.heads.iter().map(|(b, s)| (b.clone(), s.to_string())).collect(),
                     tags: None,
                     error: None,
                 });
-                heads.insert(repo.name.clone(), listing.heads.clone());
+                // Moved, not copied: only the validators and counters of a listing are used later.
+                heads.insert(repo.name.clone(), std::mem::take(&mut listing.heads));
                 listings.insert(repo.name.clone(), listing);
             }
             Err(e) => {
@@ -430,7 +440,7 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
                 log::warn!(repo = repo.name.as_str(); "repository could not be checked: {msg}");
                 summary.checked.push(Checked {
                     repo: repo.name.clone(),
-                    branches: BTreeMap::new(),
+                    branches: Vec::new(),
                     tags: None,
                     error: Some(msg.clone()),
                 });

@@ -44,8 +44,10 @@ fn deployed(state: &mut State, repo: &str, pairs: &[(&str, char)]) {
     let rs = state.repos.entry(repo.into()).or_default();
     rs.last_checked = Some("earlier".into());
     for (b, c) in pairs {
-        rs.branches
-            .insert(b.to_string(), RefState { seen: Some(sha(*c)), deployed: Some(sha(*c)), ..Default::default() });
+        rs.branches.insert(
+            b.to_string(),
+            Box::new(RefState { seen: Some(sha(*c)), deployed: Some(sha(*c)), ..Default::default() }),
+        );
     }
 }
 
@@ -551,13 +553,14 @@ fn tags_first_listed_are_a_baseline_then_new_and_moved_tags_deploy() {
     let mut s = State::default();
     deployed(&mut s, "a", &[("main", '1')]);
     let b = checked(&[("a", heads(&[("main", '1')]))]);
-    let none = plan_with_tags(&c, &b, &checked(&[("a", Heads::new())]), &s, NOW);
+    let none = plan_with_tags(&c, &b, &checked(&[("a", Heads::new())]), s.clone(), NOW);
     assert_eq!(none.notes, [Note::UnmatchedTag { repo: "a".into(), pattern: "v.*".into() }]);
-    let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1')]))]), &s, NOW);
+    let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1')]))]), s.clone(), NOW);
     assert!(p.jobs.is_empty(), "{:?}", p.jobs);
     assert!(!p.notes.iter().any(|n| matches!(n, Note::UnmatchedTag { .. })), "{:?}", p.notes);
     assert!(p.state.repos["a"].tags_checked);
-    let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1'), ("v1.1.0", '2')]))]), &p.state, NOW);
+    let p =
+        plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1'), ("v1.1.0", '2')]))]), p.state.clone(), NOW);
     assert_eq!(tag_jobs(&p), [("v1.1.0".to_string(), '2', Reason::NewTag)]);
     assert_eq!(p.jobs[0].full_ref(), "refs/tags/v1.1.0");
     // Recorded in the tag's own state, apart from the branches.
@@ -566,7 +569,7 @@ fn tags_first_listed_are_a_baseline_then_new_and_moved_tags_deploy() {
     assert_eq!(s.repos["a"].tags["v1.1.0"].deployed, Some(sha('2')));
     assert!(!s.repos["a"].branches.contains_key("v1.1.0"));
     // A moved tag is a change.
-    let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1'), ("v1.1.0", '3')]))]), &s, NOW);
+    let p = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1'), ("v1.1.0", '3')]))]), s.clone(), NOW);
     assert_eq!(tag_jobs(&p), [("v1.1.0".to_string(), '3', Reason::Changed)]);
 }
 
@@ -576,7 +579,7 @@ fn semver_deploys_only_the_highest_tag_in_range_once() {
     let mut s = State::default();
     deployed(&mut s, "a", &[("main", '1')]);
     let b = checked(&[("a", heads(&[("main", '1')]))]);
-    let first = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1')]))]), &s, NOW);
+    let first = plan_with_tags(&c, &b, &checked(&[("a", heads(&[("v1.0.0", '1')]))]), s.clone(), NOW);
     assert!(first.jobs.is_empty());
     let t = heads(&[
         ("v1.0.0", '1'),
@@ -586,11 +589,11 @@ fn semver_deploys_only_the_highest_tag_in_range_once() {
         ("v1.11.0-rc.1", '5'),
         ("vjunk", '6'),
     ]);
-    let p = plan_with_tags(&c, &b, &checked(&[("a", t.clone())]), &first.state, NOW);
+    let p = plan_with_tags(&c, &b, &checked(&[("a", t.clone())]), first.state.clone(), NOW);
     assert_eq!(tag_jobs(&p), [("v1.10.0".to_string(), '3', Reason::NewTag)]);
     let mut s = p.state.clone();
     record(&mut s, &DeploymentRecord::planned(&p.jobs[0], JobStatus::Succeeded, None), &stamp(NOW));
-    assert!(plan_with_tags(&c, &b, &checked(&[("a", t)]), &s, NOW).jobs.is_empty());
+    assert!(plan_with_tags(&c, &b, &checked(&[("a", t)]), s.clone(), NOW).jobs.is_empty());
     // A range that names a pre-release admits it.
     let pre = tag_config("      semver: \">=1.11.0-rc.0, <2.0.0\"\n");
     let picked = highest_in_range(&pre.repositories[0], &heads(&[("v1.10.0", '3'), ("v1.11.0-rc.1", '5')]));

@@ -373,7 +373,7 @@ fn ten_thousand_repositories_fit_in_one_configmap() {
         let mut repo = RepoState { last_checked: Some("2026-11-22T12:00:00Z".into()), ..Default::default() };
         repo.branches.insert(
             "main".into(),
-            RefState {
+            Box::new(RefState {
                 seen: Some(commit.clone()),
                 deployed: Some(commit.clone()),
                 deployed_at: Some("2026-11-22T12:00:03Z".into()),
@@ -389,7 +389,7 @@ fn ten_thousand_repositories_fit_in_one_configmap() {
                     status: JobStatus::Succeeded,
                 }],
                 ..Default::default()
-            },
+            }),
         );
         state.repos.insert(format!("service-{i:05}"), repo);
     }

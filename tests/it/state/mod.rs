@@ -31,7 +31,7 @@ pub fn numbered_state(n: u64) -> State {
             RepoState { last_checked: Some(format!("2026-01-01T00:00:{:02}Z", (n + r) % 60)), ..Default::default() };
         repo.branches.insert(
             "main".into(),
-            RefState {
+            Box::new(RefState {
                 seen: Some(sha(hex[((n + r) % 16) as usize])),
                 deployed: Some(sha(hex[(n % 16) as usize])),
                 deployed_at: None,
@@ -42,7 +42,7 @@ pub fn numbered_state(n: u64) -> State {
                     at: "t".into(),
                 }),
                 ..Default::default()
-            },
+            }),
         );
         s.repos.insert(format!("repo-{r}"), repo);
     }

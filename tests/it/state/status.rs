@@ -23,23 +23,23 @@ fn state() -> State {
     let mut repo = RepoState { last_checked: Some("2026-11-22T12:00:00Z".into()), ..Default::default() };
     repo.branches.insert(
         "main".into(),
-        RefState {
+        Box::new(RefState {
             seen: Some(sha('a')),
             deployed: Some(sha('a')),
             deployed_at: Some("2026-11-22T11:00:00Z".into()),
             failure: None,
             ..Default::default()
-        },
+        }),
     );
     repo.branches.insert(
         "dev".into(),
-        RefState {
+        Box::new(RefState {
             seen: Some(sha('c')),
             deployed: Some(sha('b')),
             deployed_at: None,
             failure: Some(Failure { commit: sha('c'), attempts: 3, error: "command 2 failed".into(), at: "t".into() }),
             ..Default::default()
-        },
+        }),
     );
     let mut s = State {
         last_run: Some(LastRun { run_id: "run-7".into(), at: "2026-11-22T12:00:01Z".into() }),
