@@ -108,6 +108,7 @@ pub(crate) fn run(cli: Cli) -> Exit {
     if let Err(e) = crate::sys::make_undumpable() {
         log::warn!("cannot close this process to other processes of its user (PR_SET_DUMPABLE): {e}");
     }
+    crate::sys::limit_malloc_arenas(2);
     // A panic is a bug, never a crash with exit 101: report it as one and exit 2 (SPEC §5).
     let output = cli.output;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli, explicit)))
@@ -150,6 +151,7 @@ fn adopt(config: &Config, explicit: Option<log::LevelFilter>) {
 /// Loads the configuration and teaches the logger its secrets and level.
 fn load_config(cli: &Cli, explicit: Option<log::LevelFilter>) -> Result<Config, ConfigError> {
     let config = config::load(&cli.config)?;
+    crate::sys::release_free_memory();
     adopt(&config, explicit);
     Ok(config)
 }

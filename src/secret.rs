@@ -62,9 +62,11 @@ impl Redactor {
     /// auth; the Basic forms with the default user names ([`DEFAULT_BASIC_USERS`]) are always
     /// redacted too, whether a user name is configured or not.
     pub fn new<'a>(pairs: impl IntoIterator<Item = (Option<&'a str>, &'a Secret)>) -> Self {
+        // One token usually serves thousands of repositories: each pair is encoded once.
+        let pairs: std::collections::BTreeSet<(Option<&str>, &str)> =
+            pairs.into_iter().map(|(user, secret)| (user, secret.expose())).collect();
         let mut needles = Vec::new();
-        for (user, secret) in pairs {
-            let token = secret.expose();
+        for (user, token) in pairs {
             if token.len() < MIN_SECRET_LEN {
                 continue;
             }
@@ -82,6 +84,7 @@ impl Redactor {
     fn from_needles(mut needles: Vec<String>) -> Redactor {
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
+        needles.shrink_to_fit();
         Redactor { needles }
     }
 
