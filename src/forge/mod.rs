@@ -2,8 +2,10 @@
 //!
 //! One listing per repository (every page), matched locally against `monitor.branches`. REST
 //! forges use conditional requests: each page's ETag is kept in [`Validators`] and sent back as
-//! `If-None-Match`; when every page answers 304 the cached heads are reused. Checks run on a
-//! dedicated rayon pool of `global.concurrency` threads sharing one [`Http`] client.
+//! `If-None-Match`; when every page answers 304 the cached heads are reused. A repository's
+//! cached pages are asked at once, and page after page only when they do not all answer 304.
+//! Checks, and those pages, run on a dedicated rayon pool of `global.concurrency` threads
+//! sharing one [`Http`] client.
 
 mod compare;
 pub mod connectivity;
@@ -28,6 +30,7 @@ use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Pages followed at most per listing (100 per page: 100 000 branches).
@@ -182,6 +185,31 @@ enum Walk {
     Listed { items: Vec<(String, Sha)>, etags: Option<Vec<String>>, requests: u32, consistent: bool },
     /// Some pages answered 304 and others changed: the 304 pages have no body, list again.
     Mixed { requests: u32 },
+}
+
+/// What asking every cached page at once found.
+enum Cached {
+    /// Every page answered 304 with its cached ETag, and none told of another page count.
+    Unchanged { requests: u32 },
+    /// A page changed (a 200, a 304 naming another ETag) or was not asked: list again whole.
+    Changed { requests: u32 },
+    /// Every page answered 304 but one's pagination headers disagree with the cached page
+    /// count: the sequential walk, which follows them, decides.
+    Unsure { requests: u32 },
+}
+
+/// The answer to one cached page asked on its own.
+enum CachedPage {
+    /// 304, the cached ETag, pagination consistent with the cached page count.
+    Same,
+    /// A 200, or a 304 naming another ETag.
+    Changed,
+    /// A 304 whose pagination headers point elsewhere than the cached page count does.
+    Unsure,
+    /// Not asked: another page had already decided the outcome.
+    Skipped,
+    /// The request failed (rate limit, network, status), or the check was interrupted.
+    Failed(CheckError),
 }
 
 /// The HTTP client settings of the configuration's `global` section (`http_timeout`, `ca_file`,
@@ -423,21 +451,30 @@ impl Checker {
         }
         let fingerprint = fingerprint(m.kind, &api.first_url, &m.patterns);
         let cache = cache.filter(|c| c.fingerprint == fingerprint && !c.etags.is_empty());
-        let mut requests = 0;
+        let mut requests: u32 = 0;
         if let Some(c) = cache {
-            match self.walk(repo, &api, Some(&c.etags), deadline)? {
-                Walk::Unchanged { requests: r } => {
-                    return Ok(Listing {
-                        heads: c.heads.clone(),
-                        validators: Some(c.clone()),
-                        cache_hit: true,
-                        requests: r,
-                    });
+            // Several cached pages are asked at once first; the sequential walk below stays the
+            // one that decides whenever that does not end in "all unchanged".
+            let mut conditional = true;
+            if (2..=MAX_PAGES).contains(&c.etags.len()) {
+                match self.ask_cached(repo, &api, &c.etags, deadline)? {
+                    Cached::Unchanged { requests: r } => return Ok(cache_hit(c, r)),
+                    // The walk below with ETags would stop at the changed page and list again
+                    // without them: that second listing is all that is left to do.
+                    Cached::Changed { requests: r } => (requests, conditional) = (r, false),
+                    Cached::Unsure { requests: r } => requests = r,
                 }
-                Walk::Listed { items, etags, requests: r, consistent: true } => {
-                    return Ok(listing(m, fingerprint, items, etags, r));
+            }
+            if conditional {
+                match self.walk(repo, &api, Some(&c.etags), deadline)? {
+                    Walk::Unchanged { requests: r } => return Ok(cache_hit(c, requests.saturating_add(r))),
+                    Walk::Listed { items, etags, requests: r, consistent: true } => {
+                        return Ok(listing(m, fingerprint, items, etags, requests.saturating_add(r)));
+                    }
+                    Walk::Listed { requests: r, .. } | Walk::Mixed { requests: r } => {
+                        requests = requests.saturating_add(r);
+                    }
                 }
-                Walk::Listed { requests: r, .. } | Walk::Mixed { requests: r } => requests = r,
             }
         }
         // Offset pagination is no snapshot: a listing seen changing while it was walked is
@@ -504,18 +541,8 @@ impl Checker {
             let page = pages.len();
             // Checked before every page: a slow forge that keeps saying "next" costs this
             // repository its budget, never the run, and a stop request is heard at once.
-            if crate::signals::stop_requested() {
-                return Err(protocol(format!("stopped after {page} pages: stop requested")));
-            }
-            if Instant::now() >= deadline {
-                return Err(CheckError {
-                    repo: repo.name.clone(),
-                    kind: CheckErrorKind::Network,
-                    message: format!(
-                        "repository {}: {} listing of {} ran out of time after {page} pages",
-                        repo.name, api.forge, api.project
-                    ),
-                });
+            if let Some(e) = interrupted(repo, api, page, deadline) {
+                return Err(e);
             }
             let mut req = api.request(&url, deadline);
             let sent = match etags.and_then(|t| t.get(page)) {
@@ -623,6 +650,81 @@ impl Checker {
         Ok(Walk::Listed { items, etags, requests, consistent })
     }
 
+    /// Asks all of a repository's cached pages at once, each with its ETag, on the check pool
+    /// (so never more requests in flight than `global.concurrency`, this check's included).
+    ///
+    /// Only "every page unchanged" is decided here. Anything else is decided as the sequential
+    /// walk would have at the first page (in page order) that answered otherwise: a failure is
+    /// this check's failure, a change means listing again, odd pagination means walking as
+    /// before. A rate limit is reported whichever page met it: the host is given up for the run
+    /// anyway. Once one page has decided, the pages not yet asked are not.
+    fn ask_cached(
+        &self,
+        repo: &Repository,
+        api: &Api,
+        etags: &[String],
+        deadline: Instant,
+    ) -> Result<Cached, CheckError> {
+        let decided = AtomicBool::new(false);
+        let answers: Vec<(CachedPage, u32)> = self.pool.install(|| {
+            etags
+                .par_iter()
+                .enumerate()
+                .with_max_len(1)
+                .map(|(i, tag)| self.ask_cached_page(repo, api, (i, etags.len()), tag, deadline, &decided))
+                .collect()
+        });
+        let requests = answers.iter().fold(0u32, |n, (_, r)| n.saturating_add(*r));
+        if answers.iter().all(|(a, _)| matches!(a, CachedPage::Same)) {
+            return Ok(Cached::Unchanged { requests });
+        }
+        let limited = answers
+            .iter()
+            .position(|(a, _)| matches!(a, CachedPage::Failed(e) if e.kind == CheckErrorKind::RateLimited));
+        // A page left unasked says nothing: the first page that answered something else decides.
+        let first =
+            limited.or_else(|| answers.iter().position(|(a, _)| !matches!(a, CachedPage::Same | CachedPage::Skipped)));
+        match first.and_then(|i| answers.into_iter().nth(i)).map(|(a, _)| a) {
+            Some(CachedPage::Failed(e)) => Err(e),
+            Some(CachedPage::Unsure) => {
+                log::debug!(repo = repo.name.as_str(); "a page's pagination disagrees with the cache: walking page by page");
+                Ok(Cached::Unsure { requests })
+            }
+            _ => Ok(Cached::Changed { requests }),
+        }
+    }
+
+    /// Cached page `index` of `count`, asked `If-None-Match: tag` unless `decided` says another
+    /// page has already settled the outcome; with the requests it took.
+    fn ask_cached_page(
+        &self,
+        repo: &Repository,
+        api: &Api,
+        (index, count): (usize, usize),
+        tag: &str,
+        deadline: Instant,
+        decided: &AtomicBool,
+    ) -> (CachedPage, u32) {
+        if decided.load(Ordering::Relaxed) {
+            return (CachedPage::Skipped, 0);
+        }
+        let answer = match interrupted(repo, api, index, deadline) {
+            Some(e) => (CachedPage::Failed(e), 0),
+            None => {
+                let url = cached_page_url(&api.first_url, index);
+                match self.send(repo, api, &api.request(&url, deadline).if_none_match(tag)) {
+                    Ok(resp) => (cached_answer(&resp, tag, index, count), resp.requests),
+                    // As in the walk, a failed request's attempts are not counted.
+                    Err(e) => (CachedPage::Failed(e), 0),
+                }
+            }
+        };
+        if !matches!(answer.0, CachedPage::Same) {
+            decided.store(true, Ordering::Relaxed);
+        }
+        answer
+    }
+
     /// One request of a listing, its failure said in the forge's terms. An origin that rate
     /// limited this run beyond its budget is not asked again.
     fn send(&self, repo: &Repository, api: &Api, req: &Request) -> Result<Response, CheckError> {
@@ -652,6 +754,64 @@ impl Checker {
 /// Page `n` of the listing that starts at `first`.
 fn page_url(first: &str, n: usize) -> String {
     page::set_query(first, "page", &n.to_string())
+}
+
+/// Where cached page `index` (0-based) is asked: where the sequential walk asks it after 304s,
+/// which carry no pagination on GitHub (page one as configured, then `page=N` set on it).
+fn cached_page_url(first: &str, index: usize) -> String {
+    match index {
+        0 => first.to_string(),
+        i => page_url(first, i.saturating_add(1)),
+    }
+}
+
+/// Reads the answer to cached page `index` of `count`, asked `If-None-Match: sent`.
+fn cached_answer(resp: &Response, sent: &str, index: usize, count: usize) -> CachedPage {
+    if !resp.not_modified() {
+        return CachedPage::Changed;
+    }
+    // A 304 names the entity it validated: another ETag means the page moved on.
+    if resp.header("etag").map(str::trim).is_some_and(|t| !t.is_empty() && t != sent) {
+        return CachedPage::Changed;
+    }
+    // GitHub's 304 has no pagination headers; GitLab's repeat them. A next page after the
+    // last cached one, or one that is not the next cached page, is for the sequential walk,
+    // which follows them. (No next page before the last is what the walk ignores on a 304 too:
+    // the cached count says, and the pages after it are asked anyway.)
+    let Some(next) = page::next_page(&resp.url, &resp.headers, None) else { return CachedPage::Same };
+    let expected = index.checked_add(2).filter(|n| *n <= count);
+    match (expected, page::query_param(&next, "page").and_then(|p| p.parse::<usize>().ok())) {
+        (Some(want), Some(got)) if want == got => CachedPage::Same,
+        _ => CachedPage::Unsure,
+    }
+}
+
+/// Why a listing must not ask for another page after `pages` pages: a stop was requested, or
+/// the check's `deadline` has passed.
+fn interrupted(repo: &Repository, api: &Api, pages: usize, deadline: Instant) -> Option<CheckError> {
+    if crate::signals::stop_requested() {
+        return Some(CheckError {
+            repo: repo.name.clone(),
+            kind: CheckErrorKind::Protocol,
+            message: format!(
+                "repository {}: {} listing of {}: stopped after {pages} pages: stop requested",
+                repo.name, api.forge, api.project
+            ),
+        });
+    }
+    (Instant::now() >= deadline).then(|| CheckError {
+        repo: repo.name.clone(),
+        kind: CheckErrorKind::Network,
+        message: format!(
+            "repository {}: {} listing of {} ran out of time after {pages} pages",
+            repo.name, api.forge, api.project
+        ),
+    })
+}
+
+/// The cached listing, as a listing: every page answered 304.
+fn cache_hit(c: &Validators, requests: u32) -> Listing {
+    Listing { heads: c.heads.clone(), validators: Some(c.clone()), cache_hit: true, requests }
 }
 
 /// Builds the listing: matching heads only, and validators when every page had an ETag.
@@ -811,6 +971,44 @@ mod tests {
         assert_eq!(page.branches.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(), ["main"]);
         assert_eq!(page.skipped, 3);
         assert!(page.first_skipped.as_deref().is_some_and(|w| w.contains("\"x\"")), "{:?}", page.first_skipped);
+    }
+
+    #[test]
+    fn a_cached_page_is_unchanged_only_on_a_304_whose_pagination_agrees_with_the_cache() {
+        let first = "http://h/api/v4/projects/g%2Fp/repository/branches?per_page=100";
+        let answer = |status: u16, index: usize, headers: &[(&str, &str)]| {
+            let resp = Response {
+                status,
+                headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                body: Vec::new(),
+                url: cached_page_url(first, index),
+                requests: 1,
+            };
+            match cached_answer(&resp, "W/\"a\"", index, 3) {
+                CachedPage::Same => "same",
+                CachedPage::Changed => "changed",
+                CachedPage::Unsure => "unsure",
+                CachedPage::Skipped | CachedPage::Failed(_) => "other",
+            }
+        };
+        let link =
+            |n: u32| format!("<http://gl.example/api/v4/projects/7/repository/branches?id=7&page={n}>; rel=\"next\"");
+        // GitHub: no pagination on a 304; the ETag repeated or left out.
+        assert_eq!(answer(304, 0, &[]), "same");
+        assert_eq!(answer(304, 2, &[("etag", "W/\"a\"")]), "same");
+        assert_eq!(answer(200, 1, &[("etag", "W/\"a\"")]), "changed");
+        assert_eq!(answer(304, 1, &[("etag", "W/\"b\"")]), "changed");
+        // GitLab: the next page, wherever its link points, is the next cached one...
+        assert_eq!(answer(304, 0, &[("link", &link(2)), ("x-next-page", "2")]), "same");
+        assert_eq!(answer(304, 1, &[("x-next-page", "3")]), "same");
+        // ...or the cache no longer says how many pages there are.
+        assert_eq!(answer(304, 0, &[("link", &link(3))]), "unsure");
+        assert_eq!(answer(304, 2, &[("x-next-page", "4")]), "unsure");
+        assert_eq!(answer(304, 1, &[("link", "<http://h/x?cursor=z>; rel=\"next\"")]), "unsure");
+        // No next page before the last cached one: the pages after it are asked anyway.
+        assert_eq!(answer(304, 0, &[("x-next-page", "")]), "same");
+        assert_eq!(cached_page_url(first, 0), first);
+        assert_eq!(cached_page_url(first, 2), format!("{first}&page=3"));
     }
 
     #[test]
