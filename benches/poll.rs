@@ -12,6 +12,8 @@
 // The fake forge of the integration tests, reused as is (`super::…` is this crate root).
 #[path = "../tests/it/support/fake_forge.rs"]
 mod fake_forge;
+#[path = "../tests/it/support/fake_git.rs"]
+mod fake_git;
 #[path = "../tests/it/support/git_server.rs"]
 mod git_server;
 #[path = "../tests/it/support/http1.rs"]
