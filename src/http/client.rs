@@ -13,7 +13,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector, TcpConnector};
 
 /// Redirects followed per request.
@@ -346,7 +345,7 @@ fn agent(timeout: Duration, max_idle: usize, tls: TlsConfig, proxies: &Arc<Proxi
             .chain(TcpConnector::default())
             .chain(AbsoluteFormConnector { proxies: proxies.clone() })
             .chain(RustlsConnector::default());
-    let resolver = ProxyResolver { proxies: proxies.clone(), inner: DefaultResolver::default() };
+    let resolver = ProxyResolver::new(proxies.clone());
     ureq::Agent::with_parts(config, connector, resolver)
 }
 
