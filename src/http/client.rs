@@ -191,8 +191,9 @@ impl Http {
         let mut body = req.body.clone();
         let mut with_secrets = true;
         let mut hops = 0;
+        // Each hop's origin: the request's first, then each redirect's (parsed once, there).
+        let mut origin = first.clone();
         loop {
-            let origin = Origin::parse(&url).map_err(|m| HttpError::new(HttpErrorKind::Protocol, req, m))?;
             *requests += 1;
             let started = Instant::now();
             let result = self.exchange(method, &url, &origin, req, with_secrets, body.as_deref());
@@ -238,6 +239,7 @@ impl Http {
                     body = None;
                 }
                 url = next;
+                origin = next_origin;
                 continue;
             }
             return Ok(Response { status, headers, body: payload, url, requests: 0 });
