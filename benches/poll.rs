@@ -12,6 +12,8 @@
 // The fake forge of the integration tests, reused as is (`super::…` is this crate root).
 #[path = "../tests/it/support/fake_forge.rs"]
 mod fake_forge;
+#[path = "../tests/it/support/fake_git.rs"]
+mod fake_git;
 #[path = "../tests/it/support/git_server.rs"]
 mod git_server;
 #[path = "../tests/it/support/http1.rs"]
@@ -68,6 +70,8 @@ enum Kind {
     Gitlab,
     Gitea,
     Git,
+    /// Plain git over http: the fake forge's Git smart HTTP (protocol v2 `ls-refs`).
+    GitHttp,
 }
 
 impl Bench {
@@ -99,6 +103,11 @@ impl Bench {
                 Kind::Git => {
                     let rel = format!("git/r{i}.git");
                     let url = format!("file://{}", self.root().join(&rel).display());
+                    (rel, url, "git")
+                }
+                Kind::GitHttp => {
+                    let rel = format!("git/r{i}.git");
+                    let url = self.forge.repo_url(&rel);
                     (rel, url, "git")
                 }
             };
@@ -158,6 +167,22 @@ impl Bench {
         times[runs / 2]
     }
 
+    /// Median wall time and median CPU time (user + system, of sentry and anything it ran) of
+    /// `runs` runs of `sentry ARGS`.
+    fn median_with_cpu(&self, runs: usize, args: &[&str]) -> (Duration, Duration) {
+        let (mut walls, mut cpus): (Vec<Duration>, Vec<Duration>) = (0..runs)
+            .map(|_| {
+                let before = children_cpu();
+                let (t, code) = self.sentry(args);
+                assert!(code == 0 || code == 3, "sentry {args:?} exited {code}");
+                (t, children_cpu().saturating_sub(before))
+            })
+            .unzip();
+        walls.sort();
+        cpus.sort();
+        (walls[runs / 2], cpus[runs / 2])
+    }
+
     /// With `SENTRY_BENCH_HOLD=SECONDS`, keeps the fake forge up that long so the scenario's
     /// directory (printed) can be run by hand: profilers, `/usr/bin/time`, other settings.
     fn hold(&self) {
@@ -201,6 +226,19 @@ impl Bench {
             .ok()?;
         String::from_utf8_lossy(&out.stderr).lines().last()?.trim().parse().ok()
     }
+}
+
+/// User + system CPU time of every child process waited for so far (getrusage
+/// `RUSAGE_CHILDREN`): the difference around one run is that run's, its own children included.
+/// The fake forge runs on this process's threads, so none of its time is counted.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage the call may fill.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    assert_eq!(rc, 0, "getrusage");
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 fn ms(d: Duration) -> String {
@@ -570,6 +608,55 @@ fn git_http(runs: usize) {
     );
 }
 
+/// Issue 21's target for plain Git over http at 1,000 repositories: the fake forge's Git smart
+/// HTTP (held byte for byte to `git http-backend` by `forge::lsrefs` in the tests), 20 ms per
+/// request, `concurrency: 32`, against the 1,000-repository GitHub REST pass (one conditional
+/// request per repository, answered 304) on the same forge in the same run; and sentry's CPU
+/// per repository.
+fn git_http_1000(runs: usize) {
+    const N: usize = 1000;
+    let b = Bench::new();
+    let git = b.repos(Kind::GitHttp, N, 1, 0);
+    let rest = b.repos(Kind::Github, N, 1, 0);
+    b.forge.set_latency(Duration::from_millis(20));
+    let mut results = Vec::new();
+    for (label, repos, global) in [
+        ("plain git (ls-refs)", &git, "  concurrency: 32"),
+        ("GitHub REST", &rest, "  concurrency: 32\n  github_api: rest"),
+    ] {
+        b.write_config(global, "", repos);
+        let _ = std::fs::remove_file(b.dir.path().join("state.json"));
+        let (_, code) = b.sentry(&["poll", "--once"]);
+        assert_eq!(code, 0, "G2 first pass, {label}");
+        b.forge.clear_log();
+        let (wall, cpu) = b.median_with_cpu(runs, &["poll", "--once"]);
+        let log = b.forge.requests();
+        let per_pass = log.len() / runs;
+        let bad = log.iter().filter(|r| !matches!(r.status, 200 | 304)).count();
+        assert_eq!(bad, 0, "G2 {label}: {bad} requests neither 200 nor 304");
+        row(
+            "G2",
+            &format!("{N} repos, 1 branch, 20 ms, concurrency 32, {label}: unchanged pass (median of {runs})"),
+            &format!(
+                "{} ({per_pass} requests per pass); sentry CPU {} = {:.2} ms per repository",
+                ms(wall),
+                ms(cpu),
+                cpu.as_secs_f64() * 1000.0 / N as f64
+            ),
+            if label.starts_with("plain") { "CPU <= 1 ms per repository" } else { "reported" },
+        );
+        results.push(wall);
+    }
+    row(
+        "G2",
+        "unchanged pass, plain git / GitHub REST (same run; network floor 2 x: two round trips against one)",
+        &format!("{:.2} x", results[0].as_secs_f64() / results[1].as_secs_f64()),
+        "<= 2 x",
+    );
+    b.write_config("  concurrency: 32", "", &git);
+    b.hold();
+}
+
 fn binary() {
     let size = std::fs::metadata(SENTRY).map(|m| m.len()).unwrap_or(0);
     row("bin", "release binary size", &format!("{:.1} MB", size as f64 / 1_048_576.0), "reported");
@@ -654,5 +741,8 @@ fn main() {
     }
     if wants("G1") {
         git_http(3);
+    }
+    if wants("G2") {
+        git_http_1000(runs);
     }
 }

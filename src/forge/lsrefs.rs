@@ -12,6 +12,7 @@ use super::{CheckError, CheckErrorKind, Checker, MAX_REFS};
 use crate::config::Repository;
 use crate::http::{HttpError, HttpErrorKind, Method, Request, Response};
 use crate::model::Sha;
+use std::borrow::Cow;
 use std::time::Instant;
 
 /// Largest pkt-line payload (LARGE_PACKET_DATA_MAX: 65520 bytes with the 4-byte length).
@@ -72,13 +73,16 @@ pub(super) fn pkt_lines(body: &[u8]) -> Result<Vec<Pkt<'_>>, String> {
 
 /// One pkt-line of `payload` (at most [`MAX_PKT`] - 4 bytes; the callers' are short).
 fn pkt(out: &mut Vec<u8>, payload: &str) {
+    use std::io::Write as _;
     let len = payload.len().saturating_add(4).min(MAX_PKT);
-    out.extend_from_slice(format!("{len:04x}").as_bytes());
-    out.extend_from_slice(&payload.as_bytes()[..len - 4]);
+    // Into the body itself: no string per line (writing to a Vec cannot fail).
+    let _ = write!(out, "{len:04x}");
+    out.extend_from_slice(payload.as_bytes().get(..len.saturating_sub(4)).unwrap_or_default());
 }
 
-/// The capabilities of a version 2 advertisement; `None` when it is not version 2.
-pub(super) fn advertisement(body: &[u8]) -> Result<Option<Vec<String>>, String> {
+/// The capabilities of a version 2 advertisement (borrowed from `body` when UTF-8, as they
+/// are); `None` when it is not version 2.
+pub(super) fn advertisement(body: &[u8]) -> Result<Option<Vec<Cow<'_, str>>>, String> {
     let pkts = pkt_lines(body)?;
     let mut it = pkts.iter().peekable();
     // Smart HTTP servers may start with `# service=git-upload-pack` and a flush.
@@ -97,7 +101,7 @@ pub(super) fn advertisement(body: &[u8]) -> Result<Option<Vec<String>>, String> 
     let mut caps = Vec::new();
     for p in it {
         match p {
-            Pkt::Data(d) => caps.push(String::from_utf8_lossy(trim_nl(d)).into_owned()),
+            Pkt::Data(d) => caps.push(String::from_utf8_lossy(trim_nl(d))),
             Pkt::Flush => break,
             _ => return Err("unexpected delimiter in the capability advertisement".into()),
         }

@@ -13,7 +13,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector, TcpConnector};
 
 /// Redirects followed per request.
@@ -192,8 +191,9 @@ impl Http {
         let mut body = req.body.clone();
         let mut with_secrets = true;
         let mut hops = 0;
+        // Each hop's origin: the request's first, then each redirect's (parsed once, there).
+        let mut origin = first.clone();
         loop {
-            let origin = Origin::parse(&url).map_err(|m| HttpError::new(HttpErrorKind::Protocol, req, m))?;
             *requests += 1;
             let started = Instant::now();
             let result = self.exchange(method, &url, &origin, req, with_secrets, body.as_deref());
@@ -239,6 +239,7 @@ impl Http {
                     body = None;
                 }
                 url = next;
+                origin = next_origin;
                 continue;
             }
             return Ok(Response { status, headers, body: payload, url, requests: 0 });
@@ -346,7 +347,7 @@ fn agent(timeout: Duration, max_idle: usize, tls: TlsConfig, proxies: &Arc<Proxi
             .chain(TcpConnector::default())
             .chain(AbsoluteFormConnector { proxies: proxies.clone() })
             .chain(RustlsConnector::default());
-    let resolver = ProxyResolver { proxies: proxies.clone(), inner: DefaultResolver::default() };
+    let resolver = ProxyResolver::new(proxies.clone());
     ureq::Agent::with_parts(config, connector, resolver)
 }
 

@@ -9,8 +9,10 @@
 //! API: a ureq upgrade may need this file adjusted; the proxy tests say so at once.)
 
 use super::Origin;
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTimeout, Transport};
 
@@ -65,16 +67,66 @@ impl Proxies {
     /// The proxy that a request to `uri` reaches in absolute form: an http origin with an
     /// http proxy. (https, and SOCKS proxies, go through ureq's own tunnels.)
     pub(crate) fn absolute_form(&self, uri: &ureq::http::Uri) -> Option<ureq::Proxy> {
+        // Asked twice per request (resolver and connector): without an http proxy, skip
+        // printing and parsing the URL.
+        self.http.as_ref()?;
         self.absolute_form_origin(&Origin::parse(&uri.to_string()).ok()?)
     }
 }
 
+/// How long resolved addresses are reused: curl's default DNS cache timeout, which git's http
+/// transport runs with.
+const DNS_TTL: Duration = Duration::from_secs(60);
+
 /// Resolves the proxy's address for the requests [`Proxies::absolute_form`] picks, so that
-/// ureq connects to the proxy; every other host as usual.
+/// ureq connects to the proxy; every other host as usual. Addresses are kept [`DNS_TTL`].
 #[derive(Debug)]
 pub(crate) struct ProxyResolver {
     pub(crate) proxies: Arc<Proxies>,
     pub(crate) inner: DefaultResolver,
+    /// `host:port` -> when it was resolved, and to what. ureq resolves the host of every
+    /// request, pooled connection or not, and with a timeout set (sentry always sets one)
+    /// each lookup runs on a thread of its own: a thread and a getaddrinfo per request, more
+    /// CPU than the rest of a small exchange (BENCHMARKS.md, G2).
+    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+}
+
+impl ProxyResolver {
+    /// A resolver for the proxies `proxies`, with an empty cache.
+    pub(crate) fn new(proxies: Arc<Proxies>) -> ProxyResolver {
+        ProxyResolver { proxies, inner: DefaultResolver::default(), cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// `uri`'s addresses: from the cache while fresh, else looked up (and kept if found).
+    fn cached(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) => DefaultResolver::host_and_port(scheme, authority),
+            _ => None,
+        };
+        let Some(key) = key else { return self.inner.resolve(uri, config, timeout) };
+        let now = Instant::now();
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) < DNS_TTL;
+        // A poisoned lock only means no cache: resolve as ureq would.
+        if let Ok(cache) = self.cache.lock()
+            && let Some((at, addrs)) = cache.get(&key)
+            && fresh(at)
+        {
+            return Ok(addrs.clone());
+        }
+        // Looked up outside the lock: a slow name must not hold up the others. Failures are not
+        // kept, so the next request asks again.
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|_, (at, _)| fresh(at));
+            cache.insert(key, (now, addrs.clone()));
+        }
+        Ok(addrs)
+    }
 }
 
 impl Resolver for ProxyResolver {
@@ -90,9 +142,9 @@ impl Resolver for ProxyResolver {
                 let proxy_uri: ureq::http::Uri = format!("http://{host}:{}/", p.port())
                     .parse()
                     .map_err(|e: ureq::http::uri::InvalidUri| ureq::Error::BadUri(e.to_string()))?;
-                self.inner.resolve(&proxy_uri, config, timeout)
+                self.cached(&proxy_uri, config, timeout)
             }
-            None => self.inner.resolve(uri, config, timeout),
+            None => self.cached(uri, config, timeout),
         }
     }
 }
@@ -266,6 +318,28 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolved_addresses_are_kept_for_a_minute() {
+        let r = ProxyResolver::new(Arc::new(Proxies::default()));
+        let config = ureq::Agent::config_builder().build();
+        let uri: ureq::http::Uri = "http://127.0.0.1:9/x".parse().expect("uri");
+        let first = r.resolve(&uri, &config, NextTimeout::default()).expect("resolve");
+        assert_eq!(first.first().map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9"));
+        // A cached answer is recognisable by an address the name does not have.
+        let mut other = first.clone();
+        other[0] = "192.0.2.1:9".parse().expect("addr");
+        let at = Instant::now();
+        r.cache.lock().expect("cache").insert("127.0.0.1:9".into(), (at, other));
+        let again = r.resolve(&uri, &config, NextTimeout::default()).expect("cached");
+        assert_eq!(again.first().map(|a| a.to_string()).as_deref(), Some("192.0.2.1:9"));
+        // Past the TTL it is looked up again.
+        if let Some(old) = at.checked_sub(DNS_TTL) {
+            r.cache.lock().expect("cache").get_mut("127.0.0.1:9").expect("entry").0 = old;
+            let fresh = r.resolve(&uri, &config, NextTimeout::default()).expect("resolve");
+            assert_eq!(fresh.first().map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9"));
+        }
+    }
 
     #[test]
     fn no_proxy_rules() {

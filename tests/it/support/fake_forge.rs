@@ -52,8 +52,14 @@
 //! - [`FakeForge::requests`] is the log: method, path+query, headers (lowercase), status;
 //!   [`FakeForge::max_in_flight`] the most requests answered at once.
 //!
+//! - plain Git: `…/info/refs` and `…/git-upload-pack` of any repository path are Git smart HTTP
+//!   as `git http-backend` answers it (protocol v2 `ls-refs`, see [`super::fake_git`]), behind the
+//!   same faults and latency; with [`FakeForge::require_token`] they need Basic credentials whose
+//!   password is a token (any user name), else 401 with `WWW-Authenticate: Basic`.
+//!
 //! A thread per connection (keep-alive, see [`super::http1`]), so concurrent clients never queue.
 
+use super::fake_git::{self, Endpoint, GitAnswer};
 use super::git_server::LoggedRequest;
 use super::http1::{Request, Response, Server};
 use std::collections::{BTreeMap, VecDeque};
@@ -380,13 +386,70 @@ fn handle(sh: &Shared, request: Request) -> Response {
 
 fn respond(sh: &Shared, request: Request) -> Response {
     let Request { method, url, headers, body } = request;
-    let answer = answer(sh, &method, &url, &headers, &body);
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let (status, out_headers, out_body) = match fake_git::route(path) {
+        Some((rel, endpoint)) => {
+            let a = git_http(sh, &method, query, rel, endpoint, &headers, &body);
+            (a.status, a.headers, a.body)
+        }
+        None => {
+            let a = answer(sh, &method, &url, &headers, &body);
+            (a.status, a.headers, a.body.into_bytes())
+        }
+    };
     let latency = sh.latency_ms.load(Ordering::SeqCst);
     if latency > 0 {
         std::thread::sleep(Duration::from_millis(latency));
     }
-    sh.log.lock().expect("log lock").push(LoggedRequest { method, url, headers, status: answer.status });
-    Response { status: answer.status, headers: answer.headers, body: answer.body.into_bytes() }
+    sh.log.lock().expect("log lock").push(LoggedRequest { method, url, headers, status });
+    Response { status, headers: out_headers, body: out_body }
+}
+
+/// Git smart HTTP for a plain-git repository: an injected fault first, then Basic credentials
+/// when a token is required (the password is the token, as git sends it), then
+/// [`fake_git::serve`].
+fn git_http(
+    sh: &Shared,
+    method: &str,
+    query: &str,
+    rel: &str,
+    endpoint: Endpoint,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+) -> GitAnswer {
+    let text = |status: u16, body: String| GitAnswer {
+        status,
+        headers: vec![("Content-Type".into(), "text/plain".into())],
+        body: body.into_bytes(),
+    };
+    let fault = sh.faults.lock().expect("lock").pop_front();
+    match fault {
+        Some(Fault::Status(s)) => return text(s, format!("{s} injected\n")),
+        // A Git host has no API rate-limit headers: a throttled request is a 429 with a wait.
+        Some(Fault::Throttle(secs) | Fault::RateLimit(secs)) => {
+            let mut a = text(429, "Too Many Requests\n".into());
+            a.headers.push(("Retry-After".into(), secs.to_string()));
+            return a;
+        }
+        Some(Fault::Secondary(s)) => return text(s, format!("{SECONDARY_LIMIT_MESSAGE}\n")),
+        None => {}
+    }
+    let tokens = sh.tokens.lock().expect("lock").clone();
+    if !tokens.is_empty() {
+        use base64::Engine as _;
+        let password = headers
+            .get("authorization")
+            .and_then(|a| a.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|up| up.split_once(':').map(|(_, p)| p.to_string()));
+        if !password.is_some_and(|p| tokens.contains(&p)) {
+            let mut a = text(401, "Unauthorized\n".into());
+            a.headers.push(("WWW-Authenticate".into(), "Basic realm=\"fake-forge\"".into()));
+            return a;
+        }
+    }
+    fake_git::serve(find_repo(&sh.root, rel).as_deref(), method, endpoint, query, headers, body)
 }
 
 /// What a request names: a repository by path, or (GitHub) by id.

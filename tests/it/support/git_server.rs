@@ -105,6 +105,8 @@ fn handle(sh: &Shared, request: Request) -> Response {
         .env("QUERY_STRING", query)
         .env("CONTENT_LENGTH", body.len().to_string())
         .env("REMOTE_ADDR", "127.0.0.1")
+        // What a web server passes (RFC 3875): http-backend answers a wrong method 405 with it.
+        .env("SERVER_PROTOCOL", "HTTP/1.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

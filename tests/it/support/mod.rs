@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod fake_forge;
+pub mod fake_git;
 pub mod fake_kube;
 
 use std::path::{Path, PathBuf};
