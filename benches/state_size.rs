@@ -51,13 +51,13 @@ fn state(history: usize, etag: bool) -> State {
             .collect();
         repo.branches.insert(
             "main".into(),
-            RefState {
+            Box::new(RefState {
                 seen: Some(commit.clone()),
                 deployed: Some(commit),
                 deployed_at: Some("2026-11-22T12:00:03Z".into()),
                 history: entries,
                 ..Default::default()
-            },
+            }),
         );
         s.repos.insert(format!("service-{i:05}"), repo);
     }
