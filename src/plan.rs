@@ -136,7 +136,7 @@ fn plan_refs(
     // Nothing is forgotten by accident (SPEC §3): a branch that is not listed keeps its
     // record, marked, for 30 days; if it comes back at its deployed head, nothing happens.
     let mut drop = Vec::new();
-    for (branch, bs) in refs.iter_mut().filter(|(b, _)| !heads.contains_key(*b)) {
+    for (branch, bs) in refs.iter_mut().filter(|(b, _)| !heads.contains_key(b)) {
         match &bs.gone_since {
             None => {
                 bs.gone_since = Some(now.to_string());

@@ -5,7 +5,6 @@ use crate::error::Exit;
 use crate::model::DeploymentRecord;
 use crate::text::terminal_safe;
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// The summary of a `poll` pass or a `deploy` (SPEC §5).
 #[derive(Clone, Debug, Serialize)]
@@ -54,6 +53,14 @@ fn as_object<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S
     s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
+/// Writes name-value pairs, when there are any, as one JSON object.
+fn as_optional_object<S: serde::Serializer>(pairs: &Option<Vec<(String, String)>>, s: S) -> Result<S::Ok, S::Error> {
+    match pairs {
+        Some(p) => as_object(p, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// One repository's check.
 #[derive(Clone, Debug, Serialize)]
 pub struct Checked {
@@ -65,7 +72,8 @@ pub struct Checked {
     pub branches: Vec<(String, String)>,
     /// Matching tag -> commit, for repositories that monitor tags.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(serialize_with = "as_optional_object")]
+    pub tags: Option<Vec<(String, String)>>,
     /// Why it could not be checked.
     pub error: Option<String>,
 }

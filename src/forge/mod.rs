@@ -823,12 +823,7 @@ fn listing(
     requests: u32,
 ) -> Listing {
     // A name listed twice (offset pages shifting under a walk): the first wins, every time.
-    let mut heads = Heads::new();
-    for (b, sha) in items.into_iter().filter(|(b, _)| m.matches(b)) {
-        if let std::collections::btree_map::Entry::Vacant(e) = heads.entry(b) {
-            e.insert(sha);
-        }
-    }
+    let heads = Heads::first_wins(items.into_iter().filter(|(b, _)| m.matches(b)).collect());
     let validators = etags.map(|etags| Validators { fingerprint, etags, heads: heads.clone() });
     Listing { heads, validators, cache_hit: false, requests }
 }

@@ -78,11 +78,7 @@ impl Checker {
 
 /// A name listed twice (offset pages shifting under a walk): the first wins.
 fn first_wins(items: Vec<(String, Sha)>) -> Heads {
-    let mut heads = Heads::new();
-    for (name, sha) in items {
-        heads.entry(name).or_insert(sha);
-    }
-    heads
+    Heads::first_wins(items)
 }
 
 /// `git ls-remote --tags` output: `<sha>\trefs/tags/<name>`, and for an annotated tag also

@@ -176,7 +176,7 @@ pub fn poll(config: &Config, at: &At<'_>, repos: &[&Repository], dry_run: bool) 
     // The compare requests count like the listings'.
     checks.stats = clients.checker.stats();
     // The heads are in the plan now; at 10,000 repositories they are MBs the saves can use.
-    checks.release_heads();
+    checks.release_heads(&mut summary);
     proceed(config, &run, &clients, store, planned.state, planned.jobs, checks, summary, &now)
 }
 
@@ -295,7 +295,7 @@ pub fn deploy(config: &Config, at: &At<'_>, manual: &Manual<'_>, dry_run: bool) 
     }
     // Keep the bookkeeping a poll would do (seen heads, baselines, dropped branches), without its jobs.
     let planned = plan::plan_with_tags(config, &checks.heads, &checks.tags, state, &now);
-    checks.release_heads();
+    checks.release_heads(&mut summary);
     proceed(config, &run, &clients, store, planned.state, jobs, checks, summary, &now)
 }
 
@@ -386,10 +386,20 @@ impl Checks {
         }
     }
 
-    /// Frees the heads and tags once planned: nothing after the plan reads them.
-    fn release_heads(&mut self) {
-        self.heads = BTreeMap::new();
-        self.tags = BTreeMap::new();
+    /// Hands the heads and tags, once planned, to the summary's `checked` entries: nothing after
+    /// the plan reads them here, and one copy of 10,000 repositories' heads is enough.
+    fn release_heads(&mut self, summary: &mut Summary) {
+        let mut heads = std::mem::take(&mut self.heads);
+        let mut tags = std::mem::take(&mut self.tags);
+        let text = |h: Heads| h.into_iter().map(|(name, sha)| (name, String::from(sha))).collect::<Vec<_>>();
+        for c in &mut summary.checked {
+            if let Some(h) = heads.remove(&c.repo) {
+                c.branches = text(h);
+            }
+            if let Some(t) = tags.remove(&c.repo) {
+                c.tags = Some(text(t));
+            }
+        }
     }
 }
 
@@ -425,9 +435,10 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
     for (repo, result) in repos.iter().zip(results) {
         match result {
             Ok(mut listing) => {
+                // The heads join this entry once planned ([`Checks::release_heads`]).
                 summary.checked.push(Checked {
                     repo: repo.name.clone(),
-                    branches: listing.heads.iter().map(|(b, s)| (b.clone(), s.to_string())).collect(),
+                    branches: Vec::new(),
                     tags: None,
                     error: None,
                 });
@@ -455,19 +466,14 @@ fn check(checker: &Checker, repos: &[&Repository], state: &State, summary: &mut 
         repos.iter().copied().filter(|r| !r.monitor.tags.is_empty() && heads.contains_key(&r.name)).collect();
     let mut tags = BTreeMap::new();
     for (repo, result) in tagged.iter().zip(checker.tags_all(&tagged)) {
-        let entry = summary.checked.iter_mut().find(|c| c.repo == repo.name);
         match result {
             Ok(t) => {
-                if let Some(c) = entry {
-                    c.tags = Some(t.iter().map(|(n, s)| (n.clone(), s.to_string())).collect());
-                }
                 tags.insert(repo.name.clone(), t);
             }
             Err(e) => {
                 let msg = crate::logging::redact(&e.to_string());
                 log::warn!(repo = repo.name.as_str(); "repository could not be checked: {msg}");
-                if let Some(c) = entry {
-                    c.branches.clear();
+                if let Some(c) = summary.checked.iter_mut().find(|c| c.repo == repo.name) {
                     c.error = Some(msg.clone());
                 }
                 summary.errors.push(format!("{}: {msg}", repo.name));

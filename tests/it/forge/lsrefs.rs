@@ -74,7 +74,7 @@ fn a_server_without_protocol_v2_is_left_to_ls_remote() {
     let url = format!("http://127.0.0.1:{}/old.git", server.port());
     let c = config(&[repo("old", "git", url, &["main"], None)], 1);
     let l = checker(&c).check(&c.repositories[0], None).expect("ls-remote reads v0");
-    assert_eq!(l.heads["main"].as_str(), sha);
+    assert_eq!(l.heads.get("main").expect("listed").as_str(), sha);
 }
 
 #[test]

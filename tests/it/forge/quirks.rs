@@ -114,7 +114,7 @@ fn a_listing_that_changes_while_it_is_walked_is_walked_again() {
     });
     let c = config(&[repo("app", "gitea", forge.repo_url("org/app"), &all, None)], 1);
     let listing = checker(&c).check(&c.repositories[0], None).expect("listing");
-    assert_eq!(listing.heads["zz-2"].as_str(), moved.lock().expect("lock").as_str());
+    assert_eq!(listing.heads.get("zz-2").expect("listed").as_str(), moved.lock().expect("lock").as_str());
     assert_eq!(as_strings(&listing.heads), bare.heads());
 }
 
