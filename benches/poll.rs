@@ -309,9 +309,8 @@ fn p1_p2_p3(runs: usize) {
     );
 }
 
-fn p4(runs: usize) {
-    let b = Bench::new();
-    // A real QA repository to clone (file://, so the clone is local and cheap).
+/// A real QA repository to clone (file://, so the clone is local and cheap); its URL.
+fn qa_repo(b: &Bench) -> String {
     let qa = b.root().join("qa.git");
     let ok = |c: &mut Command| assert!(c.status().expect("git").success());
     ok(Command::new("git").args(["init", "-q", "--bare", "-b", "main"]).arg(&qa));
@@ -329,7 +328,12 @@ fn p4(runs: usize) {
         "qa",
     ]));
     ok(Command::new("git").current_dir(&work).args(["push", "-q", "origin", "HEAD:main"]));
-    let qa_url = format!("file://{}", qa.display());
+    format!("file://{}", qa.display())
+}
+
+fn p4(runs: usize) {
+    let b = Bench::new();
+    let qa_url = qa_repo(&b);
 
     let make = |cmd: &str, n: usize| {
         let repos = b
@@ -392,6 +396,90 @@ fn p4(runs: usize) {
     );
     make("sleep 0.5", 20);
     b.hold();
+}
+
+/// sentry's own CPU time and peak RSS, from the debug line every run ends with.
+fn own_usage(log: &str) -> (Duration, u64) {
+    let line = log.lines().rev().find(|l| l.contains("resources used by sentry itself")).expect("usage line");
+    let field = |k: &str| -> u64 {
+        line.split(k).nth(1).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).expect("field")
+    };
+    (Duration::from_millis(field("cpu_ms=")), field("max_rss_kib="))
+}
+
+/// Issue 21: a parallel group of 50 jobs (`true`, a local QA clone each) among 50 and among
+/// 3,000 configured repositories. sentry's own CPU per job (children excluded: clone and
+/// commands are git's and sh's) is the job pass's own CPU minus an unchanged pass's, over 50;
+/// peak RSS is sentry's own (`getrusage`), of the job pass and of the unchanged pass.
+fn p5(runs: usize) {
+    const JOBS: usize = 50;
+    let mut results = Vec::new();
+    for n in [JOBS, 3_000] {
+        let b = Bench::new();
+        let qa_url = qa_repo(&b);
+        let group = b
+            .repos(Kind::Github, JOBS, 1, 0)
+            .replace("file:///nonexistent/qa.git", &qa_url)
+            .replace("      commands: [\"true\"]\n", "      commands: [\"true\"]\n    group: g\n");
+        let rest = b.repos(Kind::Github, n - JOBS, 1, JOBS);
+        b.write_config(
+            "  concurrency: 32",
+            "groups:\n  g:\n    execution_strategy: parallel\n    max_parallel: 10\n",
+            &format!("{group}{rest}"),
+        );
+        let (_, code, log) = b.sentry_logged(&["poll", "--once"], "info");
+        assert_eq!(code, 0, "baseline pass failed: {log}");
+        let (mut per_job, mut rss, mut idle_rss) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..runs {
+            let (_, code, log) = b.sentry_logged(&["poll", "--once"], "debug");
+            assert_eq!(code, 0, "unchanged pass failed");
+            let (idle, idle_peak) = own_usage(&log);
+            // Every group member's head moves: 50 jobs.
+            let names = ["main".to_string()];
+            for i in 0..JOBS {
+                bare(&b.root(), &format!("gh/r{i}.git"), &names, 1_000 + run * JOBS + i);
+            }
+            let (_, code, log) = b.sentry_logged(&["poll", "--once"], "debug");
+            let problems: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+            assert_eq!(code, 0, "job pass failed: {problems:?}");
+            assert_eq!(log.matches("deploy repository cloned").count(), JOBS, "{JOBS} jobs ran");
+            let (busy, peak) = own_usage(&log);
+            per_job.push(busy.saturating_sub(idle) / JOBS as u32);
+            rss.push(peak);
+            idle_rss.push(idle_peak);
+        }
+        per_job.sort();
+        rss.sort();
+        idle_rss.sort();
+        let (job, peak, idle_peak) = (per_job[runs / 2], rss[runs / 2], idle_rss[runs / 2]);
+        row(
+            "P5",
+            &format!(
+                "parallel group of {JOBS} jobs (`true`, max_parallel 10) among {n} configured: sentry's own CPU per job; peak RSS of the job pass (of an unchanged pass) (median of {runs})"
+            ),
+            &format!(
+                "{:.1} ms; {:.1} MB ({:.1} MB)",
+                job.as_secs_f64() * 1000.0,
+                peak as f64 / 1024.0,
+                idle_peak as f64 / 1024.0
+            ),
+            "<= 5 ms per job",
+        );
+        results.push((peak, idle_peak));
+        b.hold();
+    }
+    let ((small, small_idle), (large, large_idle)) = (results[0], results[1]);
+    row(
+        "P5",
+        "peak RSS of the job pass, 3,000 configured / 50 configured; what the jobs add at 3,000 / at 50",
+        &format!(
+            "{:.2} x; +{:.1} MB / +{:.1} MB",
+            large as f64 / small as f64,
+            large.saturating_sub(large_idle) as f64 / 1024.0,
+            small.saturating_sub(small_idle) as f64 / 1024.0
+        ),
+        "<= 1.2 x",
+    );
 }
 
 fn mixed(runs: usize) {
@@ -725,6 +813,9 @@ fn main() {
     }
     if wants("P4") {
         p4(3);
+    }
+    if wants("P5") {
+        p5(3);
     }
     if wants("mixed") {
         mixed(3);

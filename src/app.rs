@@ -113,6 +113,10 @@ pub(crate) fn run(cli: Cli) -> Exit {
     let output = cli.output;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli, explicit)))
         .unwrap_or_else(|panic| Err(Error::Internal(crate::text::panic_message(&*panic))));
+    // sentry's own cost, children excluded: what the benchmarks read (BENCHMARKS.md, P5).
+    if let Some((cpu, max_rss_kib)) = crate::sys::own_usage() {
+        log::debug!(cpu_ms = u64::try_from(cpu.as_millis()).unwrap_or(u64::MAX), max_rss_kib = max_rss_kib; "resources used by sentry itself");
+    }
     match result {
         Ok(exit) => exit,
         Err(e) => commands::failed(&e, output, command_name(&cli.command)),

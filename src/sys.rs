@@ -55,6 +55,23 @@ pub fn release_free_memory() {
     }
 }
 
+/// CPU time this process has used (all its threads; not its children) and its peak resident
+/// set in KiB, from `getrusage(RUSAGE_SELF)`.
+pub fn own_usage() -> Option<(Duration, u64)> {
+    // SAFETY: getrusage writes one rusage struct we own; zeroed is a valid rusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer to our struct.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return None;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).ok()?)
+            .checked_add(Duration::from_micros(u64::try_from(t.tv_usec).ok()?))
+    };
+    let cpu = tv(ru.ru_utime)?.checked_add(tv(ru.ru_stime)?)?;
+    Some((cpu, u64::try_from(ru.ru_maxrss).unwrap_or(0)))
+}
+
 /// Prepares `cmd` to start a job process: it is killed when the thread that starts it ends
 /// (sentry's death included: `PR_SET_PDEATHSIG`, Linux only), and it inherits `keep` (a
 /// descriptor sentry opened close-on-exec, such as the state lock) so that the lock lives as
