@@ -20,6 +20,8 @@ pub(crate) struct Tally {
     pub(crate) state: State,
     /// Count of changes recorded so far.
     recorded: u64,
+    /// Repositories changed since the last save that succeeded (the store re-encodes only these).
+    changed: std::collections::BTreeSet<String>,
     pub(crate) save_errors: Vec<String>,
     pub(crate) notify_errors: Vec<String>,
 }
@@ -33,15 +35,33 @@ struct Saved {
 impl Journal {
     pub(crate) fn new(store: Box<dyn StateStore>, state: State) -> Journal {
         Journal {
-            shared: Mutex::new(Tally { state, recorded: 0, save_errors: Vec::new(), notify_errors: Vec::new() }),
+            shared: Mutex::new(Tally {
+                state,
+                recorded: 0,
+                changed: std::collections::BTreeSet::new(),
+                save_errors: Vec::new(),
+                notify_errors: Vec::new(),
+            }),
             store: Mutex::new(Saved { store, saved: 0 }),
         }
     }
 
-    /// Applies `change` to the state; returns its number for [`Journal::commit`].
+    /// Applies `change` to the state outside `repos`; returns its number for [`Journal::commit`].
     pub(crate) fn record(&self, change: impl FnOnce(&mut State)) -> Option<u64> {
+        self.record_for(None, change)
+    }
+
+    /// Applies `change`, which may change repository `repo` too (and no other), to the state.
+    pub(crate) fn record_repo(&self, repo: &str, change: impl FnOnce(&mut State)) -> Option<u64> {
+        self.record_for(Some(repo), change)
+    }
+
+    fn record_for(&self, repo: Option<&str>, change: impl FnOnce(&mut State)) -> Option<u64> {
         let mut sh = self.shared.lock().ok()?;
         change(&mut sh.state);
+        if let Some(repo) = repo {
+            sh.changed.insert(repo.to_string());
+        }
         sh.recorded += 1;
         Some(sh.recorded)
     }
@@ -56,9 +76,13 @@ impl Journal {
         // Saved while holding the state, not from a copy of it: a copy per save was the run's
         // largest transient (tens of MB at 10,000 repositories). Jobs that finish meanwhile wait
         // to record, then ride the next save, as they would have anyway.
-        let Ok(sh) = self.shared.lock() else { return };
+        let Ok(mut sh) = self.shared.lock() else { return };
         let upto = sh.recorded;
-        let result = saved.store.save(&sh.state);
+        let result = saved.store.save_changed(&sh.state, &sh.changed);
+        if result.is_ok() {
+            // A failed save keeps them: the next one must write them again.
+            sh.changed.clear();
+        }
         drop(sh);
         match result {
             Ok(()) => saved.saved = upto,

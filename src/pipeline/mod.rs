@@ -701,7 +701,7 @@ fn deploy_and_record(
                 plan::Stamp { now: &now, started_at: &started_at, run_id: &run.id, history: config.global.history };
             let pending = notify::pending(&done, &run.id, &host, &now)
                 .filter(|_| !notify::targets(config, &done.repo).is_empty());
-            let recorded = journal.record(|state| {
+            let recorded = journal.record_repo(&done.repo, |state| {
                 plan::record(state, &done, &stamp);
                 // Recorded in the same save as the outcome: an interruption cannot lose it.
                 if let Some(p) = &pending {

@@ -41,6 +41,8 @@ pub struct FileStore {
     read_only: bool,
     /// The file on disk is known to parse (or to be missing), so `save` may replace it.
     verified: bool,
+    /// The records `save_changed` wrote last, for the next one.
+    cache: super::PrettyCache,
 }
 
 impl FileStore {
@@ -52,6 +54,7 @@ impl FileStore {
             lock: None,
             read_only: mode == LockMode::None,
             verified: false,
+            cache: super::PrettyCache::default(),
         };
         let wait = match mode {
             LockMode::None => {
@@ -233,6 +236,20 @@ pub fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+impl FileStore {
+    /// Whether this store may replace the file: opened with a lock, and the file on disk known to
+    /// parse (never replace one that does not: that is the operator's to repair).
+    fn writable(&mut self) -> Result<(), StateError> {
+        if self.read_only {
+            return Err(StateError::ReadOnly { location: self.location.clone() });
+        }
+        if !self.verified {
+            self.load()?;
+        }
+        Ok(())
+    }
+}
+
 impl StateStore for FileStore {
     fn load(&mut self) -> Result<State, StateError> {
         let file = match File::open(&self.path) {
@@ -259,16 +276,21 @@ impl StateStore for FileStore {
     }
 
     fn save(&mut self, state: &State) -> Result<(), StateError> {
-        if self.read_only {
-            return Err(StateError::ReadOnly { location: self.location.clone() });
-        }
-        if !self.verified {
-            // Never replace a stored state that does not parse: that is the operator's to repair.
-            self.load()?;
-        }
+        self.writable()?;
         let text = super::encode_within(state, MAX_FILE_BYTES, |st| to_json(st).into_bytes())
             .map_err(|size| self.too_large(size))?;
         crate::fsutil::write_atomic(&self.path, &text).map_err(|e| self.io(e.action, e.source))?;
+        Ok(())
+    }
+
+    fn save_changed(&mut self, state: &State, changed: &std::collections::BTreeSet<String>) -> Result<(), StateError> {
+        self.writable()?;
+        let text = self.cache.encode(state, changed);
+        if text.len() as u64 > MAX_FILE_BYTES {
+            // The size rules (validators dropped, else refused) are `save`'s.
+            return self.save(state);
+        }
+        crate::fsutil::write_atomic(&self.path, text.as_bytes()).map_err(|e| self.io(e.action, e.source))?;
         Ok(())
     }
 
