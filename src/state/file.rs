@@ -290,8 +290,8 @@ impl StateStore for FileStore {
             // The size rules (validators dropped, else refused) are `save`'s.
             return self.save(state);
         }
-        crate::fsutil::write_atomic(&self.path, text.as_bytes()).map_err(|e| self.io(e.action, e.source))?;
-        Ok(())
+        let written = crate::fsutil::write_atomic(&self.path, text.as_bytes());
+        written.map_err(|e| self.io(e.action, e.source))
     }
 
     fn location(&self) -> String {

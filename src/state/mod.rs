@@ -351,12 +351,15 @@ pub fn to_json(state: &State) -> String {
 pub struct PrettyCache {
     /// Each repository's record as it appears in the file (indented, without separator).
     fragments: std::collections::HashMap<String, String>,
+    /// The last text, its buffer reused: a fresh 1 MB buffer per save was fresh pages to fault
+    /// in each time.
+    out: String,
 }
 
 impl PrettyCache {
     /// Exactly `to_json(state)`, encoding again only the repositories in `changed` and those it
     /// has not seen. Everything but the repositories is small and encoded whole every time.
-    pub fn encode(&mut self, state: &State, changed: &std::collections::BTreeSet<String>) -> String {
+    pub fn encode(&mut self, state: &State, changed: &std::collections::BTreeSet<String>) -> &str {
         let head = State {
             http: state.http.clone(),
             last_run: state.last_run.clone(),
@@ -368,10 +371,12 @@ impl PrettyCache {
         let head = to_json(&head);
         // The empty map, at depth 1 (deeper lines start with more spaces): where the records go.
         const EMPTY: &str = "\n  \"repos\": {}";
-        let Some(at) = head.find(EMPTY) else { return to_json(state) };
-        self.fragments.retain(|name, _| state.repos.contains_key(name));
-        let size = self.fragments.values().map(|f| f.len() + 2).sum::<usize>();
-        let mut out = String::with_capacity(head.len().saturating_add(size));
+        let Some(at) = head.find(EMPTY) else {
+            self.out = to_json(state);
+            return &self.out;
+        };
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
         out.push_str(&head[..at]);
         out.push_str("\n  \"repos\": {");
         for (i, (name, repo)) in state.repos.iter().enumerate() {
@@ -387,8 +392,13 @@ impl PrettyCache {
         }
         out.push_str(if state.repos.is_empty() { "}" } else { "\n  }" });
         out.push_str(&head[at + EMPTY.len()..]);
+        // Every repository has its record now: more records than repositories are gone ones.
+        if self.fragments.len() > state.repos.len() {
+            self.fragments.retain(|name, _| state.repos.contains_key(name));
+        }
         debug_assert_eq!(out, to_json(state), "the reused records must be the ones to_json writes");
-        out
+        self.out = out;
+        &self.out
     }
 }
 
@@ -747,15 +757,15 @@ mod tests {
         let mut cache = PrettyCache::default();
         let none = std::collections::BTreeSet::new();
         // Empty, then the first call: every record is new to the cache.
-        assert_eq!(PrettyCache::default().encode(&State::default(), &none), to_json(&State::default()));
-        assert_eq!(cache.encode(&s, &none), to_json(&s));
+        assert_eq!(PrettyCache::default().encode(&State::default(), &none), to_json(&State::default()).as_str());
+        assert_eq!(cache.encode(&s, &none), to_json(&s).as_str());
         for name in ["a\"quoted\"", "mid", "\u{e9}t\u{e9}"] {
             s.repos.entry(name.into()).or_default().last_error = Some("line\nbreak".into());
         }
         s.outbox.clear();
         // Records it has not seen are encoded, records gone are left out.
         s.repos.remove("zeta");
-        assert_eq!(cache.encode(&s, &none), to_json(&s));
+        assert_eq!(cache.encode(&s, &none), to_json(&s).as_str());
         // A changed record, named, is encoded again; the others are the cache's text.
         s.repos.entry("mid".into()).or_default().branches.insert(
             "main".into(),
@@ -763,7 +773,7 @@ mod tests {
         );
         s.last_success = Some("2026-11-22T12:00:05Z".into());
         let changed: std::collections::BTreeSet<String> = ["mid".to_string()].into();
-        assert_eq!(cache.encode(&s, &changed), to_json(&s));
+        assert_eq!(cache.encode(&s, &changed), to_json(&s).as_str());
         assert!(cache.fragments.get("mid").is_some_and(|f| f.contains(&"b".repeat(40))));
         assert_eq!(cache.fragments.len(), s.repos.len());
     }
