@@ -230,19 +230,13 @@ impl Checker {
             .secret_header("Authorization", Secret::new(format!("Bearer {}", token.expose())))
             .body("application/json", body);
         let origin = Origin::parse(endpoint).ok();
-        let limited_until = origin.as_ref().and_then(|o| self.limited.lock().ok().and_then(|l| l.get(o).copied()));
-        if let Some(until) = limited_until {
-            let when = until.map(|t| format!(" until {}", crate::time::rfc3339(t))).unwrap_or_default();
-            let host = origin.map(|o| o.host).unwrap_or_default();
+        if let Some(why) = origin.as_ref().and_then(|o| self.given_up(o, "GitHub")) {
             for &n in pending {
                 let it = &mut items[n];
                 it.outcome = Outcome::Failed(CheckError {
                     repo: it.repo.name.clone(),
                     kind: CheckErrorKind::RateLimited,
-                    message: format!(
-                        "repository {}: GitHub at {host} rate limited this run{when}: not asked again before the next run",
-                        it.repo.name
-                    ),
+                    message: format!("repository {}: {why}", it.repo.name),
                 });
             }
             return;
@@ -250,10 +244,8 @@ impl Checker {
         let resp = match self.http.send(&req) {
             Ok(r) => r,
             Err(e) => {
-                if let (HttpErrorKind::RateLimited { until }, Some(o), Ok(mut l)) =
-                    (&e.kind, origin.clone(), self.limited.lock())
-                {
-                    l.insert(o, *until);
+                if let (HttpErrorKind::RateLimited { until }, Some(o)) = (&e.kind, origin.clone()) {
+                    self.give_up(o, *until);
                 }
                 // No answer, refused credentials, a rate limit, a server failing after its
                 // retries or an answer too large hold for REST too (one origin, one token): the
@@ -323,8 +315,8 @@ impl Checker {
                 .header("x-ratelimit-reset")
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .and_then(|s| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(s)));
-            if let (Some(o), Ok(mut l)) = (origin, self.limited.lock()) {
-                l.insert(o, until);
+            if let Some(o) = origin {
+                self.give_up(o, until);
             }
             let when = until.map(|t| format!(" until {}", crate::time::rfc3339(t))).unwrap_or_default();
             for &n in pending {

@@ -729,25 +729,30 @@ impl Checker {
     /// limited this run beyond its budget is not asked again.
     fn send(&self, repo: &Repository, api: &Api, req: &Request) -> Result<Response, CheckError> {
         let origin = Origin::parse(req.url()).ok();
-        if let Some(o) = &origin
-            && let Some(until) = self.limited.lock().ok().and_then(|l| l.get(o).copied())
-        {
-            let when = until.map(|t| format!(" until {}", crate::time::rfc3339(t))).unwrap_or_default();
-            return Err(CheckError {
-                repo: repo.name.clone(),
-                kind: CheckErrorKind::RateLimited,
-                message: format!(
-                    "repository {}: {} at {} rate limited this run{when}: not asked again before the next run",
-                    repo.name, api.forge, o.host
-                ),
-            });
+        if let Some(why) = origin.as_ref().and_then(|o| self.given_up(o, api.forge)) {
+            let message = format!("repository {}: {why}", repo.name);
+            return Err(CheckError { repo: repo.name.clone(), kind: CheckErrorKind::RateLimited, message });
         }
         self.http.send(req).map_err(|e| {
-            if let (HttpErrorKind::RateLimited { until }, Some(o), Ok(mut l)) = (&e.kind, origin, self.limited.lock()) {
-                l.insert(o, *until);
+            if let (HttpErrorKind::RateLimited { until }, Some(o)) = (&e.kind, origin) {
+                self.give_up(o, *until);
             }
             http_error(repo, api, e)
         })
+    }
+
+    /// Why `origin` is not asked again this run, when it rate limited the run beyond its budget.
+    fn given_up(&self, origin: &Origin, forge: &str) -> Option<String> {
+        let until = self.limited.lock().ok()?.get(origin).copied()?;
+        let when = until.map(|t| format!(" until {}", crate::time::rfc3339(t))).unwrap_or_default();
+        Some(format!("{forge} at {} rate limited this run{when}: not asked again before the next run", origin.host))
+    }
+
+    /// Gives `origin` up for the rest of the run (its limit lasts `until`, when it said).
+    fn give_up(&self, origin: Origin, until: Option<SystemTime>) {
+        if let Ok(mut l) = self.limited.lock() {
+            l.insert(origin, until);
+        }
     }
 }
 
