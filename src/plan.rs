@@ -486,7 +486,8 @@ pub fn record(state: &mut State, done: &DeploymentRecord, stamp: &Stamp<'_>) {
         return;
     }
     let rs = state.repos.entry(done.repo.clone()).or_default();
-    *rs.deployments.entry(done.status.as_str().to_string()).or_default() += 1;
+    let count = rs.deployments.entry(done.status.as_str().to_string()).or_default();
+    *count = count.saturating_add(1); // a counter from the state file may be anything
     rs.last_deployment_ms = Some(done.duration_ms);
     let refs = if done.tag.is_some() { &mut rs.tags } else { &mut rs.branches };
     let bs: &mut RefState = refs.entry(done.ref_name().to_string()).or_default();
@@ -519,7 +520,8 @@ pub fn record(state: &mut State, done: &DeploymentRecord, stamp: &Stamp<'_>) {
 /// The commit a change is compared from: the last one filtered, else the last one deployed
 /// (SPEC §4 "filters"). `None`: nothing to compare with (the change is deployed).
 pub fn compare_base(state: &State, job: &Job) -> Option<Sha> {
-    let bs = state.repos.get(&job.repo)?.branches.get(&job.branch)?;
+    let rs = state.repos.get(&job.repo)?;
+    let bs = if job.tag { &rs.tags } else { &rs.branches }.get(&job.branch)?;
     bs.filtered.clone().or_else(|| bs.deployed.clone()).filter(|b| *b != job.commit)
 }
 
@@ -550,8 +552,10 @@ pub fn verdict(filter: &PathFilter, skip_markers: &[String], examined: &Examined
 /// failure is moot, and the repository's counter for `reason` goes up. Nothing is deployed.
 pub fn record_filtered(state: &mut State, job: &Job, reason: Reason) {
     let rs = state.repos.entry(job.repo.clone()).or_default();
-    *rs.filtered.entry(reason.key().to_string()).or_default() += 1;
-    let bs = rs.branches.entry(job.branch.clone()).or_default();
+    let count = rs.filtered.entry(reason.key().to_string()).or_default();
+    *count = count.saturating_add(1);
+    let refs = if job.tag { &mut rs.tags } else { &mut rs.branches };
+    let bs = refs.entry(job.branch.clone()).or_default();
     bs.seen = Some(job.commit.clone());
     bs.filtered = Some(job.commit.clone());
     bs.failure = None;

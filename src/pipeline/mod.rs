@@ -188,15 +188,14 @@ pub fn poll(config: &Config, at: &At<'_>, repos: &[&Repository], dry_run: bool) 
 fn examine(config: &Config, checker: &Checker, planned: &mut plan::Plan) -> Vec<DeploymentRecord> {
     let mut filtered = Vec::new();
     let mut kept = Vec::with_capacity(planned.jobs.len());
-    // Every base as planned, before a filtered job records its commit: planning never changes
-    // a moved head's deployed or filtered commit, so these are the bases the pass started with.
-    let bases: Vec<Option<Sha>> = planned.jobs.iter().map(|j| plan::compare_base(&planned.state, j)).collect();
-    for (job, base) in std::mem::take(&mut planned.jobs).into_iter().zip(bases) {
+    for job in std::mem::take(&mut planned.jobs) {
         let Some(repo) = config.repository(&job.repo).filter(|r| plan::needs_examining(r, &job)) else {
             kept.push(job);
             continue;
         };
-        let Some(base) = base else {
+        // Planning never changes a moved ref's deployed or filtered commit, and recording a
+        // filtered job touches only its own ref: the base is the one the pass started with.
+        let Some(base) = plan::compare_base(&planned.state, &job) else {
             kept.push(job);
             continue;
         };
@@ -564,17 +563,22 @@ fn log_jobs(jobs: &[Job]) {
 fn count_http(config: &Config, state: &mut State, checks: &Checks) {
     for ((forge, status), n) in &checks.stats.requests {
         let status = if *status == 0 { "error".to_string() } else { status.to_string() };
-        *state.http.requests.entry(format!("{forge}/{status}")).or_default() += n;
+        bump(state.http.requests.entry(format!("{forge}/{status}")).or_default(), *n);
     }
     // `git ls-remote` is not HTTP through our client: count its invocations by outcome.
     let is_git = |name: &String| config.repository(name).is_some_and(|r| r.monitor.kind == ForgeKind::Git);
     for listing in checks.listings.iter().filter(|(n, _)| is_git(n)).map(|(_, l)| l) {
-        *state.http.requests.entry("git/ok".into()).or_default() += u64::from(listing.requests);
+        bump(state.http.requests.entry("git/ok".into()).or_default(), u64::from(listing.requests));
     }
     for _ in checks.errors.keys().filter(|n| is_git(n)) {
-        *state.http.requests.entry("git/error".into()).or_default() += 1;
+        bump(state.http.requests.entry("git/error".into()).or_default(), 1);
     }
-    state.http.cache_hits += checks.listings.values().filter(|l| l.cache_hit).count() as u64;
+    bump(&mut state.http.cache_hits, checks.listings.values().filter(|l| l.cache_hit).count() as u64);
+}
+
+/// Adds to a counter read from the state file, which may hold any number: saturating.
+fn bump(counter: &mut u64, n: u64) {
+    *counter = counter.saturating_add(n);
 }
 
 /// Writes `global.metrics_file` and pushes to `global.pushgateway_url`, if configured. A failure

@@ -521,6 +521,35 @@ fn a_filtered_head_is_the_next_base_and_not_a_change_again() {
 }
 
 #[test]
+fn a_moved_tag_is_compared_and_filtered_on_its_own_record_not_a_branch_of_its_name() {
+    let c = filtered_config("      paths: [\"svc/**\"]\n", "");
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("rel", '1')]);
+    let rs = s.repos.entry("a".into()).or_default();
+    rs.tags.insert(
+        "rel".into(),
+        Box::new(RefState { seen: Some(sha('4')), deployed: Some(sha('4')), ..Default::default() }),
+    );
+    let tag = Job {
+        tag: true,
+        repo: "a".into(),
+        group: None,
+        branch: "rel".into(),
+        commit: sha('5'),
+        previous: Some(sha('4')),
+        reason: Reason::Changed,
+        attempt: 1,
+    };
+    assert!(needs_examining(&c.repositories[0], &tag));
+    assert_eq!(compare_base(&s, &tag), Some(sha('4')), "from the tag's last commit, not the branch's");
+    record_filtered(&mut s, &tag, Reason::Paths);
+    let rs = &s.repos["a"];
+    assert_eq!(rs.tags["rel"].filtered, Some(sha('5')));
+    assert_eq!(rs.branches["rel"].filtered, None, "the branch of the same name is untouched");
+    assert_eq!(rs.branches["rel"].seen, Some(sha('1')));
+}
+
+#[test]
 fn new_branches_retries_and_unfiltered_repositories_are_not_examined() {
     let c = simple();
     let mut s = State::default();
