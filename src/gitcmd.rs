@@ -19,7 +19,6 @@
 use crate::config::{Auth, ForgeKind};
 use crate::secret::{Secret, base64};
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -192,33 +191,9 @@ pub fn redirect_target(url: &str, timeout: Duration) -> Option<String> {
     let mut cmd = command(url, &Auth::default(), ForgeKind::Git);
     cmd.args(["ls-remote", "--heads", "--", url]);
     cmd.env("GIT_TRACE_CURL", "1").env("GIT_TRACE_CURL_NO_DATA", "1").env("GIT_TRACE_REDACT", "1");
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).process_group(0);
-    let mut child = cmd.spawn().ok()?;
-    let stderr = child.stderr.take()?;
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let mut r = stderr.take(MAX_TRACE);
-        let _ = r.read_to_end(&mut buf);
-        let _ = std::io::copy(&mut r.into_inner(), &mut std::io::sink());
-        buf
-    });
-    let deadline = Instant::now().checked_add(timeout)?;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
-                    crate::sys::signal_group(pgid, libc::SIGKILL);
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-        }
-    }
-    let trace = reader.join().ok()?;
-    location(url, &String::from_utf8_lossy(&trace))
+    // The shared runner: the group killed at the deadline, every wait (the output's too) bounded.
+    let ran = run_bounded(cmd, Instant::now().checked_add(timeout)?, 0, MAX_TRACE).ok()?;
+    location(url, &String::from_utf8_lossy(&ran.stderr))
 }
 
 /// The first `Location` header in a `GIT_TRACE_CURL` trace, resolved against `url`, with git's
