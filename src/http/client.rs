@@ -120,7 +120,10 @@ impl Http {
 
     #[allow(clippy::result_large_err)]
     fn send_once_or_more(&self, req: &Request) -> Result<Response, HttpError> {
-        let redactor = req.redactor().merged(&self.inner.redactor);
+        // Built only for an error to redact: merging copies every needle of the run's redactor,
+        // which with a token per repository is thousands of strings per request.
+        let merged = std::cell::OnceCell::new();
+        let redactor = || merged.get_or_init(|| req.redactor().merged(&self.inner.redactor));
         let attempts = if self.inner.follow_and_retry { req.attempts } else { 1 };
         let mut requests = 0;
         let mut attempt = 0;
@@ -139,7 +142,7 @@ impl Http {
                     let wait = server_wait(&resp.headers, SystemTime::now())
                         .or_else(|| rate_limited.then_some(MIN_RATE_LIMIT_WAIT));
                     let retryable = rate_limited || resp.status >= 500 || resp.status == 408;
-                    let err = status_error(req, &redactor, resp);
+                    let err = status_error(req, redactor(), resp);
                     if !retryable {
                         return Err(HttpError { requests, ..err });
                     }
@@ -184,7 +187,12 @@ impl Http {
 
     /// One attempt: the request and its redirects.
     #[allow(clippy::result_large_err)]
-    fn once(&self, req: &Request, redactor: &Redactor, requests: &mut u32) -> Result<Response, HttpError> {
+    fn once<'r>(
+        &self,
+        req: &Request,
+        redactor: &dyn Fn() -> &'r Redactor,
+        requests: &mut u32,
+    ) -> Result<Response, HttpError> {
         let first = Origin::parse(&req.url).map_err(|m| HttpError::new(HttpErrorKind::Protocol, req, m))?;
         let mut url = req.url.clone();
         let mut method = req.method;
@@ -202,7 +210,7 @@ impl Http {
                 Ok(r) => r,
                 Err(e) => {
                     self.record(&origin.host, 0, &Vec::new());
-                    let mut err = transport_error(e, req, redactor);
+                    let mut err = transport_error(e, req, redactor());
                     err.url = req.shown(&url);
                     log::debug!(
                         method = method.as_str(), url = err.url.as_str(), duration_ms = ms,
