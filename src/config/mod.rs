@@ -601,10 +601,7 @@ impl Validator<'_> {
 
     /// [`Validator::credential`] of an optional field; empty means not set.
     fn opt_credential(&mut self, path: &str, s: &Option<S<String>>) -> Option<Option<String>> {
-        match s {
-            Some(s) => self.credential(path, s).map(|v| Some(v).filter(|v| !v.is_empty())),
-            None => Some(None),
-        }
+        Some(s.as_ref().and_then(|s| self.credential(path, s)).filter(|v| !v.is_empty()))
     }
 
     /// A path from the file: relative to the file's directory (SPEC §2 v2).
@@ -657,11 +654,10 @@ impl Validator<'_> {
     }
 
     /// An optional string; empty, as written or after expansion, means not set (SPEC §2 v2).
+    /// One that cannot be expanded is a problem and reads as not set, so the rest of its section
+    /// is still checked: every unset variable is reported in one run (the file fails anyway).
     fn opt_string(&mut self, path: &str, s: &Option<S<String>>) -> Option<Option<String>> {
-        match s {
-            Some(s) => self.string(path, s).map(|v| Some(v).filter(|v| !v.is_empty())),
-            None => Some(None),
-        }
+        Some(s.as_ref().and_then(|s| self.string(path, s)).filter(|v| !v.is_empty()))
     }
 
     /// A number within `min..=max` (SPEC §2 "Bounds"), else a problem and the default.
@@ -835,7 +831,7 @@ impl Validator<'_> {
         };
         let log_level = match &g.log_level {
             Some(s) => {
-                let v = self.string("global.log_level", s)?;
+                let v = self.string("global.log_level", s).unwrap_or_default();
                 match crate::logging::parse_level(&v) {
                     _ if v.is_empty() => None,
                     Ok(l) => Some(l),
@@ -1013,10 +1009,9 @@ impl Validator<'_> {
         );
         let upath = format!("{prefix}.webhook_url");
         let Some(url_s) = url else { return Some(None) };
-        let url = self.credential(&upath, url_s)?;
-        if url.is_empty() {
-            return Some(None); // `webhook_url: ""`, as in the seed's own example: not set
-        }
+        // Not expanded (a problem already) or empty (`webhook_url: ""`, as in the seed's own
+        // example): not set, and the rest of the section is still checked.
+        let Some(url) = self.credential(&upath, url_s).filter(|u| !u.is_empty()) else { return Some(None) };
         if let Err(m) = check_url(&url, &["http", "https"], false) {
             self.problem(&upath, line(url_s), m);
         }
@@ -1024,7 +1019,9 @@ impl Validator<'_> {
     }
 
     fn monitor(&mut self, path: &str, m: &raw::Monitor) -> Option<Monitor> {
-        let repo_url = self.credential(&format!("{path}.repo_url"), &m.repo_url)?;
+        // Not expanded: a problem already; the rest of the section is still checked.
+        let expanded = self.credential(&format!("{path}.repo_url"), &m.repo_url);
+        let repo_url = expanded.clone().unwrap_or_default();
         let kind_path = format!("{path}.repo_type");
         let kind = match &m.repo_type {
             Some(_) => self.kind(&kind_path, &m.repo_type),
@@ -1034,7 +1031,9 @@ impl Validator<'_> {
             ForgeKind::Git => &["http", "https", "ssh", "git", "file"],
             _ => &["http", "https"],
         };
-        if let Err(msg) = check_url(&repo_url, schemes, kind == ForgeKind::Git) {
+        if expanded.is_some()
+            && let Err(msg) = check_url(&repo_url, schemes, kind == ForgeKind::Git)
+        {
             self.problem(format!("{path}.repo_url"), line(&m.repo_url), msg);
         }
         let mut patterns = Vec::new();
@@ -1073,7 +1072,9 @@ impl Validator<'_> {
             self.problem(format!("{path}.api_url"), line(s), msg);
         }
         let auth = self.auth(&format!("{path}.auth"), &m.auth)?;
-        self.ssh_key_only_for_ssh(path, &repo_url, &m.auth);
+        if expanded.is_some() {
+            self.ssh_key_only_for_ssh(path, &repo_url, &m.auth);
+        }
         let filter = PathFilter {
             paths: self.globs(&format!("{path}.paths"), &m.paths),
             ignore: self.globs(&format!("{path}.ignore_paths"), &m.ignore_paths),
@@ -1127,6 +1128,7 @@ impl Validator<'_> {
                 }
             }
         };
+        expanded?;
         Some(Monitor { repo_url, patterns, branches, kind, api_url, auth, filter, tag_patterns, tags, semver })
     }
 
@@ -1181,8 +1183,12 @@ impl Validator<'_> {
     }
 
     fn deploy(&mut self, path: &str, d: &raw::Deploy, repo_name: &str, name_line: Option<u64>) -> Option<Deploy> {
-        let qa_repo_url = self.credential(&format!("{path}.qa_repo_url"), &d.qa_repo_url)?;
-        if let Err(m) = check_url(&qa_repo_url, &["http", "https", "ssh", "git", "file"], true) {
+        // Not expanded: a problem already; the rest of the section is still checked.
+        let expanded = self.credential(&format!("{path}.qa_repo_url"), &d.qa_repo_url);
+        let qa_repo_url = expanded.clone().unwrap_or_default();
+        if expanded.is_some()
+            && let Err(m) = check_url(&qa_repo_url, &["http", "https", "ssh", "git", "file"], true)
+        {
             self.problem(format!("{path}.qa_repo_url"), line(&d.qa_repo_url), m);
         }
         let branch =
@@ -1257,8 +1263,11 @@ impl Validator<'_> {
             }
         }
         let auth = self.auth(&format!("{path}.auth"), &d.auth)?;
-        self.ssh_key_only_for_ssh(path, &qa_repo_url, &d.auth);
+        if expanded.is_some() {
+            self.ssh_key_only_for_ssh(path, &qa_repo_url, &d.auth);
+        }
         let report_status = d.report_status.as_ref().is_some_and(|s| s.value);
+        expanded?;
         Some(Deploy {
             qa_repo_url,
             qa_repo_branch: branch,

@@ -411,3 +411,32 @@ fn github_api_is_graphql_or_rest() {
     let e = with("soap").expect_err("refused").to_string();
     assert!(e.contains("global.github_api"), "{e}");
 }
+
+#[test]
+fn every_unset_variable_is_reported_in_one_run() {
+    let text = "
+global:
+  tmp_dir: ${UNSET_TMP}
+  webhook_url: ${UNSET_HOOK}
+  metrics_file: ${UNSET_METRICS}
+repositories:
+  - name: app
+    monitor:
+      repo_url: ${UNSET_REPO}
+      branches: [main]
+      auth:
+        token: ${UNSET_TOKEN}
+    deploy:
+      qa_repo_url: ${UNSET_QA}
+      commands: [\"true\"]
+      env:
+        REGION: ${UNSET_REGION}
+";
+    let e = parse_str(text).expect_err("invalid");
+    let said = e.to_string();
+    for name in ["UNSET_TMP", "UNSET_HOOK", "UNSET_METRICS", "UNSET_REPO", "UNSET_TOKEN", "UNSET_QA", "UNSET_REGION"] {
+        assert!(said.contains(&format!("{name} is not set")), "{name} missing from:\n{said}");
+    }
+    // A URL that could not be expanded is not also called empty or malformed.
+    assert_eq!(e.problems.len(), 7, "{said}");
+}
