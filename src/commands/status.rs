@@ -211,7 +211,7 @@ pub fn human(report: &Report) -> String {
         if let Some(e) = &repo.last_error {
             details.push(format!("{name}: last check failed: {}", first_line(e, 200)));
         }
-        if repo.branches.is_empty() {
+        if repo.branches.is_empty() && repo.tags.is_empty() {
             let what = if !repo.in_state {
                 "no state yet"
             } else if repo.last_error.is_some() {
@@ -373,6 +373,23 @@ mod tests {
         assert_eq!(json["repositories"]["one"]["branches"]["main"]["failure"], serde_json::Value::Null);
         assert_eq!(json["repositories"]["one"]["branches"]["main"]["seen"], "a".repeat(40));
         assert!(json.get("order").is_none());
+    }
+
+    #[test]
+    fn a_repository_with_tag_records_only_shows_its_parked_tag() {
+        let mut s = State::default();
+        let mut r = RepoState { last_checked: Some("2026-11-22T12:00:00Z".into()), ..Default::default() };
+        let failure = Failure { commit: sha('f'), attempts: 3, error: "exit 2".into(), at: "t".into() };
+        r.tags.insert(
+            "v1.2.0".into(),
+            Box::new(RefState { seen: Some(sha('f')), failure: Some(failure), ..Default::default() }),
+        );
+        s.repos.insert("one".into(), r);
+        let report = report(Some(&config(&["one"])), &s, "s.json");
+        assert!(report.needs_human, "a parked tag needs a human");
+        let text = anstream::adapter::strip_str(&human(&report)).to_string();
+        assert!(text.contains("tag v1.2.0"), "{text}");
+        assert!(!text.contains("no matching branch"), "{text}");
     }
 
     #[test]
