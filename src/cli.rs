@@ -128,7 +128,7 @@ pub struct RollbackArgs {
     /// The repository to roll back.
     #[arg(long, value_name = "NAME")]
     pub repo: String,
-    /// Which monitored branch [default: the first configured branch in the state].
+    /// Which monitored branch [default: the first monitored branch with a history].
     #[arg(long, value_name = "BRANCH")]
     pub branch: Option<String>,
     /// Roll back to this commit of the history [default: the newest earlier successful one].
