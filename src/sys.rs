@@ -222,6 +222,11 @@ pub fn hostname() -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..end]).into_owned()).filter(|n| !n.is_empty())
 }
 
+/// This machine's name for notes and notifications: [`hostname`], or `unknown`.
+pub fn host_label() -> String {
+    hostname().unwrap_or_else(|| "unknown".into())
+}
+
 /// This process's effective user id.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no memory effects and cannot fail.
@@ -236,4 +241,16 @@ pub fn process_exists(pid: libc::pid_t) -> bool {
     // SAFETY: signal 0 sends nothing, it only checks existence.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_label_is_never_empty_and_own_usage_reads() {
+        assert!(!host_label().is_empty());
+        let (cpu, rss_kib) = own_usage().expect("getrusage");
+        assert!(rss_kib > 0 && cpu < Duration::from_secs(3600), "{cpu:?} {rss_kib}");
+    }
 }

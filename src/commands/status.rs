@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// `global.max_attempts` when no configuration could be read.
-const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+const DEFAULT_MAX_ATTEMPTS: u32 = crate::config::DEFAULT_MAX_ATTEMPTS;
 
 /// `global.http_timeout` when no configuration could be read.
-const DEFAULT_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const DEFAULT_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(crate::config::DEFAULT_HTTP_TIMEOUT_S);
 
 /// Runs `sentry status`: loads the state read-only and prints it. Exit 1 when something needs a
 /// human (a parked failure, a repository whose last check failed), else 0; unreadable state is

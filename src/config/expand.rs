@@ -15,7 +15,9 @@ pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<St
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| format!("unterminated `${{` in {:?}", truncate(input)))?;
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in {:?}", crate::text::truncate(input, 60)))?;
             let inner = &body[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -73,10 +75,6 @@ fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(60).collect()
 }
 
 #[cfg(test)]

@@ -44,6 +44,12 @@ pub const DEFAULT_SKIP_MARKERS: [&str; 2] = ["[skip deploy]", "[deploy skip]"];
 /// Most history entries per ref: each costs ~100 bytes of state.
 const MAX_HISTORY: u64 = 1000;
 
+/// `global.max_attempts` when not set.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// `global.http_timeout` when not set, in seconds.
+pub const DEFAULT_HTTP_TIMEOUT_S: u64 = 30;
+
 /// Most attempts at one commit.
 const MAX_ATTEMPTS: u64 = 1000;
 
@@ -879,7 +885,13 @@ impl Validator<'_> {
             timeout: self.seconds("global.timeout", &g.timeout, 300, 1, MAX_DURATION_S),
             state,
             concurrency: self.bounded("global.concurrency", &g.concurrency, 16, 1, MAX_CONCURRENCY) as usize,
-            http_timeout: self.seconds("global.http_timeout", &g.http_timeout, 30, 1, MAX_HTTP_TIMEOUT_S),
+            http_timeout: self.seconds(
+                "global.http_timeout",
+                &g.http_timeout,
+                DEFAULT_HTTP_TIMEOUT_S,
+                1,
+                MAX_HTTP_TIMEOUT_S,
+            ),
             notify_timeout: self.seconds("global.notify_timeout", &g.notify_timeout, 30, 1, MAX_DURATION_S),
             history: self.bounded("global.history", &g.history, 20, 0, MAX_HISTORY) as usize,
             on_first_seen: self.choice(
@@ -888,7 +900,13 @@ impl Validator<'_> {
                 &[("record", OnFirstSeen::Record), ("deploy", OnFirstSeen::Deploy)],
                 OnFirstSeen::Record,
             ),
-            max_attempts: self.bounded("global.max_attempts", &g.max_attempts, 3, 1, MAX_ATTEMPTS) as u32,
+            max_attempts: self.bounded(
+                "global.max_attempts",
+                &g.max_attempts,
+                u64::from(DEFAULT_MAX_ATTEMPTS),
+                1,
+                MAX_ATTEMPTS,
+            ) as u32,
             ca_file,
             webhook,
             metrics_file,

@@ -99,7 +99,7 @@ impl Status {
                 None => (State::Failure, "failed before its first command".to_string()),
             },
             JobStatus::TimedOut => match &r.error {
-                Some(e) if e.contains("global_timeout") => (State::Failure, one_line(e)),
+                Some(e) if e.contains("global_timeout") => (State::Failure, crate::text::one_line(e)),
                 _ => (State::Failure, format!("timed out after {} s", timeout.as_secs())),
             },
             JobStatus::FailedToStart => match &r.error {
@@ -110,7 +110,7 @@ impl Status {
             },
             // A filtered change never runs, so it posts nothing (SPEC §4); listed for completeness.
             JobStatus::Interrupted | JobStatus::Skipped | JobStatus::Filtered => match &r.error {
-                Some(e) if own_words(e) => (State::Canceled, one_line(e)),
+                Some(e) if own_words(e) => (State::Canceled, crate::text::one_line(e)),
                 _ => (State::Canceled, "interrupted".to_string()),
             },
         };
@@ -163,10 +163,6 @@ fn with_auth(api: &Api, mut r: Request) -> Request {
         r = r.secret_header(k, v.clone());
     }
     r
-}
-
-fn one_line(s: &str) -> String {
-    crate::text::one_line(s)
 }
 
 /// `s` in at most `max` characters, `…` marking a cut.
@@ -277,7 +273,7 @@ impl Reporter {
         // One job, one lane: its statuses arrive in the order they were queued.
         let queued = match self.lanes.lock() {
             Ok(lanes) if !lanes.is_empty() => {
-                let i = (fnv(post.job.as_bytes()) % lanes.len() as u64) as usize;
+                let i = (crate::model::shard::fnv1a64(post.job.as_bytes()) % lanes.len() as u64) as usize;
                 lanes[i].send(post).map_err(|e| e.0)
             }
             _ => Err(post),
@@ -364,10 +360,6 @@ fn fail(shared: &Shared, msg: String) {
 
 fn key(repo: &str, branch: &str, commit: &Sha, attempt: u32) -> String {
     format!("{repo}/{branch}/{commit}/{attempt}")
-}
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

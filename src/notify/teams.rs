@@ -54,9 +54,12 @@ fn card(n: &Notification) -> Value {
     ];
     if let Some(f) = &r.failed_command {
         let code = f.exit_code.map_or_else(|| "by signal".to_string(), |c| format!("exit {c}"));
-        facts.push(fact("Failed command", &format!("{}: {} ({code})", f.index, escape(&one_line(&f.command)))));
+        facts.push(fact(
+            "Failed command",
+            &format!("{}: {} ({code})", f.index, escape(&crate::text::one_line(&f.command))),
+        ));
     } else if let Some(e) = &r.error {
-        facts.push(fact("Error", &escape(&one_line(e))));
+        facts.push(fact("Error", &escape(&crate::text::one_line(e))));
     }
     let mut body = vec![
         json!({"type": "TextBlock", "text": headline, "weight": "Bolder", "size": "Medium", "color": color, "wrap": true}),
@@ -93,10 +96,6 @@ fn card(n: &Notification) -> Value {
 
 fn fact(title: &str, value: &str) -> Value {
     json!({"title": title, "value": value})
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `s` as literal text in Adaptive Card markdown (a CommonMark subset): a backslash before

@@ -656,7 +656,7 @@ fn deploy_and_record(
     let sender = &clients.sender;
     let statuses = status::Reporter::start(clients.checker.http().clone(), config);
     let journal = Journal::new(store, state);
-    let host = notify::hostname();
+    let host = crate::sys::host_label();
     let (tx, rx) = mpsc::channel::<Pending>();
     for p in leftovers {
         let _ = tx.send(p);

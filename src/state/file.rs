@@ -133,7 +133,7 @@ impl FileStore {
             "run {}, pid {} on {}, since {}\n",
             opts.run_id,
             std::process::id(),
-            this_host(),
+            crate::sys::host_label(),
             crate::time::now_rfc3339()
         );
         let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(note.as_bytes()));
@@ -181,10 +181,6 @@ impl FileStore {
 
 /// This machine's name, for the lock's note (a state on a shared volume may be locked from
 /// another machine, whose pids mean nothing here).
-fn this_host() -> String {
-    crate::sys::hostname().unwrap_or_else(|| "unknown".into())
-}
-
 /// Who holds the lock, from its note (`run R, pid P on H, since T`): when that pid is gone from
 /// this machine, the lock is held by processes its deployments left running (they inherit it,
 /// SPEC §3).
@@ -192,7 +188,7 @@ fn describe_holder(note: &str) -> String {
     if note.is_empty() {
         return "holder unknown".to_string();
     }
-    let here = this_host();
+    let here = crate::sys::host_label();
     let pid = note
         .split(", ")
         .find_map(|part| part.strip_prefix("pid "))
@@ -438,7 +434,7 @@ mod tests {
     #[test]
     fn a_holder_that_is_gone_is_named_as_such() {
         assert_eq!(describe_holder(""), "holder unknown");
-        let here = this_host();
+        let here = crate::sys::host_label();
         let alive = format!("run r, pid {} on {here}, since t", std::process::id());
         assert_eq!(describe_holder(&alive), alive);
         // Far above any pid_max: no such process.
