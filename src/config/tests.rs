@@ -440,3 +440,14 @@ repositories:
     // A URL that could not be expanded is not also called empty or malformed.
     assert_eq!(e.problems.len(), 7, "{said}");
 }
+
+#[test]
+fn an_empty_required_list_is_not_told_to_be_empty_text() {
+    let e = parse_str("repositories:\n").expect_err("invalid");
+    let said = e.to_string();
+    assert!(said.contains("`repositories` has no value: give it one"), "{said}");
+    assert!(!said.contains("for empty text"), "{said}");
+    let e =
+        parse_str(&MINIMAL.replace("qa_repo_url: https://gitlab.com/acme/qa", "qa_repo_url:")).expect_err("invalid");
+    assert!(e.to_string().contains("(\"\" for empty text)"), "{e}");
+}

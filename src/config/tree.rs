@@ -433,7 +433,9 @@ impl Walker<'_> {
         if let Value::Null = n.value {
             // An empty optional value means "not set"; an empty required one is missing.
             if required {
-                self.problem(path, n.line, format!("`{key}` has no value: give it one (\"\" for empty text)"));
+                // Only text can be given as empty; a list or mapping needs its entries.
+                let hint = if matches!(shape, Shape::Text) { " (\"\" for empty text)" } else { "" };
+                self.problem(path, n.line, format!("`{key}` has no value: give it one{hint}"));
             }
             return;
         }
