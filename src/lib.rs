@@ -30,3 +30,4 @@ pub mod state;
 mod sys;
 mod text;
 pub mod time;
+mod workdir;

@@ -21,7 +21,6 @@
 //! not yet started as `skipped`.
 
 mod batch;
-mod dir;
 mod on_failure;
 mod output;
 mod process;
@@ -33,7 +32,7 @@ pub use script::InheritedEnv;
 use crate::config::Repository;
 use crate::model::{DeploymentRecord, FailedCommand, Job, JobStatus, OnFailureOutcome};
 use crate::secret::{Redactor, Secret};
-use dir::JobDir;
+use crate::workdir::{self as dir, JobDir};
 use output::Tail;
 use process::{Ended, Stop};
 use std::fs::File;

@@ -2,12 +2,12 @@
 //! the same job directory and shell setup as the deployment's own, under a timeout of their
 //! own. Their outcome is reported; it never changes the deployment's status.
 
-use super::dir::JobDir;
 use super::output::Tail;
 use super::process::{self, Ended, Stop};
 use super::{Context, script};
 use crate::config::Repository;
 use crate::model::{FailedCommand, Job, JobStatus, OnFailureOutcome};
+use crate::workdir::JobDir;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;

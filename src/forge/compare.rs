@@ -37,7 +37,7 @@ impl Checker {
         let m = &repo.monitor;
         let deadline = Instant::now() + self.budget;
         let result = match m.kind {
-            ForgeKind::Git => git_changes(repo, base, head, tmp_dir, self.http_timeout * 4),
+            ForgeKind::Git => git_changes(repo, base, head, tmp_dir, self.http_timeout.saturating_mul(4)),
             ForgeKind::Github => self.rest(repo, super::github::api(m), base, head, deadline, parse_github),
             ForgeKind::Gitlab => self.rest(repo, super::gitlab::api(m), base, head, deadline, parse_gitlab),
             ForgeKind::Gitea => self.rest(repo, super::gitea::api(m), base, head, deadline, parse_gitea),
@@ -216,17 +216,31 @@ fn git_changes(
     tmp_dir: &Path,
     timeout: Duration,
 ) -> Result<Examined, String> {
+    // In `tmp_dir` with the checks a deployment's directory gets (created if missing, nobody
+    // else may change it), and removed whatever happens.
+    let dir = crate::workdir::JobDir::create(tmp_dir, "sentry-compare-")
+        .map_err(|e| format!("cannot make a private directory in {}: {e}", tmp_dir.display()))?;
+    let examined = fetch_and_diff(repo, base, head, &dir.path.join("repo.git"), timeout);
+    if let Err(e) = crate::workdir::remove(&dir.path) {
+        log::warn!("cannot remove {}: {e}", dir.path.display());
+    }
+    examined
+}
+
+/// [`git_changes`] in the private directory `git_dir`.
+fn fetch_and_diff(
+    repo: &Repository,
+    base: &Sha,
+    head: &Sha,
+    git_dir: &Path,
+    timeout: Duration,
+) -> Result<Examined, String> {
     let m = &repo.monitor;
-    let parent = if tmp_dir.is_dir() { tmp_dir.to_path_buf() } else { std::env::temp_dir() };
-    let dir = tempfile::Builder::new()
-        .prefix("sentry-compare-")
-        .tempdir_in(&parent)
-        .map_err(|e| format!("cannot make a private directory in {}: {e}", parent.display()))?;
-    let git_dir = dir.path().join("repo.git");
-    let deadline = Instant::now() + timeout;
+    let now = Instant::now();
+    let deadline = now.checked_add(timeout).unwrap_or(now);
     let git = |args: &[&str]| {
         let mut cmd = crate::gitcmd::command(&m.repo_url, &m.auth, m.kind);
-        cmd.arg("--git-dir").arg(&git_dir).args(args);
+        cmd.arg("--git-dir").arg(git_dir).args(args);
         run(cmd, deadline)
     };
     let init = git(&["init", "--quiet", "--bare"])?;

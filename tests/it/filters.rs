@@ -126,6 +126,23 @@ fn monorepo_services_deploy_only_their_own_changes_on_plain_git() {
     story(None);
 }
 
+/// Plain Git compares in a private directory under `tmp_dir` (as a deployment does), removed
+/// afterwards.
+#[test]
+fn a_plain_git_comparison_leaves_nothing_in_tmp_dir() {
+    let m = mono(None);
+    let tmp = m.w.sb.path().join("tmp");
+    m.mono.commit("main", &[("svc-a/main.go", "2")], "a: faster");
+    assert_eq!(m.poll(), [entry("svc-a", "succeeded", "changed"), entry("svc-b", "filtered", "paths")]);
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .expect("tmp_dir exists")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("sentry-compare-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// GitHub lists at most 300 files of a comparison and says nothing of the rest: a change of
 /// 301 files, none watched, cannot be told, so it deploys.
 #[test]

@@ -1,4 +1,5 @@
-//! Job directories that nobody else can change (SPEC §4 "Files").
+//! Job directories that nobody else can change (SPEC §4 "Files"): a deployment's, and the
+//! private repository a path filter's compare fetches into.
 //!
 //! `tmp_dir` is opened once per job after checking that no other user can swap what is inside:
 //! it (and every directory above it) belongs to this user or root and is not writable by group
