@@ -616,6 +616,47 @@ impl Validator<'_> {
         if p.is_relative() { self.dir.join(p) } else { p }
     }
 
+    /// The entries of `branches` or `tags` at `path`: each expanded, non-empty and a valid regex
+    /// over the whole name (`what`: "branch" or "tag"); the patterns as written and compiled.
+    fn patterns(&mut self, path: &str, list: &[S<String>], what: &str) -> (Vec<String>, Vec<BranchPattern>) {
+        let (mut written, mut compiled) = (Vec::new(), Vec::new());
+        for (i, entry) in list.iter().enumerate() {
+            let epath = format!("{path}[{i}]");
+            let Some(p) = self.string(&epath, entry) else { continue };
+            if p.is_empty() {
+                self.problem(&epath, line(entry), format!("{what} pattern is empty"));
+                continue;
+            }
+            match BranchPattern::new(&p) {
+                Ok(pattern) => {
+                    compiled.push(pattern);
+                    written.push(p);
+                }
+                Err(e) => {
+                    // The pattern as written, not as anchored, so the caret points into the
+                    // user's own text; the regex crate's lines are kept.
+                    let e = regex::RegexBuilder::new(&p).size_limit(1 << 20).build().err().unwrap_or(e);
+                    self.problem(&epath, line(entry), format!("invalid regex {p:?}:\n{}", e.to_string().trim_end()));
+                }
+            }
+        }
+        (written, compiled)
+    }
+
+    /// Shell commands (`commands`, `on_failure`): passed to `sh` as written, the shell expands
+    /// their variables, not sentry (SPEC §2 v2); none empty or holding a NUL byte.
+    fn shell(&mut self, path: &str, list: &[S<String>]) -> Vec<String> {
+        for (i, c) in list.iter().enumerate() {
+            let cpath = format!("{path}[{i}]");
+            if c.value.trim().is_empty() {
+                self.problem(&cpath, line(c), "command is empty");
+            } else if c.value.contains('\0') {
+                self.problem(&cpath, line(c), "command contains a NUL byte");
+            }
+        }
+        list.iter().map(|c| c.value.clone()).collect()
+    }
+
     /// A list of globs (`paths`, `ignore_paths`); absent or empty: `None`.
     fn globs(&mut self, path: &str, list: &Option<S<Vec<S<String>>>>) -> Option<globset::GlobSet> {
         let list = list.as_ref()?;
@@ -1054,8 +1095,6 @@ impl Validator<'_> {
         {
             self.problem(format!("{path}.repo_url"), line(&m.repo_url), msg);
         }
-        let mut patterns = Vec::new();
-        let mut branches = Vec::new();
         if m.branches.value.is_empty() {
             self.problem(
                 format!("{path}.branches"),
@@ -1063,26 +1102,7 @@ impl Validator<'_> {
                 "at least one branch (name or regex) is required",
             );
         }
-        for (i, b) in m.branches.value.iter().enumerate() {
-            let bpath = format!("{path}.branches[{i}]");
-            let Some(p) = self.string(&bpath, b) else { continue };
-            if p.is_empty() {
-                self.problem(&bpath, line(b), "branch pattern is empty");
-                continue;
-            }
-            match BranchPattern::new(&p) {
-                Ok(pattern) => {
-                    branches.push(pattern);
-                    patterns.push(p);
-                }
-                Err(e) => {
-                    // The pattern as written, not as anchored, so the caret points into the
-                    // user's own text; the regex crate's lines are kept.
-                    let e = regex::RegexBuilder::new(&p).size_limit(1 << 20).build().err().unwrap_or(e);
-                    self.problem(&bpath, line(b), format!("invalid regex {p:?}:\n{}", e.to_string().trim_end()));
-                }
-            }
-        }
+        let (patterns, branches) = self.patterns(&format!("{path}.branches"), &m.branches.value, "branch");
         let api_url = self.opt_credential(&format!("{path}.api_url"), &m.api_url)?;
         if let (Some(u), Some(s)) = (&api_url, &m.api_url)
             && let Err(msg) = check_url(u, &["http", "https"], false)
@@ -1097,30 +1117,19 @@ impl Validator<'_> {
             paths: self.globs(&format!("{path}.paths"), &m.paths),
             ignore: self.globs(&format!("{path}.ignore_paths"), &m.ignore_paths),
         };
-        let mut tag_patterns = Vec::new();
-        let mut tags = Vec::new();
-        if let Some(list) = &m.tags {
-            if list.value.is_empty() {
-                self.problem(format!("{path}.tags"), line(list), "at least one tag pattern (regex), or leave tags out");
-            }
-            for (i, t) in list.value.iter().enumerate() {
-                let tpath = format!("{path}.tags[{i}]");
-                let Some(p) = self.string(&tpath, t) else { continue };
-                if p.is_empty() {
-                    self.problem(&tpath, line(t), "tag pattern is empty");
-                    continue;
+        let (tag_patterns, tags) = match &m.tags {
+            Some(list) => {
+                if list.value.is_empty() {
+                    self.problem(
+                        format!("{path}.tags"),
+                        line(list),
+                        "at least one tag pattern (regex), or leave tags out",
+                    );
                 }
-                match BranchPattern::new(&p) {
-                    Ok(pattern) => {
-                        tags.push(pattern);
-                        tag_patterns.push(p);
-                    }
-                    Err(e) => {
-                        self.problem(&tpath, line(t), format!("invalid regex {p:?}:\n{}", e.to_string().trim_end()))
-                    }
-                }
+                self.patterns(&format!("{path}.tags"), &list.value, "tag")
             }
-        }
+            None => (Vec::new(), Vec::new()),
+        };
         let semver = match &m.semver {
             None => None,
             Some(s) => {
@@ -1238,32 +1247,11 @@ impl Validator<'_> {
                 repo_name.to_string()
             }
         };
-        let mut commands = Vec::new();
         if d.commands.value.is_empty() {
             self.problem(format!("{path}.commands"), line(&d.commands), "at least one command is required");
         }
-        for (i, c) in d.commands.value.iter().enumerate() {
-            let cpath = format!("{path}.commands[{i}]");
-            // Shell code, passed to `sh` as written: the shell expands it, not sentry (SPEC §2 v2).
-            let cmd = c.value.clone();
-            if cmd.trim().is_empty() {
-                self.problem(&cpath, line(c), "command is empty");
-            } else if cmd.contains('\0') {
-                self.problem(&cpath, line(c), "command contains a NUL byte");
-            }
-            commands.push(cmd);
-        }
-        // Shell code, passed to sh as written (SPEC §2 v2): the shell expands its variables.
-        let mut on_failure = Vec::new();
-        for (i, c) in d.on_failure.iter().flat_map(|l| l.value.iter()).enumerate() {
-            let cpath = format!("{path}.on_failure[{i}]");
-            if c.value.trim().is_empty() {
-                self.problem(&cpath, line(c), "command is empty");
-            } else if c.value.contains('\0') {
-                self.problem(&cpath, line(c), "command contains a NUL byte");
-            }
-            on_failure.push(c.value.clone());
-        }
+        let commands = self.shell(&format!("{path}.commands"), &d.commands.value);
+        let on_failure = self.shell(&format!("{path}.on_failure"), d.on_failure.as_ref().map_or(&[], |l| &l.value[..]));
         let mut env = BTreeMap::new();
         for (k, v) in &d.env {
             let epath = format!("{path}.env.{k}");

@@ -451,3 +451,12 @@ fn an_empty_required_list_is_not_told_to_be_empty_text() {
         parse_str(&MINIMAL.replace("qa_repo_url: https://gitlab.com/acme/qa", "qa_repo_url:")).expect_err("invalid");
     assert!(e.to_string().contains("(\"\" for empty text)"), "{e}");
 }
+
+#[test]
+fn branch_and_tag_regex_errors_point_into_the_pattern_as_written() {
+    let text = MINIMAL.replace("branches: [main]", "branches: [\"rel(\"]\n      tags: [\"v(1\"]");
+    let said = parse_str(&text).expect_err("invalid").to_string();
+    assert!(said.contains("monitor.branches[0]") && said.contains("invalid regex \"rel(\""), "{said}");
+    assert!(said.contains("monitor.tags[0]") && said.contains("invalid regex \"v(1\""), "{said}");
+    assert!(!said.contains("^(?:"), "the anchoring sentry adds is not the user's: {said}");
+}
