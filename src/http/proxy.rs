@@ -26,9 +26,6 @@ pub(crate) struct Proxies {
 
 impl Proxies {
     pub(crate) fn from_env(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Proxies> {
-        let var = |names: &[&'static str]| -> Option<(&'static str, String)> {
-            names.iter().find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (*n, v)))
-        };
         let proxy = |found: Option<(&'static str, String)>| -> anyhow::Result<Option<ureq::Proxy>> {
             match found {
                 // The value may hold a password: name the variable only.
@@ -38,12 +35,7 @@ impl Proxies {
                 None => Ok(None),
             }
         };
-        let all = var(&["ALL_PROXY", "all_proxy"]);
-        let https = var(&["HTTPS_PROXY", "https_proxy"]).or_else(|| all.clone());
-        let http = var(&["HTTP_PROXY", "http_proxy"]).or(all);
-        let no_proxy = var(&["NO_PROXY", "no_proxy"])
-            .map(|(_, v)| v.split(',').map(|e| e.trim().to_ascii_lowercase()).filter(|e| !e.is_empty()).collect())
-            .unwrap_or_default();
+        let ProxyEnv { http, https, no_proxy } = ProxyEnv::read(env);
         Ok(Proxies { http: proxy(http)?, https: proxy(https)?, no_proxy })
     }
 
@@ -261,15 +253,33 @@ impl Transport for AbsoluteForm {
 /// `NO_PROXY` rules are not ours.
 pub fn proxy_url_for(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let o = Origin::parse(url).ok()?;
-    let var =
-        |names: &[&str]| names.iter().find_map(|n| env(n).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()));
-    let chosen =
-        if o.scheme == "https" { var(&["HTTPS_PROXY", "https_proxy"]) } else { var(&["HTTP_PROXY", "http_proxy"]) }
-            .or_else(|| var(&["ALL_PROXY", "all_proxy"]))?;
-    let no_proxy: Vec<String> = var(&["NO_PROXY", "no_proxy"])
-        .map(|v| v.split(',').map(|e| e.trim().to_ascii_lowercase()).filter(|e| !e.is_empty()).collect())
-        .unwrap_or_default();
-    (!no_proxy_matches(&no_proxy, &o.host)).then_some(chosen)
+    let ProxyEnv { http, https, no_proxy } = ProxyEnv::read(env);
+    let (_, chosen) = if o.scheme == "https" { https } else { http }?;
+    (!no_proxy_matches(&no_proxy, &o.host)).then(|| chosen.trim().to_string())
+}
+
+/// The proxy variables, read once with their precedence: `HTTPS_PROXY` or `HTTP_PROXY` (either
+/// case), then `ALL_PROXY`; blank is unset. Each chosen value comes with its variable's name
+/// (an error names the variable, never the value: it may hold a password).
+struct ProxyEnv {
+    http: Option<(&'static str, String)>,
+    https: Option<(&'static str, String)>,
+    no_proxy: Vec<String>,
+}
+
+impl ProxyEnv {
+    fn read(env: &dyn Fn(&str) -> Option<String>) -> ProxyEnv {
+        let var = |names: &[&'static str]| -> Option<(&'static str, String)> {
+            names.iter().find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (*n, v)))
+        };
+        let all = var(&["ALL_PROXY", "all_proxy"]);
+        let https = var(&["HTTPS_PROXY", "https_proxy"]).or_else(|| all.clone());
+        let http = var(&["HTTP_PROXY", "http_proxy"]).or(all);
+        let no_proxy = var(&["NO_PROXY", "no_proxy"])
+            .map(|(_, v)| v.split(',').map(|e| e.trim().to_ascii_lowercase()).filter(|e| !e.is_empty()).collect())
+            .unwrap_or_default();
+        ProxyEnv { http, https, no_proxy }
+    }
 }
 
 /// `NO_PROXY` matching as curl does it: `*`, exact host, domain suffix (`example.com` and
