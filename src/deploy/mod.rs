@@ -32,6 +32,7 @@ pub use script::InheritedEnv;
 use crate::config::Repository;
 use crate::model::{DeploymentRecord, FailedCommand, Job, JobStatus, OnFailureOutcome};
 use crate::secret::{Redactor, Secret};
+use crate::sys::JobEnv;
 use crate::workdir::{self as dir, JobDir};
 use output::Tail;
 use process::{Ended, Stop};
@@ -284,13 +285,13 @@ fn clone_and_run(
         .arg(&qa_dir)
         .current_dir(dir)
         .env("TMPDIR", &tmp);
-    crate::sys::job_child(&mut clone, ctx.lock_fd());
     // Git needs none of sentry's own tokens (its credentials are in GIT_CONFIG_*).
     for k in &ctx.inherited.get(&ctx.strip_env).stripped {
         clone.env_remove(k);
     }
     let cloning = Instant::now();
-    match process::run(clone, limit.at, ctx.kill_grace, tail) {
+    let job_clone = process::Spawn { cmd: &clone, env: JobEnv::Inherit, keep: ctx.lock_fd() };
+    match process::run(job_clone, limit.at, ctx.kill_grace, tail) {
         Ok(Ended::Exited(Some(0))) => {
             // How much of a deployment is the clone: worth seeing when deployments feel slow.
             log::info!(
@@ -351,8 +352,12 @@ fn clone_and_run(
     );
     let mut sh = Command::new("sh");
     sh.arg(&script_path).current_dir(&qa_dir).env_clear().envs(env);
-    crate::sys::job_child(&mut sh, ctx.lock_fd());
-    let ended = process::run(sh, limit.at, ctx.kill_grace, tail);
+    let ended = process::run(
+        process::Spawn { cmd: &sh, env: JobEnv::Cleared, keep: ctx.lock_fd() },
+        limit.at,
+        ctx.kill_grace,
+        tail,
+    );
     let index = job_dir.read_small("progress").ok().as_deref().and_then(script::running_index);
     let failed = |exit_code| {
         let (index, command) = index.and_then(|i| d.commands.get(i).map(|c| (i, c)))?;

@@ -7,6 +7,7 @@ use super::process::{self, Ended, Stop};
 use super::{Context, script};
 use crate::config::Repository;
 use crate::model::{FailedCommand, Job, JobStatus, OnFailureOutcome};
+use crate::sys::JobEnv;
 use crate::workdir::JobDir;
 use std::ffi::OsString;
 use std::path::Path;
@@ -52,8 +53,8 @@ pub(super) fn run(
     let mut sh = Command::new("sh");
     sh.arg(&script_path).current_dir(if qa_dir.is_dir() { qa_dir.as_path() } else { dir }).env_clear().envs(env);
     // Like the deployment's own shell: it inherits the state lock and dies with sentry.
-    crate::sys::job_child(&mut sh, ctx.lock_fd());
-    let outcome = match process::run(sh, deadline, ctx.kill_grace, tail) {
+    let spawn = process::Spawn { cmd: &sh, env: JobEnv::Cleared, keep: ctx.lock_fd() };
+    let outcome = match process::run(spawn, deadline, ctx.kill_grace, tail) {
         Ok(Ended::Exited(Some(0))) => OnFailureOutcome { status: JobStatus::Succeeded, exit_code: Some(0) },
         Ok(Ended::Exited(code)) => OnFailureOutcome { status: JobStatus::Failed, exit_code: code },
         Ok(Ended::Stopped(Stop::Deadline)) => OnFailureOutcome { status: JobStatus::TimedOut, exit_code: None },

@@ -7,9 +7,11 @@
 //! holding the pipe can neither hang the wait nor outlive the job.
 
 use super::output::Tail;
+use crate::sys::{JobEnv, JobStdio};
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How often a running job logs that it is still running.
@@ -43,26 +45,33 @@ pub(crate) enum Ended {
     Stopped(Stop),
 }
 
-/// Runs `cmd` as the leader of a new process group until it and every process of its group are
-/// gone, appending stdout and stderr (interleaved) to `out`.
+/// A process of a job to start: the command (program, arguments, environment changes,
+/// directory), whether its environment was cleared, and the descriptor it inherits (the lock).
+pub(crate) struct Spawn<'a> {
+    /// What to run.
+    pub cmd: &'a Command,
+    /// Whether `cmd` was built with `env_clear`.
+    pub env: JobEnv,
+    /// A descriptor the process keeps open (the state lock), if any.
+    pub keep: Option<RawFd>,
+}
+
+/// Runs a job's process as the leader of a new session and process group until it and every
+/// process of its group are gone, appending stdout and stderr (interleaved) to `out`. It
+/// dies with sentry and inherits the lock ([`crate::sys::spawn_job`]).
 ///
 /// At `deadline`, or when a stop is requested, the group gets SIGTERM and, after
 /// `grace`, SIGKILL. Processes the leader leaves behind after exiting normally are
 /// stopped the same way: nothing of a job outlives it.
-pub(crate) fn run(mut cmd: Command, deadline: Instant, grace: Duration, out: &mut Tail) -> io::Result<Ended> {
+pub(crate) fn run(job: Spawn<'_>, deadline: Instant, grace: Duration, out: &mut Tail) -> io::Result<Ended> {
     let (mut reader, writer) = io::pipe()?;
-    let writer_err = writer.try_clone()?;
-    cmd.stdin(Stdio::null()).stdout(writer).stderr(writer_err).process_group(0);
-    let child = cmd.spawn();
-    // The command owns our copies of the write end: drop it so the pipe reports EOF once the
-    // processes of the job have closed theirs.
-    drop(cmd);
-    let child = child?;
-    let Ok(pgid) = libc::pid_t::try_from(child.id()) else {
-        return Err(io::Error::other("child pid out of range"));
-    };
-    // The child is reaped below with waitpid on its group; `Child` is never waited on.
-    drop(child);
+    let null = File::open("/dev/null")?;
+    let fd = writer.as_raw_fd();
+    let stdio = JobStdio { stdin: null.as_raw_fd(), stdout: fd, stderr: fd };
+    let pgid = crate::sys::spawn_job(job.cmd, job.env, stdio, job.keep)?;
+    // Drop our write end so the pipe reports EOF once the processes of the job have closed theirs.
+    drop(writer);
+    drop(null);
 
     let mut group = Group { pgid, leader: None };
     let mut stop: Option<(Stop, Instant)> = None;

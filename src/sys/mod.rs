@@ -2,10 +2,12 @@
 //! groups, polling a pipe, the host name, what a child inherits, who may read our memory.
 //! Nothing here knows what it is used for.
 
+mod spawn;
+
+pub use spawn::{JobEnv, JobStdio, spawn_job};
+
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// Closes this process to other processes of the same user: no core dump, and
@@ -70,50 +72,6 @@ pub fn own_usage() -> Option<(Duration, u64)> {
     };
     let cpu = tv(ru.ru_utime)?.checked_add(tv(ru.ru_stime)?)?;
     Some((cpu, u64::try_from(ru.ru_maxrss).unwrap_or(0)))
-}
-
-/// Prepares `cmd` to start a job process: it is killed when the thread that starts it ends
-/// (sentry's death included: `PR_SET_PDEATHSIG`, Linux only), and it inherits `keep` (a
-/// descriptor sentry opened close-on-exec, such as the state lock) so that the lock lives as
-/// long as any process of the job. A child whose parent is already gone when it starts exits
-/// at once instead of running unwatched.
-///
-/// The death signal belongs to the thread that spawns: spawn from the thread that waits for
-/// the process.
-pub fn job_child(cmd: &mut Command, keep: Option<RawFd>) {
-    // SAFETY: getpid has no memory effects.
-    let parent = unsafe { libc::getpid() };
-    let hook = move || -> io::Result<()> {
-        // Only async-signal-safe calls between fork and exec: prctl, getppid, fcntl.
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory is touched.
-            if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: getppid has no memory effects.
-            if unsafe { libc::getppid() } != parent {
-                // sentry died between fork and prctl: the signal will never come.
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        let _ = parent;
-        if let Some(fd) = keep {
-            // SAFETY: fcntl on a descriptor this child inherited from its parent's table; only
-            // the close-on-exec flag of this process's copy changes.
-            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-            if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    };
-    // SAFETY: the hook only makes async-signal-safe system calls (prctl, getppid, fcntl) and
-    // allocates nothing (its errors are raw OS errors).
-    unsafe {
-        cmd.pre_exec(hook);
-    }
 }
 
 /// Makes `signal` call `handler`, which must only do async-signal-safe work (an atomic store).
