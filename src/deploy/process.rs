@@ -172,6 +172,13 @@ impl Group {
                 self.leader = Some(code);
             }
         }
+        // A leader killed before it made its group (a signal in the instant after it started)
+        // is in no group: wait for it by pid, or the job would wait for its deadline.
+        if self.leader.is_none()
+            && let Some(code) = crate::sys::reap_child(self.pgid)
+        {
+            self.leader = Some(code);
+        }
     }
 
     /// True while any process of the group exists.

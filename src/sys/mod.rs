@@ -104,6 +104,20 @@ pub fn reap_group_member(pgid: libc::pid_t) -> Option<(libc::pid_t, Option<i32>)
     Some((pid, code))
 }
 
+/// The exit code of child `pid` if it has exited (`Some(None)`: a signal ended it); `None`
+/// while it runs or when it is not (or no longer) ours to wait for.
+pub fn reap_child(pid: libc::pid_t) -> Option<Option<i32>> {
+    if pid <= 0 {
+        return None;
+    }
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid with WNOHANG on one positive pid writes the status into a local.
+    if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } != pid {
+        return None;
+    }
+    Some(if libc::WIFEXITED(status) { Some(libc::WEXITSTATUS(status)) } else { None })
+}
+
 /// True while any process of group `pgid` exists.
 pub fn group_alive(pgid: libc::pid_t) -> bool {
     if pgid <= 1 {
