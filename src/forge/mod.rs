@@ -466,7 +466,7 @@ impl Checker {
                 }
             }
             if conditional {
-                match self.walk(repo, &api, Some(&c.etags), deadline)? {
+                match self.walk(repo, &api, Some(&c.etags), true, deadline)? {
                     Walk::Unchanged { requests: r } => return Ok(cache_hit(c, requests.saturating_add(r))),
                     Walk::Listed { items, etags, requests: r, consistent: true } => {
                         return Ok(listing(m, fingerprint, items, etags, requests.saturating_add(r)));
@@ -481,7 +481,7 @@ impl Checker {
         // walked again, once. If it changed again, the second one is used but not cached, so
         // the next run lists it whole.
         for attempt in 1..=2 {
-            match self.walk(repo, &api, None, deadline)? {
+            match self.walk(repo, &api, None, true, deadline)? {
                 Walk::Listed { items, etags, requests: r, consistent } => {
                     requests = requests.saturating_add(r);
                     if consistent || attempt == 2 {
@@ -506,12 +506,15 @@ impl Checker {
     /// A last page that is full is followed by a request for the next one: a branch added
     /// since lands there while the full page may well answer 304 (GitHub's 304 carries no
     /// `Link`). A listing of several pages is checked for changes made while it was walked: a
-    /// branch listed twice, a total that moved, or an earlier page whose ETag no longer holds.
+    /// branch listed twice, a total that moved, or, when its ETags are to be `kept` (a cache that
+    /// would otherwise hide what the walk missed), an earlier page whose ETag no longer holds.
+    /// A listing that is not kept (tags: listed again every pass) is not asked twice.
     fn walk(
         &self,
         repo: &Repository,
         api: &Api,
         etags: Option<&[String]>,
+        kept: bool,
         deadline: Instant,
     ) -> Result<Walk, CheckError> {
         let protocol = |msg: String| CheckError {
@@ -636,7 +639,7 @@ impl Checker {
             return Ok(if not_modified == cached { Walk::Unchanged { requests } } else { Walk::Mixed { requests } });
         }
         // The pages before the last were read before the last was: ask whether they still hold.
-        if consistent && all_etags && pages.len() > 1 {
+        if kept && consistent && all_etags && pages.len() > 1 {
             for (url, tag) in &pages[..pages.len() - 1] {
                 let resp = self.send(repo, api, &api.request(url, deadline).if_none_match(tag))?;
                 requests = requests.saturating_add(resp.requests);

@@ -2,7 +2,8 @@
 //! (GitHub `GET /repos/{o}/{r}/tags`, GitLab `GET /projects/{id}/repository/tags`, Gitea
 //! `GET /repos/{o}/{r}/tags`), or `git ls-remote --tags` with annotated tags peeled to their
 //! commit (the `^{}` lines). Only tags matching `monitor.tags` are kept. Tags are listed
-//! without conditional requests: a repository that monitors tags costs one more listing a pass.
+//! without conditional requests, each page once: a repository that monitors tags costs one
+//! more listing a pass.
 
 use super::{Api, CheckError, CheckErrorKind, Checker, Walk};
 use crate::config::{ForgeKind, Repository};
@@ -46,7 +47,7 @@ impl Checker {
         let mut as_tags = repo.clone();
         as_tags.monitor.branches = repo.monitor.tags.clone();
         as_tags.monitor.patterns = repo.monitor.tag_patterns.clone();
-        match self.walk(&as_tags, &api, None, deadline)? {
+        match self.walk(&as_tags, &api, None, false, deadline)? {
             Walk::Listed { items, .. } => Ok(first_wins(items)),
             Walk::Unchanged { .. } | Walk::Mixed { .. } => Err(error(
                 CheckErrorKind::Protocol,

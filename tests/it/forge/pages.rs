@@ -276,3 +276,38 @@ fn a_secondary_rate_limit_among_cached_pages_gives_the_host_up() {
     assert!(e.message.contains("not asked again"), "{e}");
     assert_eq!(forge.requests().len(), asked, "the host is not asked again this run");
 }
+
+/// (5) Tags are listed afresh every pass and their ETags are never kept: each page is asked
+/// once, unconditionally, and no earlier page is asked again to check the walk (that check
+/// only protects a cache, and cost a tag listing of n pages n - 1 requests more).
+fn tag_pages_are_asked_once(flavor: Flavor) {
+    let sb = Sandbox::new();
+    let r = BareRepo::create(sb.path(), &format!("{}.git", rel_of(flavor)));
+    let base = r.commit("main", &[("a", "b")], "first");
+    let names: Vec<String> = (0..250).map(|i| format!("v1.{i:03}.0")).collect();
+    r.create_tags(&names, &base);
+    let forge = FakeForge::start(sb.path());
+    let watched = repo("big", flavor.repo_type(), forge.repo_url(rel_of(flavor)), &["main"], None).tags(["v.*"]);
+    let c = config(&[watched], 4);
+    let tags = checker(&c).tags(&c.repositories[0]).expect("tag listing");
+    assert_eq!(tags.len(), 250, "{flavor:?}");
+    // Gitea caps pages at 50 (MAX_RESPONSE_ITEMS): five full ones, and the page after a full last one.
+    let pages = if flavor == Flavor::Gitea { 6 } else { 3 };
+    let want: Vec<_> = (1..=pages).map(|p| (p, None, 200)).collect();
+    assert_eq!(asked(&forge.requests()), want, "{flavor:?}: each page once");
+}
+
+#[test]
+fn tag_pages_are_asked_once_on_github() {
+    tag_pages_are_asked_once(Flavor::Github);
+}
+
+#[test]
+fn tag_pages_are_asked_once_on_gitlab() {
+    tag_pages_are_asked_once(Flavor::Gitlab);
+}
+
+#[test]
+fn tag_pages_are_asked_once_on_gitea() {
+    tag_pages_are_asked_once(Flavor::Gitea);
+}

@@ -102,6 +102,12 @@ impl BareRepo {
         git_with(&self.path, &["update-ref", "--stdin"], &[], Some(input.as_bytes()));
     }
 
+    /// Creates lightweight tags `names` at `sha` in one `git update-ref`.
+    pub fn create_tags(&self, names: &[String], sha: &str) {
+        let input: String = names.iter().map(|n| format!("create refs/tags/{n} {sha}\n")).collect();
+        git_with(&self.path, &["update-ref", "--stdin"], &[], Some(input.as_bytes()));
+    }
+
     /// Deletes `branch`.
     pub fn delete_branch(&self, branch: &str) {
         git(&self.path, &["update-ref", "-d", &format!("refs/heads/{branch}")]);
