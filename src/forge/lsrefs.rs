@@ -3,7 +3,8 @@
 //!
 //! `GET {url}/info/refs?service=git-upload-pack` with `Git-Protocol: version=2` answers the
 //! capability advertisement; `POST {url}/git-upload-pack` with `command=ls-refs` and
-//! `ref-prefix refs/heads/` answers one pkt-line `<oid> <ref>` per branch. A server that does
+//! `ref-prefix refs/heads/` answers one pkt-line `<oid> <ref>` per branch (for tags, `peel` and
+//! `ref-prefix refs/tags/`: `<oid> <ref> peeled:<commit>` for an annotated one). A server that does
 //! not speak version 2 (a v0 advertisement, a dumb server, no `ls-refs`) is left to
 //! `git ls-remote`. Credentials: the Basic header `git` would send, to the configured origin only;
 //! like sentry's `git`, no redirect is followed.
@@ -109,8 +110,27 @@ pub(super) fn advertisement(body: &[u8]) -> Result<Option<Vec<Cow<'_, str>>>, St
     Ok(Some(caps))
 }
 
-/// The branches of an `ls-refs` answer (`<oid> refs/heads/<name>[ attributes]` lines up to a flush).
-pub(super) fn parse_ls_refs(body: &[u8]) -> Result<Vec<(String, Sha)>, String> {
+/// Which refs a listing asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RefKind {
+    /// `refs/heads/`.
+    Branches,
+    /// `refs/tags/`, annotated ones peeled to their commit.
+    Tags,
+}
+
+impl RefKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            RefKind::Branches => "refs/heads/",
+            RefKind::Tags => "refs/tags/",
+        }
+    }
+}
+
+/// The refs of `kind` in an `ls-refs` answer (`<oid> <ref>[ attributes]` lines up to a flush),
+/// by short name; a tag's `peeled:<oid>` attribute, when given, is its commit.
+pub(super) fn parse_ls_refs(body: &[u8], kind: RefKind) -> Result<Vec<(String, Sha)>, String> {
     let mut heads = Vec::new();
     let mut flushed = false;
     for p in pkt_lines(body)? {
@@ -127,12 +147,13 @@ pub(super) fn parse_ls_refs(body: &[u8]) -> Result<Vec<(String, Sha)>, String> {
                 let (Some(oid), Some(name)) = (parts.next(), parts.next()) else {
                     return Err(format!("unexpected ls-refs line {:?}", crate::text::truncate(line, 200)));
                 };
-                let Some(branch) = name.strip_prefix("refs/heads/") else { continue };
+                let Some(short) = name.strip_prefix(kind.prefix()) else { continue };
+                let oid = parts.find_map(|a| a.strip_prefix("peeled:")).unwrap_or(oid);
                 let sha =
                     Sha::parse(oid).ok_or_else(|| format!("not a commit id: {:?}", crate::text::truncate(oid, 80)))?;
-                heads.push((branch.to_string(), sha));
+                heads.push((short.to_string(), sha));
                 if heads.len() > MAX_REFS {
-                    return Err(format!("more than {MAX_REFS} branches"));
+                    return Err(format!("more than {MAX_REFS} refs"));
                 }
             }
             Pkt::Flush => flushed = true,
@@ -158,8 +179,9 @@ pub(super) enum LsRefs {
 }
 
 impl Checker {
-    /// Lists `repo`'s branches with protocol v2 `ls-refs` (its `monitor.repo_url` is http(s)).
-    pub(super) fn ls_refs(&self, repo: &Repository, deadline: Instant) -> Result<LsRefs, CheckError> {
+    /// Lists `repo`'s branches or tags with protocol v2 `ls-refs` (its `monitor.repo_url` is
+    /// http(s)).
+    pub(super) fn ls_refs(&self, repo: &Repository, kind: RefKind, deadline: Instant) -> Result<LsRefs, CheckError> {
         let m = &repo.monitor;
         let url = m.repo_url.trim().trim_end_matches('/');
         let auth = crate::gitcmd::basic_auth_header(&m.auth, m.kind);
@@ -206,7 +228,10 @@ impl Checker {
             pkt(&mut body, &format!("agent={}\n", crate::http::USER_AGENT));
         }
         body.extend_from_slice(b"0001");
-        pkt(&mut body, "ref-prefix refs/heads/\n");
+        if kind == RefKind::Tags {
+            pkt(&mut body, "peel\n");
+        }
+        pkt(&mut body, &format!("ref-prefix {}\n", kind.prefix()));
         body.extend_from_slice(b"0000");
         let pack_url = format!("{url}/git-upload-pack");
         let req = with_auth(
@@ -220,7 +245,7 @@ impl Checker {
         let resp = self.http.send(&req).map_err(|e| http_fail(&fail, &auth, e))?;
         requests = requests.saturating_add(resp.requests);
         no_redirect(&resp, &pack_url).map_err(|m| fail(CheckErrorKind::Protocol, m))?;
-        let heads = parse_ls_refs(&resp.body).map_err(|m| fail(CheckErrorKind::Protocol, m))?;
+        let heads = parse_ls_refs(&resp.body, kind).map_err(|m| fail(CheckErrorKind::Protocol, m))?;
         Ok(LsRefs::Listed(heads, requests))
     }
 }
@@ -309,14 +334,24 @@ mod tests {
             p(&format!("{a} refs/heads/feature/x\n")),
             p(&format!("{a} refs/tags/v1 peeled:{a}\n"))
         );
-        let heads = parse_ls_refs(body.as_bytes()).unwrap();
+        let heads = parse_ls_refs(body.as_bytes(), RefKind::Branches).unwrap();
         assert_eq!(heads.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(), ["main", "feature/x"]);
-        assert!(parse_ls_refs(p(&format!("{a} refs/heads/main\n")).as_bytes()).is_err(), "no flush");
-        assert!(parse_ls_refs(format!("{}0000", p("ERR no access\n")).as_bytes()).unwrap_err().contains("no access"));
-        assert!(parse_ls_refs(format!("{}0000", p("zz refs/heads/main\n")).as_bytes()).is_err());
-        assert!(parse_ls_refs(format!("{}0000", p("nospace\n")).as_bytes()).is_err());
+        let c = "c".repeat(40);
+        let tags = format!("{}{}0000", p(&format!("{a} refs/tags/v1 peeled:{c}\n")), p(&format!("{a} refs/tags/v2\n")));
+        let tags = parse_ls_refs(tags.as_bytes(), RefKind::Tags).unwrap();
+        let tags: Vec<(&str, String)> = tags.iter().map(|(t, s)| (t.as_str(), s.to_string())).collect();
+        assert_eq!(tags, [("v1", c.clone()), ("v2", a.clone())], "an annotated tag is its commit");
+        assert!(parse_ls_refs(p(&format!("{a} refs/heads/main\n")).as_bytes(), RefKind::Branches).is_err(), "no flush");
         assert!(
-            parse_ls_refs(format!("0000{}", p(&format!("{a} refs/heads/late\n"))).as_bytes()).is_err(),
+            parse_ls_refs(format!("{}0000", p("ERR no access\n")).as_bytes(), RefKind::Branches)
+                .unwrap_err()
+                .contains("no access")
+        );
+        assert!(parse_ls_refs(format!("{}0000", p("zz refs/heads/main\n")).as_bytes(), RefKind::Branches).is_err());
+        assert!(parse_ls_refs(format!("{}0000", p("nospace\n")).as_bytes(), RefKind::Branches).is_err());
+        assert!(
+            parse_ls_refs(format!("0000{}", p(&format!("{a} refs/heads/late\n"))).as_bytes(), RefKind::Branches)
+                .is_err(),
             "after flush"
         );
     }

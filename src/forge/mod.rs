@@ -382,7 +382,7 @@ impl Checker {
         let scheme =
             crate::model::url::split(m.repo_url.trim()).ok().and_then(|p| p.scheme).map(str::to_ascii_lowercase);
         if matches!(scheme.as_deref(), Some("http" | "https")) {
-            match self.ls_refs(repo, deadline)? {
+            match self.ls_refs(repo, lsrefs::RefKind::Branches, deadline)? {
                 lsrefs::LsRefs::Listed(items, requests) => {
                     let heads = items.into_iter().filter(|(b, _)| m.matches(b)).collect();
                     return Ok(Listing { heads, validators: None, cache_hit: false, requests });

@@ -1,10 +1,11 @@
 //! Tag listings (SPEC §4 "tags"): the forge's tag API with the branch listing's pagination
 //! (GitHub `GET /repos/{o}/{r}/tags`, GitLab `GET /projects/{id}/repository/tags`, Gitea
-//! `GET /repos/{o}/{r}/tags`), or `git ls-remote --tags` with annotated tags peeled to their
-//! commit (the `^{}` lines). Only tags matching `monitor.tags` are kept. Tags are listed
+//! `GET /repos/{o}/{r}/tags`), or for plain Git protocol v2 `ls-refs` over http(s) (`peel`) and
+//! `git ls-remote --tags` elsewhere, annotated tags peeled to their commit (the `^{}` lines). Only tags matching `monitor.tags` are kept. Tags are listed
 //! without conditional requests, each page once: a repository that monitors tags costs one
 //! more listing a pass.
 
+use super::lsrefs::{LsRefs, RefKind};
 use super::{Api, CheckError, CheckErrorKind, Checker, Walk};
 use crate::config::{ForgeKind, Repository};
 use crate::model::{Heads, Sha};
@@ -26,7 +27,7 @@ impl Checker {
         let m = &repo.monitor;
         let deadline = Instant::now() + self.budget;
         match m.kind {
-            ForgeKind::Git => self.git_tags(repo),
+            ForgeKind::Git => self.git_tags(repo, deadline),
             ForgeKind::Github => self.rest_tags(repo, super::github::api(m), deadline),
             ForgeKind::Gitlab => self.rest_tags(repo, super::gitlab::api(m), deadline),
             ForgeKind::Gitea => self.rest_tags(repo, super::gitea::api(m), deadline),
@@ -56,15 +57,34 @@ impl Checker {
         }
     }
 
-    fn git_tags(&self, repo: &Repository) -> Result<Heads, CheckError> {
+    fn git_tags(&self, repo: &Repository, deadline: Instant) -> Result<Heads, CheckError> {
         let m = &repo.monitor;
-        let mut cmd = crate::gitcmd::command(&m.repo_url, &m.auth, m.kind);
-        cmd.args(["ls-remote", "--tags", "--", &m.repo_url]);
         let error = |message: String| CheckError {
             repo: repo.name.clone(),
             kind: CheckErrorKind::Network,
             message: format!("repository {} (tags): {message}", repo.name),
         };
+        // http(s): `ls-refs` in process, as for branches; elsewhere, or without protocol v2,
+        // `git ls-remote --tags`.
+        let scheme =
+            crate::model::url::split(m.repo_url.trim()).ok().and_then(|p| p.scheme).map(str::to_ascii_lowercase);
+        if matches!(scheme.as_deref(), Some("http" | "https")) {
+            match self.ls_refs(repo, RefKind::Tags, deadline)? {
+                LsRefs::Listed(items, _) => {
+                    let tags: Vec<(String, Sha)> = items
+                        .into_iter()
+                        .filter(|(t, _)| m.matches_tag(t) && t.len() <= crate::state::MAX_REF_BYTES)
+                        .collect();
+                    if tags.len() > MAX_TAGS {
+                        return Err(error(format!("more than {MAX_TAGS} matching tags: narrow monitor.tags")));
+                    }
+                    return Ok(first_wins(tags));
+                }
+                LsRefs::NotV2(why) => log::debug!(repo = repo.name.as_str(); "{why}: listing tags with git ls-remote"),
+            }
+        }
+        let mut cmd = crate::gitcmd::command(&m.repo_url, &m.auth, m.kind);
+        cmd.args(["ls-remote", "--tags", "--", &m.repo_url]);
         let (ok, out, err) = super::compare::run(cmd, Instant::now() + self.http_timeout * 2).map_err(&error)?;
         if !ok {
             return Err(error(format!("git ls-remote --tags failed: {}", crate::text::first_line(&err, 300))));

@@ -44,6 +44,40 @@ fn ls_refs_lists_every_branch_in_two_requests_with_basic_auth() {
     assert!(e.message.contains("repository bad") && !e.message.contains(BAD), "{e}");
 }
 
+/// Tags of a plain-Git repository over http are listed the same way (`peel`, `ref-prefix
+/// refs/tags/`), by sentry rather than by a `git ls-remote` process, annotated tags at their
+/// commit, only the watched ones kept.
+#[test]
+fn ls_refs_lists_tags_peeled_in_process() {
+    let sb = Sandbox::new();
+    let bare = BareRepo::create(sb.path(), "group/app.git");
+    let one = bare.commit("main", &[("v", "1")], "v1");
+    let two = bare.commit("main", &[("v", "2")], "v2");
+    git(&bare.path, &["tag", "v1.0.0", &one]);
+    git(&bare.path, &["tag", "-a", "-m", "release", "v2.0.0", &two]);
+    git(&bare.path, &["tag", "other", &two]);
+    let server = GitServer::start(sb.path(), Some(("bob", TOKEN)));
+    let r =
+        repo("app", "git", server.url("group/app.git"), &["main"], None).monitor_auth(Some("bob"), TOKEN).tags(["v.*"]);
+    let c = config(&[r], 1);
+    let tags = checker(&c).tags(&c.repositories[0]).expect("tags");
+    assert_eq!(
+        as_strings(&tags),
+        [("v1.0.0".to_string(), one), ("v2.0.0".to_string(), two)].into_iter().collect(),
+        "the annotated tag at its commit, `other` not watched"
+    );
+    let log = server.requests();
+    let asked: Vec<(&str, &str)> = log.iter().map(|r| (r.method.as_str(), r.url.as_str())).collect();
+    assert_eq!(
+        asked,
+        [("GET", "/group/app.git/info/refs?service=git-upload-pack"), ("POST", "/group/app.git/git-upload-pack")]
+    );
+    for r in &log {
+        let agent = r.headers.get("user-agent").map(String::as_str).unwrap_or_default();
+        assert!(agent.starts_with("sentry"), "asked by sentry, not by a git process: {agent}");
+    }
+}
+
 #[test]
 fn missing_repository_is_not_found() {
     let sb = Sandbox::new();
