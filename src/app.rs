@@ -200,6 +200,10 @@ fn dispatch(cli: &Cli, explicit: Option<log::LevelFilter>) -> Result<Exit, Error
                 Ok(c) => c,
                 Err(e) => return Ok(commands::invalid(&e, output)),
             };
+            if let Some(problem) = commands::shard_problem(state, &config) {
+                let err = config::ConfigError { file: config.path.clone(), problems: vec![problem] };
+                return Ok(commands::invalid(&err, output));
+            }
             if args.connectivity {
                 return commands::connectivity(&config, output, quiet);
             }

@@ -163,6 +163,18 @@ fn locations(scope: &Scope, from_config: Option<&Location>) -> Result<Vec<Locati
     })
 }
 
+/// `validate --shard`: the refusal a sharded run would meet for its state location (SPEC §2:
+/// `--shard` without `{shard}`), as a problem of the configuration.
+pub fn shard_problem(scope: &Scope, config: &Config) -> Option<crate::config::Problem> {
+    scope.shard?;
+    let message = match locations(scope, config.global.state.as_ref()) {
+        Ok(_) => return None,
+        Err(e) => e.to_string(),
+    };
+    let path = if scope.state.is_some() { "--state" } else { "global.state" };
+    Some(crate::config::Problem { path: path.into(), line: None, message })
+}
+
 /// The one state location of a command that runs a pass (`all/N` is for status and history).
 fn location(scope: &Scope, config: &Config) -> Result<Location, Error> {
     if scope.shard.is_some_and(|s| s.index.is_none()) {

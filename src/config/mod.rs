@@ -1111,7 +1111,7 @@ impl Validator<'_> {
         }
         let auth = self.auth(&format!("{path}.auth"), &m.auth)?;
         if expanded.is_some() {
-            self.ssh_key_only_for_ssh(path, &repo_url, &m.auth);
+            self.ssh_key_only_for_ssh(path, &repo_url, &auth, &m.auth);
         }
         let filter = PathFilter {
             paths: self.globs(&format!("{path}.paths"), &m.paths),
@@ -1197,7 +1197,11 @@ impl Validator<'_> {
     }
 
     /// SPEC §2: `ssh_key_file` with an http(s) URL is refused (the key would never be used).
-    fn ssh_key_only_for_ssh(&mut self, path: &str, url: &str, a: &Option<raw::Auth>) {
+    /// An empty one (`""`, `${KEY:-}`) is not set (SPEC §2 v2).
+    fn ssh_key_only_for_ssh(&mut self, path: &str, url: &str, auth: &Auth, a: &Option<raw::Auth>) {
+        if auth.ssh_key_file.is_none() {
+            return;
+        }
         let Some(key) = a.as_ref().and_then(|a| a.ssh_key_file.as_ref()) else { return };
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         if matches!(scheme.as_deref(), Some("http" | "https")) {
@@ -1270,7 +1274,7 @@ impl Validator<'_> {
         }
         let auth = self.auth(&format!("{path}.auth"), &d.auth)?;
         if expanded.is_some() {
-            self.ssh_key_only_for_ssh(path, &qa_repo_url, &d.auth);
+            self.ssh_key_only_for_ssh(path, &qa_repo_url, &auth, &d.auth);
         }
         let report_status = d.report_status.as_ref().is_some_and(|s| s.value);
         expanded?;

@@ -377,6 +377,12 @@ fn ssh_key_and_known_hosts_paths_and_the_http_refusal() {
     let bad = yaml.replace("git@h:o/a.git", "https://h/o/a.git");
     let e = parse(Path::new("/etc/sentry/sentry.yaml"), &bad, &|_| None).expect_err("refused");
     assert!(e.problems.iter().any(|p| p.path == "repositories[0].monitor.auth.ssh_key_file"), "{e}");
+    // An empty key, written or expanded, is not set (SPEC §2 v2): nothing to refuse.
+    for empty in ["\"\"", "\"${NO_KEY:-}\""] {
+        let unset = bad.replace("ssh_key_file: ssh/id", &format!("ssh_key_file: {empty}"));
+        let c = parse(Path::new("/etc/sentry/sentry.yaml"), &unset, &|_| None).expect("an empty key is not set");
+        assert_eq!(c.repositories[0].monitor.auth.ssh_key_file, None, "{empty}");
+    }
 }
 
 #[test]

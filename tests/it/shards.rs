@@ -93,6 +93,15 @@ fn a_sharded_run_needs_shard_in_its_state_location() {
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(r.stderr.contains("{shard}"), "{}", r.stderr);
     assert!(!sb.path().join("sentry-state.json").exists(), "nothing written");
+    // validate refuses the same combination (SPEC §2: what validate accepts, poll can run).
+    let r = sb.run(&["--shard", "0/2", "--output", "json", "validate"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["errors"][0]["path"], "global.state", "{v}");
+    assert!(v["errors"][0]["message"].as_str().unwrap_or_default().contains("{shard}"), "{v}");
+    let r = sb.run(&["--shard", "0/2", "--state", "s-{shard}.json", "validate"]);
+    assert_eq!(r.code, 0, "with {{shard}} it is valid: {}", r.all());
 }
 
 #[test]
