@@ -11,6 +11,7 @@ mod tree;
 
 pub use expand::expand;
 
+pub use crate::model::ForgeKind;
 use crate::model::Location;
 use crate::model::location::is_dns_label;
 use crate::secret::{Redactor, Secret};
@@ -190,32 +191,6 @@ pub enum Trigger {
     Changed,
     /// Every member, once, when any member changed.
     All,
-}
-
-/// Where a repository is hosted, which decides how its heads are listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ForgeKind {
-    /// GitHub or GitHub Enterprise REST API.
-    Github,
-    /// GitLab REST API v4.
-    Gitlab,
-    /// Gitea / Forgejo REST API v1.
-    Gitea,
-    /// Any Git host, through `git ls-remote`.
-    Git,
-}
-
-impl ForgeKind {
-    /// The configuration spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ForgeKind::Github => "github",
-            ForgeKind::Gitlab => "gitlab",
-            ForgeKind::Gitea => "gitea",
-            ForgeKind::Git => "git",
-        }
-    }
 }
 
 /// One watched repository.
@@ -1108,6 +1083,15 @@ impl Validator<'_> {
             && let Err(msg) = check_url(u, &["http", "https"], false)
         {
             self.problem(format!("{path}.api_url"), line(s), msg);
+        }
+        // What validate accepts, poll can run (SPEC §2 v2): the URL must name a project the
+        // forge's API knows (`https://github.com/acme` names none).
+        if expanded.is_some()
+            && kind != ForgeKind::Git
+            && check_url(&repo_url, schemes, false).is_ok()
+            && let Err(msg) = crate::model::repo_url::api_project(kind, &repo_url, api_url.as_deref())
+        {
+            self.problem(format!("{path}.repo_url"), line(&m.repo_url), format!("{msg} (repo_type {})", kind.as_str()));
         }
         let auth = self.auth(&format!("{path}.auth"), &m.auth)?;
         if expanded.is_some() {

@@ -466,3 +466,32 @@ fn branch_and_tag_regex_errors_point_into_the_pattern_as_written() {
     assert!(said.contains("monitor.tags[0]") && said.contains("invalid regex \"v(1\""), "{said}");
     assert!(!said.contains("^(?:"), "the anchoring sentry adds is not the user's: {said}");
 }
+
+#[test]
+fn a_repo_url_the_forge_api_cannot_name_is_refused() {
+    let with = |url: &str, kind: &str| {
+        MINIMAL
+            .replace("https://github.com/acme/app", url)
+            .replace("      branches: [main]\n", &format!("      branches: [main]\n      repo_type: {kind}\n"))
+    };
+    for (url, kind) in [
+        ("https://github.com/acme", "github"),
+        ("https://github.com/acme/x/y", "github"),
+        ("https://gitlab.com/acme", "gitlab"),
+        ("https://gitea.example/acme", "gitea"),
+    ] {
+        let e = parse_str(&with(url, kind)).expect_err(url);
+        let p =
+            e.problems.iter().find(|p| p.path == "repositories[0].monitor.repo_url").unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(p.line, Some(5), "{url}: {e}");
+        assert!(p.message.contains("expected the repository URL to end in"), "{url}: {e}");
+    }
+    for (url, kind) in [
+        ("https://github.com/acme/app", "github"),
+        ("https://gitlab.com/a/b/c", "gitlab"),
+        ("https://gitea.example/acme/app.git", "gitea"),
+        ("https://git.example/one", "git"),
+    ] {
+        parse_str(&with(url, kind)).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+}

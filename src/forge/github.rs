@@ -1,7 +1,7 @@
 //! GitHub and GitHub Enterprise: `GET {api}/repos/{owner}/{repo}/branches`, `Link` pagination.
 
 use super::Api;
-use super::url::{RepoUrl, api_base, encode, owner_repo, project_path};
+use super::url::{RepoUrl, api_base, api_project, encode, owner_repo};
 use crate::config::{ForgeKind, Monitor};
 use crate::secret::Secret;
 
@@ -12,7 +12,7 @@ const PER_PAGE: u32 = 100;
 pub(super) fn api(m: &Monitor) -> Result<Api, String> {
     let url = RepoUrl::parse(&m.repo_url)?;
     let base = api_base(ForgeKind::Github, &url, m.api_url.as_deref());
-    let path = project_path(ForgeKind::Github, &url, m.api_url.as_deref());
+    let path = api_project(ForgeKind::Github, &m.repo_url, m.api_url.as_deref())?;
     let (owner, repo) = owner_repo(&path)?;
     let first_url = format!("{base}/repos/{}/{}/branches?per_page={PER_PAGE}", encode(owner), encode(repo));
     Ok(Api {

@@ -3,7 +3,7 @@
 //! tokens alike; `PRIVATE-TOKEN` refuses OAuth tokens).
 
 use super::Api;
-use super::url::{RepoUrl, api_base, encode, project_path};
+use super::url::{RepoUrl, api_base, api_project, encode};
 use crate::config::{ForgeKind, Monitor};
 use crate::secret::Secret;
 
@@ -14,10 +14,7 @@ const PER_PAGE: u32 = 100;
 pub(super) fn api(m: &Monitor) -> Result<Api, String> {
     let url = RepoUrl::parse(&m.repo_url)?;
     let base = api_base(ForgeKind::Gitlab, &url, m.api_url.as_deref());
-    let path = project_path(ForgeKind::Gitlab, &url, m.api_url.as_deref());
-    if !path.contains('/') {
-        return Err(format!("expected the repository URL to end in /GROUP[/SUBGROUP...]/PROJECT, found path {path:?}"));
-    }
+    let path = api_project(ForgeKind::Gitlab, &m.repo_url, m.api_url.as_deref())?;
     // The project id is the full path with every '/' encoded: group%2Fsub%2Fproject.
     let first_url = format!("{base}/projects/{}/repository/branches?per_page={PER_PAGE}", encode(&path));
     Ok(Api {

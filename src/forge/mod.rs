@@ -18,8 +18,8 @@ mod lsrefs;
 pub mod page;
 pub mod status;
 mod tags;
+pub use crate::model::repo_url as url;
 pub use compare::compare_url;
-pub mod url;
 
 use crate::config::{ForgeKind, GithubApi, Global, Repository};
 use crate::http::{Http, HttpError, HttpErrorKind, HttpSettings, Origin, Request, Response};

@@ -3,6 +3,7 @@
 
 pub mod location;
 mod record;
+pub mod repo_url;
 pub mod shard;
 pub mod url;
 
@@ -14,6 +15,32 @@ pub use shard::Shard;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+
+/// Where a repository is hosted, which decides how its heads are listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForgeKind {
+    /// GitHub or GitHub Enterprise REST API.
+    Github,
+    /// GitLab REST API v4.
+    Gitlab,
+    /// Gitea / Forgejo REST API v1.
+    Gitea,
+    /// Any Git host, through `git ls-remote`.
+    Git,
+}
+
+impl ForgeKind {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::Github => "github",
+            ForgeKind::Gitlab => "gitlab",
+            ForgeKind::Gitea => "gitea",
+            ForgeKind::Git => "git",
+        }
+    }
+}
 
 /// A full commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -59,7 +59,8 @@ fn shards_partition_the_repositories_and_keep_groups_whole() {
             assert_eq!(shards.len(), 1, "group {g} split over shards {shards:?} of {n}");
         }
         // validate --shard reports the same spread.
-        let v = sb.run(&["--shard", &format!("0/{n}"), "--output", "json", "validate"]).json();
+        let v =
+            sb.run(&["--shard", &format!("0/{n}"), "--state", "s-{shard}.json", "--output", "json", "validate"]).json();
         let counts: Vec<u64> =
             v["shards"].as_array().expect("shards").iter().filter_map(|s| s["repositories"].as_u64()).collect();
         let expected: Vec<u64> = (0..n).map(|i| seen.values().filter(|s| **s == i).count() as u64).collect();

@@ -1,11 +1,12 @@
-//! Repository URLs in every form users write them, and the API base each forge derives from them.
+//! Repository URLs in every form users write them, the API base each forge derives from them,
+//! and the project path its API names (checked by `config`, used by `forge`).
 //!
 //! Accepted: `https://host/owner/repo`, with or without `.git` and trailing slashes,
 //! `http://host:port/...`, nested groups of any depth (`https://gitlab.example/a/b/c/repo`),
 //! browser URLs with a GitLab `/-/tree/main` suffix, `ssh://git@host:22/owner/repo.git` and
 //! scp-like `git@host:owner/repo.git`.
 
-use crate::config::ForgeKind;
+use super::ForgeKind;
 
 /// A parsed repository URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +106,26 @@ pub fn project_path(kind: ForgeKind, url: &RepoUrl, api_url: Option<&str>) -> St
         Some(rest) if !rest.is_empty() => rest.to_string(),
         _ => url.path.clone(),
     }
+}
+
+/// The project path `kind`'s API knows for `repo_url` (with `api_url` when given), or why there
+/// is none: GitHub and Gitea name `OWNER/REPO`, GitLab `GROUP[/SUBGROUP...]/PROJECT`. What
+/// `validate` checks and what a listing asks for come from this one rule (SPEC §2 v2).
+pub fn api_project(kind: ForgeKind, repo_url: &str, api_url: Option<&str>) -> Result<String, String> {
+    let url = RepoUrl::parse(repo_url)?;
+    let path = project_path(kind, &url, api_url);
+    match kind {
+        ForgeKind::Github | ForgeKind::Gitea => {
+            owner_repo(&path)?;
+        }
+        ForgeKind::Gitlab if !path.contains('/') => {
+            return Err(format!(
+                "expected the repository URL to end in /GROUP[/SUBGROUP...]/PROJECT, found path {path:?}"
+            ));
+        }
+        ForgeKind::Gitlab | ForgeKind::Git => {}
+    }
+    Ok(path)
 }
 
 /// Splits `path` into `owner/repo` for GitHub and Gitea, which have no nested groups.
