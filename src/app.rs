@@ -79,6 +79,16 @@ fn clap_error(e: clap::Error, args: &[std::ffi::OsString]) -> u8 {
             let value = std::env::var_os(&env)?;
             (!given).then(|| (env.to_string_lossy().into_owned(), value.to_string_lossy().into_owned(), arg))
         });
+    // SPEC §5 v2: with `--output json`, a run that fails before its summary (usage included)
+    // says so on stdout too: clap's message up to its first blank line, on one line.
+    if e.use_stderr() && wants_json(args) {
+        let rendered = e.render().to_string();
+        let text: Vec<&str> = rendered.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+        let text = text.join(" ");
+        let message = text.strip_prefix("error: ").unwrap_or(&text);
+        let doc = serde_json::json!({"error": message, "exit_code": code});
+        println!("{doc}");
+    }
     match from_env {
         Some((var, value, arg)) => {
             let rendered = e.to_string();
@@ -97,6 +107,15 @@ fn clap_error(e: clap::Error, args: &[std::ffi::OsString]) -> u8 {
         }
     }
     code
+}
+
+/// Whether the command line asks for `--output json` (read by hand: clap refused the line).
+fn wants_json(args: &[std::ffi::OsString]) -> bool {
+    let words: Vec<std::borrow::Cow<'_, str>> = args.iter().skip(1).map(|a| a.to_string_lossy()).collect();
+    words
+        .iter()
+        .enumerate()
+        .any(|(i, w)| w == "--output=json" || (w == "--output" && words.get(i + 1).is_some_and(|v| v == "json")))
 }
 
 /// Runs a parsed command line.

@@ -33,3 +33,29 @@ fn usage_errors_exit_2() {
     assert_eq!(sb.run(&["--output", "yaml", "validate"]).code, 2);
     assert_eq!(sb.run(&["--log-level", "loud", "validate"]).code, 2);
 }
+
+/// SPEC §5 v2: with `--output json`, a usage error is also `{"error", "exit_code"}` on stdout
+/// (one document, nothing else there); help and version stay what they are.
+#[test]
+fn usage_errors_with_json_output_print_the_error_document() {
+    let sb = Sandbox::new();
+    for (args, says) in [
+        (&["--output", "json", "deploy"][..], "--repo"),
+        (&["deploy", "--repo", "a", "--group", "g", "--output=json"][..], "cannot be used with"),
+        (&["--output", "json", "frobnicate"][..], "frobnicate"),
+        (&["--output", "json", "--log-level", "loud", "status"][..], "loud"),
+    ] {
+        let r = sb.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.all());
+        let v: serde_json::Value =
+            serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", r.stdout));
+        assert_eq!(v["exit_code"], 2, "{args:?}: {v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says) && !error.contains('\n'), "{args:?}: {v}");
+        assert!(r.stderr.contains("error:"), "clap's own message stays on stderr: {args:?}");
+    }
+    assert!(sb.run(&["--output", "json", "deploy"]).stdout.lines().count() == 1);
+    let r = sb.run(&["--output", "json", "--version"]);
+    assert_eq!((r.code, r.stdout.trim()), (0, format!("sentry {}", env!("CARGO_PKG_VERSION")).as_str()));
+    assert!(sb.run(&["frobnicate"]).stdout.is_empty(), "human output: nothing on stdout");
+}
