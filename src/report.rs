@@ -55,10 +55,7 @@ fn as_object<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S
 
 /// Writes name-value pairs, when there are any, as one JSON object.
 fn as_optional_object<S: serde::Serializer>(pairs: &Option<Vec<(String, String)>>, s: S) -> Result<S::Ok, S::Error> {
-    match pairs {
-        Some(p) => as_object(p, s),
-        None => s.serialize_none(),
-    }
+    as_object(pairs.as_deref().unwrap_or_default(), s)
 }
 
 /// One repository's check.
@@ -70,8 +67,8 @@ pub struct Checked {
     /// node per repository has room for 11 entries, ~0.5 KiB for the usual single branch.
     #[serde(serialize_with = "as_object")]
     pub branches: Vec<(String, String)>,
-    /// Matching tag -> commit, for repositories that monitor tags.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Matching tag -> commit (`{}` for a repository that monitors no tags, as SPEC §5 shows
+    /// the key on every entry).
     #[serde(serialize_with = "as_optional_object")]
     pub tags: Option<Vec<(String, String)>>,
     /// Why it could not be checked.

@@ -64,7 +64,8 @@ pub struct DeploymentRecord {
     pub repo: String,
     /// Its group.
     pub group: Option<String>,
-    /// The branch (empty for a tag).
+    /// The branch (empty for a tag, written `null` as history writes it).
+    #[serde(serialize_with = "empty_as_null", deserialize_with = "null_as_empty", default)]
     pub branch: String,
     /// The tag, when a tag was deployed (`null` for a branch).
     #[serde(default)]
@@ -91,6 +92,16 @@ pub struct DeploymentRecord {
     /// How `deploy.on_failure` ended, if it ran (it never changes `status`).
     #[serde(default)]
     pub on_failure: Option<OnFailureOutcome>,
+}
+
+/// An empty string as `null` (a tag deployment's branch).
+fn empty_as_null<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_empty() { s.serialize_none() } else { s.serialize_str(v) }
+}
+
+/// `null` (or an empty string, as older states stored it) as an empty string.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// How `deploy.on_failure` ended (SPEC §5 `on_failure`).

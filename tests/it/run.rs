@@ -26,6 +26,7 @@ fn baseline_then_push_deploys_exactly_that_then_nothing() {
     assert_eq!(doc["deployments"][0]["commit"], v2.as_str());
     assert_eq!(doc["deployments"][0]["previous_commit"], v1.as_str());
     assert_eq!(doc["checked"][0]["branches"]["main"], v2.as_str());
+    assert_eq!(doc["checked"][0]["tags"], serde_json::json!({}), "the key is always there (SPEC §5)");
     assert!(r.stderr.contains("change detected"), "{}", r.stderr);
 
     // The full SENTRY_* context of the job.

@@ -112,7 +112,8 @@ fn story(flavor: Option<Flavor>) {
     let d = &r.json()["deployments"][0];
     assert_eq!(
         (d["tag"].as_str(), d["reason"].as_str(), d["branch"].as_str()),
-        (Some("v1.0.0"), Some("manual"), Some(""))
+        (Some("v1.0.0"), Some("manual"), None),
+        "a tag deployment has branch null, as in history"
     );
     assert!(t.tag_env().lines().any(|l| l == "SENTRY_TAG=v1.0.0"), "{what}");
     let r = t.w.sentry(&["deploy", "--repo", "app", "--tag", "v9.9.9"]);
