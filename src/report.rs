@@ -38,8 +38,10 @@ pub struct Summary {
 pub struct Parked {
     /// Repository name.
     pub repo: String,
-    /// The branch.
-    pub branch: String,
+    /// The branch (`null` for a tag).
+    pub branch: Option<String>,
+    /// The tag (`null` for a branch).
+    pub tag: Option<String>,
     /// The commit that keeps failing.
     pub commit: String,
     /// Attempts made.
@@ -142,7 +144,7 @@ impl Summary {
             let line = format!(
                 "parked: {}/{} {} after {} attempts: {} (push a new commit or run `sentry deploy`)",
                 p.repo,
-                p.branch,
+                p.branch.as_deref().or(p.tag.as_deref()).unwrap_or_default(),
                 p.commit.chars().take(8).collect::<String>(),
                 p.attempts,
                 crate::text::first_line(&p.error, 200)

@@ -231,22 +231,46 @@ fn parked(notes: &[Note], state: &State) -> Vec<crate::report::Parked> {
     notes
         .iter()
         .filter_map(|n| match n {
-            Note::Parked { repo, branch, commit, attempts } => Some(crate::report::Parked {
-                repo: repo.clone(),
-                branch: branch.clone(),
-                commit: commit.to_string(),
-                attempts: *attempts,
-                error: state
-                    .repos
-                    .get(repo)
-                    .and_then(|r| r.branches.get(branch))
-                    .and_then(|b| b.failure.as_ref())
-                    .map(|f| f.error.clone())
-                    .unwrap_or_default(),
-            }),
+            Note::Parked { repo, branch, commit, attempts } => {
+                Some(parked_entry(state, repo, branch, commit, *attempts))
+            }
             _ => None,
         })
         .collect()
+}
+
+/// A parked ref of `repo` named `name` (a branch, else a tag of that name), with its last error.
+fn parked_entry(state: &State, repo: &str, name: &str, commit: &Sha, attempts: u32) -> crate::report::Parked {
+    let r = state.repos.get(repo);
+    let branch = r.and_then(|r| r.branches.get(name));
+    let tag = if branch.is_none() { r.and_then(|r| r.tags.get(name)) } else { None };
+    crate::report::Parked {
+        repo: repo.to_string(),
+        branch: tag.is_none().then(|| name.to_string()),
+        tag: tag.is_some().then(|| name.to_string()),
+        commit: commit.to_string(),
+        attempts,
+        error: branch.or(tag).and_then(|b| b.failure.as_ref()).map(|f| f.error.clone()).unwrap_or_default(),
+    }
+}
+
+/// Deployments of this run whose failure used the last attempt: parked from now on, so the run
+/// that parks them lists them already (SPEC §5), beside those parked before.
+fn newly_parked(summary: &mut Summary, state: &State, max_attempts: u32) {
+    let mut found = Vec::new();
+    for d in &summary.deployments {
+        let name = d.tag.as_deref().unwrap_or(&d.branch);
+        let Some(r) = state.repos.get(&d.repo) else { continue };
+        let refs = if d.tag.is_some() { &r.tags } else { &r.branches };
+        let Some(f) = refs.get(name).and_then(|b| b.failure.as_ref()) else { continue };
+        let listed = summary.parked.iter().chain(&found).any(|p: &crate::report::Parked| {
+            p.repo == d.repo && p.branch.as_deref().or(p.tag.as_deref()) == Some(name)
+        });
+        if f.commit == d.commit && f.attempts >= max_attempts && !listed {
+            found.push(parked_entry(state, &d.repo, name, &f.commit, f.attempts));
+        }
+    }
+    summary.parked.extend(found);
 }
 
 /// `sentry deploy`: deploy now, whatever changed; waits for the lock.
@@ -350,6 +374,7 @@ fn proceed(
     }
     store.save(&next)?;
     let mut last = deploy_and_record(config, clients, run, store, next, jobs, &mut summary);
+    newly_parked(&mut summary, &last, config.global.max_attempts);
     if summary.exit() != Exit::Success {
         // Recorded in anticipation, then the last save failed (exit 4): it is not a success.
         last.last_success = earlier_success;
@@ -780,4 +805,25 @@ fn batches(config: &Config, jobs: Vec<Job>) -> Vec<Batch<'_>> {
         grouped.push(ungrouped);
     }
     grouped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Failure, RefState, RepoState};
+
+    #[test]
+    fn a_parked_tag_is_listed_as_a_tag_with_its_error() {
+        let sha = Sha::parse(&"a".repeat(40)).expect("sha");
+        let failure =
+            Failure { at: "2026-12-01T00:00:00Z".into(), attempts: 3, commit: sha.clone(), error: "boom".into() };
+        let mut repo = RepoState::default();
+        repo.tags.insert("v1.0.0".into(), Box::new(RefState { failure: Some(failure), ..RefState::default() }));
+        let mut state = State::default();
+        state.repos.insert("app".into(), repo);
+        let notes = [Note::Parked { repo: "app".into(), branch: "v1.0.0".into(), commit: sha.clone(), attempts: 3 }];
+        let p = parked(&notes, &state);
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].branch.as_deref(), p[0].tag.as_deref(), p[0].error.as_str()), (None, Some("v1.0.0"), "boom"));
+    }
 }

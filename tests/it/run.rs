@@ -117,6 +117,11 @@ fn failures_are_retried_then_parked_and_cleared_by_hand() {
     let r = w.sentry(&["poll", "--once", "--output", "json"]);
     assert_eq!(r.code, 1);
     assert_eq!(r.json()["deployments"][0]["attempt"], 2);
+    // The run that parks it lists it already (SPEC §5), once.
+    let parking = r.json()["parked"].as_array().cloned().unwrap_or_default();
+    assert_eq!(parking.len(), 1, "{}", r.stdout);
+    assert_eq!((parking[0]["branch"].as_str(), parking[0]["attempts"].as_u64()), (Some("main"), Some(2)));
+    assert!(parking[0]["tag"].is_null() && parking[0]["error"].as_str().is_some_and(|e| e.contains("exited 3")));
     let r = w.sentry(&["poll", "--once", "--output", "json"]);
     assert_eq!(r.code, 0, "parked: nothing attempted, {}", r.all());
     assert_eq!(r.json()["deployments"].as_array().map(Vec::len), Some(0));
