@@ -525,11 +525,12 @@ pub fn compare_base(state: &State, job: &Job) -> Option<Sha> {
     bs.filtered.clone().or_else(|| bs.deployed.clone()).filter(|b| *b != job.commit)
 }
 
-/// True when `job` is a change the repository's filters must examine before it is deployed:
-/// a head that moved (not a new branch, a retry, a manual or group-triggered deployment), of
-/// a repository with `paths` or `ignore_paths`. Other repositories cost no extra request.
-pub fn needs_examining(repo: &Repository, job: &Job) -> bool {
-    job.reason == Reason::Changed && repo.monitor.filter.is_active()
+/// True when `job` is a change to examine before it is deployed: a head that moved (not a new
+/// branch, a retry, a manual or group-triggered deployment), of a repository with `paths` or
+/// `ignore_paths`, or of any repository while skip markers are on (SPEC §2: a head commit
+/// whose message holds one is recorded, not deployed). One compare per change, never per check.
+pub fn needs_examining(repo: &Repository, job: &Job, skip_markers: &[String]) -> bool {
+    job.reason == Reason::Changed && (repo.monitor.filter.is_active() || skip_markers.iter().any(|m| !m.is_empty()))
 }
 
 /// Decides whether an examined change is filtered, and why: a skip marker in the head commit's

@@ -30,6 +30,16 @@ const MAX_GIT_FILES: usize = 100_000;
 const MAX_GIT_OUTPUT: u64 = 16 * 1024 * 1024;
 
 impl Checker {
+    /// [`Checker::changes`] of each `(repository, base, head)`, concurrently on the check pool
+    /// (a pass with many moved heads waits for the slowest comparison, not for their sum);
+    /// results in input order.
+    pub fn changes_all(&self, asked: &[(&Repository, Sha, Sha)], tmp_dir: &Path) -> Vec<Examined> {
+        use rayon::prelude::*;
+        self.pool.install(|| {
+            asked.par_iter().with_max_len(1).map(|(repo, base, head)| self.changes(repo, base, head, tmp_dir)).collect()
+        })
+    }
+
     /// The files changed from `base` to `head` in `repo`, and the head commit's message. Never
     /// fails: what cannot be told is `files: None` with the reason. `tmp_dir` holds the private
     /// directory of a plain Git fetch.

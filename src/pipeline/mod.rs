@@ -180,26 +180,34 @@ pub fn poll(config: &Config, at: &At<'_>, repos: &[&Repository], dry_run: bool) 
     proceed(config, &run, &clients, store, planned.state, planned.jobs, checks, summary, &now)
 }
 
-/// Examines the planned changes of repositories with path filters (SPEC §4 "filters"): the
-/// files changed since the last deployed or filtered commit and the head's message, from the
-/// forge; [`plan::verdict`] decides. A filtered change leaves the jobs, is recorded in the next
+/// Examines the planned changes (SPEC §4 "filters"; of every repository while skip markers are
+/// on): the files changed since the last deployed or filtered commit and the head's message,
+/// from the forge; [`plan::verdict`] decides. A filtered change leaves the jobs, is recorded in the next
 /// state (seen, the next comparison's base, a counter) and comes back as a `filtered` record.
 /// Changes whose files cannot be told are deployed.
 fn examine(config: &Config, checker: &Checker, planned: &mut plan::Plan) -> Vec<DeploymentRecord> {
+    let jobs = std::mem::take(&mut planned.jobs);
+    // Planning never changes a moved ref's deployed or filtered commit, and recording a
+    // filtered job touches only its own ref: each base is the one the pass started with.
+    let mut asked = Vec::new();
+    let mut examining = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let repo = config.repository(&job.repo).filter(|r| plan::needs_examining(r, job, &config.global.skip_markers));
+        let base = repo.and_then(|r| plan::compare_base(&planned.state, job).map(|b| (r, b)));
+        examining.push(base.is_some());
+        if let Some((r, b)) = base {
+            asked.push((r, b, job.commit.clone()));
+        }
+    }
+    // Answers come in the order asked, which is the jobs' order.
+    let mut answers = checker.changes_all(&asked, &config.global.tmp_dir).into_iter().zip(&asked);
     let mut filtered = Vec::new();
-    let mut kept = Vec::with_capacity(planned.jobs.len());
-    for job in std::mem::take(&mut planned.jobs) {
-        let Some(repo) = config.repository(&job.repo).filter(|r| plan::needs_examining(r, &job)) else {
+    let mut kept = Vec::with_capacity(jobs.len());
+    for (job, examined) in jobs.into_iter().zip(examining) {
+        let Some((examined, (repo, base, _))) = examined.then(|| answers.next()).flatten() else {
             kept.push(job);
             continue;
         };
-        // Planning never changes a moved ref's deployed or filtered commit, and recording a
-        // filtered job touches only its own ref: the base is the one the pass started with.
-        let Some(base) = plan::compare_base(&planned.state, &job) else {
-            kept.push(job);
-            continue;
-        };
-        let examined = checker.changes(repo, &base, &job.commit, &config.global.tmp_dir);
         if let Some(why) = &examined.why_unknown {
             log::info!(
                 repo = job.repo.as_str(), branch = job.branch.as_str(), from = base.as_str(), to = job.commit.as_str();

@@ -497,7 +497,7 @@ fn a_filtered_head_is_the_next_base_and_not_a_change_again() {
     deployed(&mut s, "a", &[("main", '1')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
     assert_eq!(summary(&p), [job("a", "main", '2', Reason::Changed, 1)]);
-    assert!(needs_examining(&c.repositories[0], &p.jobs[0]));
+    assert!(needs_examining(&c.repositories[0], &p.jobs[0], &[]));
     assert_eq!(compare_base(&s, &p.jobs[0]), Some(sha('1')));
     let mut next = p.state.clone();
     record_filtered(&mut next, &p.jobs[0], Reason::Paths);
@@ -540,7 +540,7 @@ fn a_moved_tag_is_compared_and_filtered_on_its_own_record_not_a_branch_of_its_na
         reason: Reason::Changed,
         attempt: 1,
     };
-    assert!(needs_examining(&c.repositories[0], &tag));
+    assert!(needs_examining(&c.repositories[0], &tag, &[]));
     assert_eq!(compare_base(&s, &tag), Some(sha('4')), "from the tag's last commit, not the branch's");
     record_filtered(&mut s, &tag, Reason::Paths);
     let rs = &s.repos["a"];
@@ -550,15 +550,19 @@ fn a_moved_tag_is_compared_and_filtered_on_its_own_record_not_a_branch_of_its_na
 }
 
 #[test]
-fn new_branches_retries_and_unfiltered_repositories_are_not_examined() {
+fn new_branches_retries_and_unfiltered_repositories_without_skip_markers_are_not_examined() {
     let c = simple();
     let mut s = State::default();
     deployed(&mut s, "a", &[("main", '1')]);
     let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
-    assert!(!needs_examining(&c.repositories[0], &p.jobs[0]));
+    assert!(!needs_examining(&c.repositories[0], &p.jobs[0], &[]));
+    assert!(!needs_examining(&c.repositories[0], &p.jobs[0], &[String::new()]), "an empty marker is none");
+    // Skip markers apply to every repository (SPEC §2): its moved heads are examined too.
+    assert!(needs_examining(&c.repositories[0], &p.jobs[0], &["[skip deploy]".to_string()]));
     let f = filtered_config("      paths: [\"svc/**\"]\n", "");
     let new = plan(&f, &checked(&[("a", heads(&[("main", '1'), ("x", '2')]))]), &s, NOW);
-    assert!(new.jobs.iter().all(|j| !needs_examining(&f.repositories[0], j) || j.branch == "main"));
+    let markers = ["[skip deploy]".to_string()];
+    assert!(new.jobs.iter().all(|j| !needs_examining(&f.repositories[0], j, &markers) || j.branch == "main"));
 }
 
 fn tag_config(semver: &str) -> Config {

@@ -2,6 +2,7 @@
 //! fake (GitHub, GitLab, Gitea compare APIs over real repositories) and on real git (a
 //! blob-less fetch through `git http-backend`).
 
+use crate::support::config::Scalar;
 use crate::support::fake_forge::{FakeForge, Flavor};
 use crate::support::repos::BareRepo;
 use crate::support::world::{TOKEN, World};
@@ -175,4 +176,50 @@ fn filtered_changes_show_in_the_table_not_in_quiet_mode_and_in_metrics() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("filtered") && r.stdout.contains("paths"), "{}", r.stdout);
     assert!(m.w.deployed().is_empty());
+}
+
+/// SPEC §2: a head commit whose message holds a skip marker is recorded, not deployed, on a
+/// repository without path filters too (on GitHub and on plain git over http); `skip_markers:
+/// []` turns that off.
+fn markers_without_path_filters(flavor: Option<Flavor>) {
+    let w = World::new();
+    let app = w.create("app");
+    app.commit("main", &[("v", "1")], "init");
+    let forge = flavor.map(|_| {
+        let f = FakeForge::start(&w.root);
+        f.require_token(TOKEN);
+        f
+    });
+    let repo = match (&forge, flavor) {
+        (Some(f), Some(fl)) => w.repo("app").monitor_url(f.repo_url("apps/app")).kind(fl.repo_type()),
+        _ => w.repo("app").monitor_url(w.server.url("apps/app.git")),
+    };
+    w.conf().repo(repo.clone()).write(&w.sb);
+    assert_eq!(w.poll().code, 0, "baseline");
+    let what = format!("{flavor:?}");
+    let poll = || {
+        let r = w.sentry(&["poll", "--once", "--output", "json"]);
+        assert_eq!(r.code, 0, "{what}: {}", r.all());
+        let d = r.json()["deployments"][0].clone();
+        (d["status"].as_str().unwrap_or_default().to_string(), d["reason"].as_str().unwrap_or_default().to_string())
+    };
+    app.commit("main", &[("v", "2")], "docs only\n\n[skip deploy]");
+    assert_eq!(poll(), ("filtered".to_string(), "skip_marker".to_string()), "{what}");
+    assert!(w.deployed().is_empty(), "{what}: {:?}", w.deployed());
+    app.commit("main", &[("v", "3")], "a real change");
+    assert_eq!(poll(), ("succeeded".to_string(), "changed".to_string()), "{what}");
+    // Markers off: the same kind of commit deploys.
+    w.conf().global("skip_markers", Scalar::yaml("[]")).repo(repo).write(&w.sb);
+    app.commit("main", &[("v", "4")], "again\n\n[skip deploy]");
+    assert_eq!(poll(), ("succeeded".to_string(), "changed".to_string()), "{what}: markers off");
+}
+
+#[test]
+fn skip_markers_apply_without_path_filters_on_github() {
+    markers_without_path_filters(Some(Flavor::Github));
+}
+
+#[test]
+fn skip_markers_apply_without_path_filters_on_plain_git() {
+    markers_without_path_filters(None);
 }

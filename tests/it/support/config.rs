@@ -439,6 +439,13 @@ fn render_auth(y: &mut String, auth: &Option<Auth>, key: &Option<String>) {
 #[derive(Clone)]
 pub struct Scalar(String);
 
+impl Scalar {
+    /// A value written as given (a flow list such as `[]`).
+    pub fn yaml(text: &str) -> Scalar {
+        Scalar(text.to_string())
+    }
+}
+
 macro_rules! bare {
     ($($t:ty),*) => {$(
         impl From<$t> for Scalar {
