@@ -467,10 +467,21 @@ pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
         Ok(raw) => raw,
         Err(first) => {
             // serde stops at the first structural problem: look again for all of them.
-            let mut problems =
-                tree::read(text, yaml_options(text)).map(|docs| tree::problems(&docs, env)).unwrap_or_default();
+            let found = tree::read(text, yaml_options(text)).map(|docs| tree::problems(&docs, env));
+            let (mut problems, stray) = found.map(|f| (f.problems, f.stray)).unwrap_or_default();
             if problems.is_empty() {
                 problems.push(first);
+            } else if stray.len() == problems.len()
+                && let Some(rest) = tree::without_keys(text, &stray)
+                && let Ok(raw) = read_yaml(&rest)
+            {
+                // Only keys in the way: the rest of the file is checked too (SPEC §2 v2, every
+                // problem in one run), on the same lines.
+                let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+                let mut checker = Validator { env, dir, problems: Vec::new(), warnings: Vec::new() };
+                let _ = checker.config(file, raw);
+                problems.extend(checker.problems);
+                problems.sort_by_key(|p| p.line.unwrap_or(u64::MAX));
             }
             return Err(error(problems));
         }

@@ -248,7 +248,7 @@ fn the_tree_table_lists_exactly_the_fields_of_raw() {
     every_field(&tree::ROOT, 0, &mut doc);
     assert!(read_yaml(&doc).is_ok(), "serde refuses the table's document:\n{doc}");
     let docs = tree::read(&doc, yaml_options(&doc)).expect("tree");
-    assert_eq!(tree::problems(&docs, &|_| Some("v".into())), [], "{doc}");
+    assert_eq!(tree::problems(&docs, &|_| Some("v".into())).problems, [], "{doc}");
     // And raw has no field the table lacks: serde names them all when it meets `zzz`.
     let sections: [(&tree::Section, &str); 6] = [
         (&tree::ROOT, "repositories:"),
@@ -494,4 +494,45 @@ fn a_repo_url_the_forge_api_cannot_name_is_refused() {
     ] {
         parse_str(&with(url, kind)).unwrap_or_else(|e| panic!("{url}: {e}"));
     }
+}
+
+#[test]
+fn stray_keys_and_bad_values_are_reported_in_one_run() {
+    // A misplaced key (ssh_key_file belongs under auth), an unknown one opening a list item,
+    // one with a block value, and values that are wrong in their own right: all of them, on their lines.
+    let text = "
+global:
+  concurrency: 0
+  colour: blue
+repositories:
+  - nmae: typo
+    name: app
+    monitor:
+      repo_url: https://github.com/acme
+      branches: [main]
+      ssh_key_file: /k
+    deploy:
+      qa_repo_url: https://gitlab.com/acme/qa
+      project_name: Bad_Name
+      commands: []
+      extra:
+        - a
+        - b
+";
+    let e = parse_str(text).expect_err("invalid");
+    let got: Vec<_> = e.problems.iter().map(|p| (p.path.as_str(), p.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("global.concurrency", Some(3)),
+            ("global.colour", Some(4)),
+            ("repositories[0].nmae", Some(6)),
+            ("repositories[0].monitor.repo_url", Some(9)),
+            ("repositories[0].monitor.ssh_key_file", Some(11)),
+            ("repositories[0].deploy.project_name", Some(14)),
+            ("repositories[0].deploy.commands", Some(15)),
+            ("repositories[0].deploy.extra", Some(16)),
+        ],
+        "{e}"
+    );
 }

@@ -286,10 +286,10 @@ pub(super) const ROOT: Section = Section {
 const SECTIONS: [&Section; 7] = [&ROOT, &GLOBAL, &GROUP, &REPOSITORY, &MONITOR, &DEPLOY, &AUTH];
 
 /// Walks the documents of a file serde refused and returns every problem found.
-pub(super) fn problems(docs: &[Node], env: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
-    let mut w = Walker { env, problems: Vec::new() };
+pub(super) fn problems(docs: &[Node], env: &dyn Fn(&str) -> Option<String>) -> Found {
+    let mut w = Walker { env, problems: Vec::new(), stray: Vec::new() };
     if let Some(hint) = older_shape(docs) {
-        return vec![hint];
+        return Found { problems: vec![hint], stray: Vec::new() };
     }
     match docs {
         [] => w.problems.push(Problem { path: String::new(), line: None, message: "the file is empty".into() }),
@@ -302,7 +302,39 @@ pub(super) fn problems(docs: &[Node], env: &dyn Fn(&str) -> Option<String>) -> V
             w.section("", first, &ROOT);
         }
     }
-    w.problems
+    Found { problems: w.problems, stray: w.stray }
+}
+
+/// `text` with each stray key and its value blanked (lines kept, so every line number stays),
+/// or `None` when a key cannot be found where the tree put it. A key's value is the lines
+/// after it that are indented deeper (or, for a sequence, as deep with a dash); a key that
+/// opens a sequence item keeps its dash.
+pub(super) fn without_keys(text: &str, stray: &[(u64, String)]) -> Option<String> {
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    for (line, key) in stray {
+        let i = usize::try_from(*line).ok()?.checked_sub(1)?;
+        let l = lines.get(i)?.clone();
+        let col =
+            [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")].iter().find_map(|k| l.find(k.as_str()))?;
+        let head = &l[..col];
+        if !head.chars().all(|c| c == ' ' || c == '-') {
+            return None; // a flow mapping or something else the blanking cannot keep valid
+        }
+        lines[i] = head.to_string();
+        let mut j = i + 1;
+        while let Some(next) = lines.get(j) {
+            let indent = next.len() - next.trim_start_matches(' ').len();
+            let blank = next.trim().is_empty() || next.trim_start().starts_with('#');
+            if !(blank || indent > col || (indent == col && next.trim_start().starts_with('-'))) {
+                break;
+            }
+            lines[j] = String::new();
+            j += 1;
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    Some(out)
 }
 
 /// A file in a shape sentry never read: a Kubernetes manifest that holds the configuration, or
@@ -377,6 +409,17 @@ fn older_shape(docs: &[Node]) -> Option<Problem> {
 struct Walker<'e> {
     env: &'e dyn Fn(&str) -> Option<String>,
     problems: Vec<Problem>,
+    /// Keys that are only in the way (unknown, misplaced, repeated): line and text.
+    stray: Vec<(u64, String)>,
+}
+
+/// What the structural pass found: every problem, and the keys among them that could simply be
+/// left out (each of those problems is one such key).
+pub(super) struct Found {
+    /// Every structural problem, in document order.
+    pub problems: Vec<Problem>,
+    /// The unknown, misplaced or repeated keys: line and text.
+    pub stray: Vec<(u64, String)>,
 }
 
 fn join(path: &str, name: &str) -> String {
@@ -410,6 +453,7 @@ impl Walker<'_> {
             let kpath = join(path, &key.text);
             if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key.text) {
                 self.problem(&kpath, key.line, format!("{:?} appears twice (first on line {first})", key.text));
+                self.stray.push((key.line, key.text.clone()));
                 continue;
             }
             seen.push((&key.text, key.line));
@@ -418,6 +462,7 @@ impl Walker<'_> {
                 None => {
                     let message = unknown_key(&key.text, section);
                     self.problem(&kpath, key.line, message);
+                    self.stray.push((key.line, key.text.clone()));
                 }
             }
         }
