@@ -367,9 +367,10 @@ fn second_poll_exits_0_while_the_first_holds_the_lock() {
     let mut first = w.sb.sentry();
     first.args(["poll", "--once"]).env("E2E_TOKEN", TOKEN);
     let child = first.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("spawn");
-    // Wait until the first run is deploying (its job directory exists), then poll again.
+    // Wait until the first run's commands run (not merely its job directory, nor the private
+    // directory of the comparison before it), then poll again.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::fs::read_dir(w.sb.path().join("tmp")).map(|d| d.count()).unwrap_or(0) == 0 {
+    while !w.ctrl().join("running-app").exists() {
         assert!(std::time::Instant::now() < deadline, "first run never started deploying");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

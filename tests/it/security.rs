@@ -194,10 +194,9 @@ fn a_symlinked_state_keeps_its_link_and_its_two_names_share_one_lock() {
             .expect("spawn");
     let mut first = Killer(first);
     assert!(wait_for(&data.join("state.json.lock"), Duration::from_secs(30)));
-    // The job is running once its directory exists.
-    let tmp = w.sb.path().join("tmp");
+    // The job is running once its script says so.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) == 0 && Instant::now() < deadline {
+    while !w.ctrl().join("running-app").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let second = run(&w, &["poll", "--once", "--state", data.join("state.json").to_str().expect("utf8")], &[]);

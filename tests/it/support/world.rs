@@ -17,11 +17,13 @@ pub struct World {
     pub root: PathBuf,
 }
 
-/// The deployment script: records its SENTRY_* context, fails when a control file says so.
+/// The deployment script: records its SENTRY_* context, fails when a control file says so,
+/// and says it runs (`running-REPO`) before it sleeps as long as `sleep` says.
 pub const DEPLOY_SH: &str = r#"#!/bin/sh
 set -u
 line="$SENTRY_REPO $SENTRY_BRANCH $SENTRY_COMMIT ${SENTRY_PREVIOUS_COMMIT:-none} ${SENTRY_GROUP:-none}"
 if [ -e "$CTRL/fail-$SENTRY_REPO" ]; then echo "failing on purpose: $line"; exit 3; fi
+: > "$CTRL/running-$SENTRY_REPO"
 if [ -e "$CTRL/sleep" ]; then sleep "$(cat "$CTRL/sleep")"; fi
 env | grep '^SENTRY_\|^TMPDIR=' | sort > "$CTRL/env-$SENTRY_REPO-$(echo "$SENTRY_BRANCH" | tr / _)"
 env > "$CTRL/fullenv-$SENTRY_REPO"
