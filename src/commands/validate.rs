@@ -2,7 +2,7 @@
 
 use super::{emit, json_text};
 use crate::cli::OutputFormat;
-use crate::config::{Config, ConfigError, Problem};
+use crate::config::{Config, ConfigError, Problem, known_line};
 use crate::error::{Error, Exit};
 use crate::forge::connectivity::{self, Probe};
 use crate::model::Shard;
@@ -109,7 +109,7 @@ pub fn connectivity(config: &Config, output: OutputFormat, quiet: bool) -> Resul
                     let i = repo.monitor.patterns.iter().position(|p| p == pattern).unwrap_or(0);
                     errors.push(json!({
                         "path": format!("repositories[{}].monitor.branches[{i}]", r.index),
-                        "line": null,
+                        "line": known_line(repo.monitor.lines.branches),
                         "message": message,
                     }));
                 }
@@ -121,16 +121,23 @@ pub fn connectivity(config: &Config, output: OutputFormat, quiet: bool) -> Resul
                     let i = repo.monitor.tag_patterns.iter().position(|p| p == pattern).unwrap_or(0);
                     errors.push(json!({
                         "path": format!("repositories[{}].monitor.tags[{i}]", r.index),
-                        "line": null,
+                        "line": known_line(repo.monitor.lines.tags),
                         "message": message,
                     }));
                 }
             }
             Err(message) => {
                 lines.push(format!("FAIL  {} {side:<7} {message}", repo.name));
-                errors.push(
-                    json!({"path": format!("repositories[{}].{side}", r.index), "line": null, "message": message}),
-                );
+                // The section that could not be reached, on the line of its URL.
+                let at = match r.probe {
+                    Probe::Monitor => repo.monitor.lines.repo_url,
+                    Probe::Deploy => repo.deploy.qa_repo_url_line,
+                };
+                errors.push(json!({
+                    "path": format!("repositories[{}].{side}", r.index),
+                    "line": known_line(at),
+                    "message": message,
+                }));
             }
         }
     }

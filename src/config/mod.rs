@@ -231,6 +231,25 @@ pub struct Monitor {
     pub tags: Vec<BranchPattern>,
     /// `semver`: only the highest tag in this range is deployed.
     pub semver: Option<semver::VersionReq>,
+    /// Where the section's keys stand in the file, for problems found after loading.
+    pub lines: MonitorLines,
+}
+
+/// Lines (1-based; 0 when unknown) of a monitor section's keys: `validate --connectivity`
+/// names them like the problems found while loading.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MonitorLines {
+    /// `repo_url`.
+    pub repo_url: u32,
+    /// `branches`.
+    pub branches: u32,
+    /// `tags`.
+    pub tags: u32,
+}
+
+/// A line as problems give it: `None` when unknown (0).
+pub fn known_line(line: u32) -> Option<u64> {
+    (line > 0).then_some(u64::from(line))
 }
 
 impl Monitor {
@@ -340,6 +359,8 @@ pub struct Deploy {
     pub auth: Auth,
     /// Post each deployment as a commit status on the monitored commit (SPEC §4).
     pub report_status: bool,
+    /// The line of `qa_repo_url` (0 when unknown).
+    pub qa_repo_url_line: u32,
 }
 
 impl Config {
@@ -562,7 +583,7 @@ struct Validator<'e> {
 }
 
 fn line<T>(s: &S<T>) -> Option<u64> {
-    (s.line > 0).then_some(u64::from(s.line))
+    known_line(s.line)
 }
 
 /// What a field that takes a credential or a URL does with `$NAME` left in it.
@@ -1151,7 +1172,12 @@ impl Validator<'_> {
             }
         };
         expanded?;
-        Some(Monitor { repo_url, patterns, branches, kind, api_url, auth, filter, tag_patterns, tags, semver })
+        let lines = MonitorLines {
+            repo_url: m.repo_url.line,
+            branches: m.branches.line,
+            tags: m.tags.as_ref().map_or(0, |t| t.line),
+        };
+        Some(Monitor { repo_url, patterns, branches, kind, api_url, auth, filter, tag_patterns, tags, semver, lines })
     }
 
     fn kind(&mut self, path: &str, s: &Option<S<String>>) -> ForgeKind {
@@ -1283,6 +1309,7 @@ impl Validator<'_> {
             env,
             auth,
             report_status,
+            qa_repo_url_line: d.qa_repo_url.line,
         })
     }
 }

@@ -267,6 +267,9 @@ fn a_branch_pattern_that_matches_nothing_fails_connectivity_and_warns_each_poll(
     assert!(fail[0].contains("\"relese/.*\"") && fail[0].contains("matches no branch"), "{}", fail[0]);
     let r = w.sentry(&["validate", "--connectivity", "--output", "json"]);
     assert_eq!(r.json()["errors"][0]["path"], "repositories[0].monitor.branches[1]");
+    let yaml = std::fs::read_to_string(w.sb.path().join("sentry.yaml")).expect("config");
+    let branches = yaml.lines().position(|l| l.trim_start().starts_with("branches:")).expect("branches line");
+    assert_eq!(r.json()["errors"][0]["line"], branches as u64 + 1, "the line of `branches:`");
     for _ in 0..2 {
         let r = w.poll();
         assert_eq!(r.code, 0, "{}", r.all());

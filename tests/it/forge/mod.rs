@@ -606,7 +606,17 @@ fn validate_connectivity_exit_codes() {
         j["errors"].as_array().expect("errors").iter().map(|e| e["path"].as_str().expect("path")).collect();
     assert_eq!(paths, ["repositories[0].monitor", "repositories[1].monitor"]);
     assert!(j["errors"][0]["message"].as_str().expect("message").contains("repository gh"));
-    assert!(j["errors"][0]["line"].is_null());
+    // On the line of each repo_url (the helper writes `- name:`, `monitor:`, then `repo_url:`).
+    let lines: Vec<u64> = j["errors"].as_array().expect("errors").iter().filter_map(|e| e["line"].as_u64()).collect();
+    let yaml = std::fs::read_to_string(sb.path().join("sentry.yaml")).expect("config");
+    let want: Vec<u64> = yaml
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("repo_url:"))
+        .map(|(i, _)| i as u64 + 1)
+        .take(2)
+        .collect();
+    assert_eq!(lines, want, "{j}");
     assert_token_only_in_auth_header(&forge.requests(), BAD, &["authorization", "private-token"]);
     assert_token_only_in_auth_header(&forge.requests(), TOKEN, &["authorization", "private-token"]);
 }
