@@ -23,8 +23,9 @@ pub enum Note {
     EmptyListing { repo: String },
     /// A branch name longer than the state keeps was ignored.
     NameTooLong { repo: String, bytes: usize },
-    /// A commit that failed `max_attempts` times is not retried until the branch moves.
-    Parked { repo: String, branch: String, commit: Sha, attempts: u32 },
+    /// A commit that failed `max_attempts` times is not retried until the ref moves (`branch`
+    /// names a tag when `tag` is set).
+    Parked { repo: String, branch: String, tag: bool, commit: Sha, attempts: u32 },
     /// A rolled-back branch stays at its rollback until its head moves or `deploy` is run.
     Pinned { repo: String, branch: String, head: Sha },
     /// A `branches` pattern that matches no branch of a repository checked this pass: probably a
@@ -230,6 +231,7 @@ fn plan_refs(
                 notes.push(Note::Parked {
                     repo: repo.name.clone(),
                     branch: branch.clone(),
+                    tag,
                     commit: head.clone(),
                     attempts: f.attempts,
                 });

@@ -239,26 +239,35 @@ fn parked(notes: &[Note], state: &State) -> Vec<crate::report::Parked> {
     notes
         .iter()
         .filter_map(|n| match n {
-            Note::Parked { repo, branch, commit, attempts } => {
-                Some(parked_entry(state, repo, branch, commit, *attempts))
+            Note::Parked { repo, branch, tag, commit, attempts } => {
+                Some(parked_entry(state, repo, branch, *tag, commit, *attempts))
             }
             _ => None,
         })
         .collect()
 }
 
-/// A parked ref of `repo` named `name` (a branch, else a tag of that name), with its last error.
-fn parked_entry(state: &State, repo: &str, name: &str, commit: &Sha, attempts: u32) -> crate::report::Parked {
-    let r = state.repos.get(repo);
-    let branch = r.and_then(|r| r.branches.get(name));
-    let tag = if branch.is_none() { r.and_then(|r| r.tags.get(name)) } else { None };
+/// The parked branch (or `tag`) `name` of `repo`, with its last error.
+fn parked_entry(
+    state: &State,
+    repo: &str,
+    name: &str,
+    tag: bool,
+    commit: &Sha,
+    attempts: u32,
+) -> crate::report::Parked {
+    let refs = state.repos.get(repo).map(|r| if tag { &r.tags } else { &r.branches });
     crate::report::Parked {
         repo: repo.to_string(),
-        branch: tag.is_none().then(|| name.to_string()),
-        tag: tag.is_some().then(|| name.to_string()),
+        branch: (!tag).then(|| name.to_string()),
+        tag: tag.then(|| name.to_string()),
         commit: commit.to_string(),
         attempts,
-        error: branch.or(tag).and_then(|b| b.failure.as_ref()).map(|f| f.error.clone()).unwrap_or_default(),
+        error: refs
+            .and_then(|r| r.get(name))
+            .and_then(|b| b.failure.as_ref())
+            .map(|f| f.error.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -272,10 +281,12 @@ fn newly_parked(summary: &mut Summary, state: &State, max_attempts: u32) {
         let refs = if d.tag.is_some() { &r.tags } else { &r.branches };
         let Some(f) = refs.get(name).and_then(|b| b.failure.as_ref()) else { continue };
         let listed = summary.parked.iter().chain(&found).any(|p: &crate::report::Parked| {
-            p.repo == d.repo && p.branch.as_deref().or(p.tag.as_deref()) == Some(name)
+            p.repo == d.repo
+                && p.tag.is_some() == d.tag.is_some()
+                && p.branch.as_deref().or(p.tag.as_deref()) == Some(name)
         });
         if f.commit == d.commit && f.attempts >= max_attempts && !listed {
-            found.push(parked_entry(state, &d.repo, name, &f.commit, f.attempts));
+            found.push(parked_entry(state, &d.repo, name, d.tag.is_some(), &f.commit, f.attempts));
         }
     }
     summary.parked.extend(found);
@@ -553,8 +564,8 @@ fn log_notes(notes: &[Note], dry_run: bool) {
                 repo = repo.as_str(), bytes = *bytes;
                 "ignoring a branch whose name is longer than {} bytes", crate::state::MAX_REF_BYTES
             ),
-            Note::Parked { repo, branch, commit, attempts } => log::warn!(
-                repo = repo.as_str(), branch = branch.as_str(), commit = commit.as_str(), attempts = *attempts;
+            Note::Parked { repo, branch, tag, commit, attempts } => log::warn!(
+                repo = repo.as_str(), branch = branch.as_str(), tag = *tag, commit = commit.as_str(), attempts = *attempts;
                 "deployment parked after repeated failures: push a new commit or run `sentry deploy` by hand"
             ),
             Note::Pinned { repo, branch, head } => log::info!(
@@ -829,7 +840,10 @@ mod tests {
         repo.tags.insert("v1.0.0".into(), Box::new(RefState { failure: Some(failure), ..RefState::default() }));
         let mut state = State::default();
         state.repos.insert("app".into(), repo);
-        let notes = [Note::Parked { repo: "app".into(), branch: "v1.0.0".into(), commit: sha.clone(), attempts: 3 }];
+        // A branch of the same name exists too: the note says which one is parked.
+        state.repos.get_mut("app").expect("app").branches.insert("v1.0.0".into(), Box::default());
+        let notes =
+            [Note::Parked { repo: "app".into(), branch: "v1.0.0".into(), tag: true, commit: sha.clone(), attempts: 3 }];
         let p = parked(&notes, &state);
         assert_eq!(p.len(), 1);
         assert_eq!((p[0].branch.as_deref(), p[0].tag.as_deref(), p[0].error.as_str()), (None, Some("v1.0.0"), "boom"));
