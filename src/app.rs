@@ -85,9 +85,7 @@ fn clap_error(e: clap::Error, args: &[std::ffi::OsString]) -> u8 {
         let rendered = e.render().to_string();
         let text: Vec<&str> = rendered.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
         let text = text.join(" ");
-        let message = text.strip_prefix("error: ").unwrap_or(&text);
-        let doc = serde_json::json!({"error": message, "exit_code": code});
-        println!("{doc}");
+        commands::error_document(text.strip_prefix("error: ").unwrap_or(&text), Exit::Usage);
     }
     match from_env {
         Some((var, value, arg)) => {

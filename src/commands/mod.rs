@@ -125,12 +125,16 @@ pub fn failed(err: &Error, output: OutputFormat, command: &str) -> Exit {
     }
     let message = message.lines().map(str::trim).collect::<Vec<_>>().join("; ");
     match output {
-        OutputFormat::Json => {
-            let doc = serde_json::json!({"error": message, "exit_code": exit.code()});
-            emit(&(doc.to_string() + "\n"), exit)
-        }
+        OutputFormat::Json => error_document(&message, exit),
         OutputFormat::Human => exit,
     }
+}
+
+/// SPEC §5: `{"error": message, "exit_code": n}` on stdout, for a run that fails before its
+/// summary under `--output json` (a command line clap refused included); returns `exit`.
+pub fn error_document(message: &str, exit: Exit) -> Exit {
+    let doc = serde_json::json!({"error": message, "exit_code": exit.code()});
+    emit(&(doc.to_string() + "\n"), exit)
 }
 
 /// Where the state is and which shard this process handles, from the command line.

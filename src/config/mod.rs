@@ -1121,7 +1121,8 @@ impl Validator<'_> {
         if expanded.is_some()
             && kind != ForgeKind::Git
             && check_url(&repo_url, schemes, false).is_ok()
-            && let Err(msg) = crate::model::repo_url::api_project(kind, &repo_url, api_url.as_deref())
+            && let Err(msg) = crate::model::repo_url::RepoUrl::parse(&repo_url)
+                .and_then(|u| crate::model::repo_url::api_project(kind, &u, api_url.as_deref()))
         {
             self.problem(format!("{path}.repo_url"), line(&m.repo_url), format!("{msg} (repo_type {})", kind.as_str()));
         }

@@ -13,7 +13,7 @@ const LIMIT: u32 = 50;
 pub(super) fn api(m: &Monitor) -> Result<Api, String> {
     let url = RepoUrl::parse(&m.repo_url)?;
     let base = api_base(ForgeKind::Gitea, &url, m.api_url.as_deref());
-    let path = api_project(ForgeKind::Gitea, &m.repo_url, m.api_url.as_deref())?;
+    let path = api_project(ForgeKind::Gitea, &url, m.api_url.as_deref())?;
     let (owner, repo) = owner_repo(&path)?;
     let first_url = format!("{base}/repos/{}/{}/branches?limit={LIMIT}", encode(owner), encode(repo));
     Ok(Api {

@@ -12,7 +12,7 @@ const PER_PAGE: u32 = 100;
 pub(super) fn api(m: &Monitor) -> Result<Api, String> {
     let url = RepoUrl::parse(&m.repo_url)?;
     let base = api_base(ForgeKind::Github, &url, m.api_url.as_deref());
-    let path = api_project(ForgeKind::Github, &m.repo_url, m.api_url.as_deref())?;
+    let path = api_project(ForgeKind::Github, &url, m.api_url.as_deref())?;
     let (owner, repo) = owner_repo(&path)?;
     let first_url = format!("{base}/repos/{}/{}/branches?per_page={PER_PAGE}", encode(owner), encode(repo));
     Ok(Api {

@@ -14,7 +14,7 @@ const PER_PAGE: u32 = 100;
 pub(super) fn api(m: &Monitor) -> Result<Api, String> {
     let url = RepoUrl::parse(&m.repo_url)?;
     let base = api_base(ForgeKind::Gitlab, &url, m.api_url.as_deref());
-    let path = api_project(ForgeKind::Gitlab, &m.repo_url, m.api_url.as_deref())?;
+    let path = api_project(ForgeKind::Gitlab, &url, m.api_url.as_deref())?;
     // The project id is the full path with every '/' encoded: group%2Fsub%2Fproject.
     let first_url = format!("{base}/projects/{}/repository/branches?per_page={PER_PAGE}", encode(&path));
     Ok(Api {

@@ -223,6 +223,12 @@ pub fn http_settings(global: &Global) -> HttpSettings {
     }
 }
 
+/// True when a plain-Git URL is http(s): listed in process with `ls-refs`, not by `git`.
+fn over_http(url: &str) -> bool {
+    let scheme = crate::model::url::split(url.trim()).ok().and_then(|p| p.scheme);
+    scheme.is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
+}
+
 impl Checker {
     /// A checker with `global.concurrency` threads and one HTTP client for the run.
     pub fn new(global: &Global) -> anyhow::Result<Checker> {
@@ -379,9 +385,7 @@ impl Checker {
         let m = &repo.monitor;
         // http(s): protocol v2 `ls-refs` in process; ssh, git://, file:// and servers without
         // protocol v2 through `git ls-remote`.
-        let scheme =
-            crate::model::url::split(m.repo_url.trim()).ok().and_then(|p| p.scheme).map(str::to_ascii_lowercase);
-        if matches!(scheme.as_deref(), Some("http" | "https")) {
+        if over_http(&m.repo_url) {
             match self.ls_refs(repo, lsrefs::RefKind::Branches, deadline)? {
                 lsrefs::LsRefs::Listed(items, requests) => {
                     let heads = items.into_iter().filter(|(b, _)| m.matches(b)).collect();

@@ -1,9 +1,9 @@
 //! Tag listings (SPEC §4 "tags"): the forge's tag API with the branch listing's pagination
 //! (GitHub `GET /repos/{o}/{r}/tags`, GitLab `GET /projects/{id}/repository/tags`, Gitea
 //! `GET /repos/{o}/{r}/tags`), or for plain Git protocol v2 `ls-refs` over http(s) (`peel`) and
-//! `git ls-remote --tags` elsewhere, annotated tags peeled to their commit (the `^{}` lines). Only tags matching `monitor.tags` are kept. Tags are listed
-//! without conditional requests, each page once: a repository that monitors tags costs one
-//! more listing a pass.
+//! `git ls-remote --tags` elsewhere (the `^{}` lines); annotated tags peeled to their commit.
+//! Only tags matching `monitor.tags` are kept. Tags are listed without conditional requests,
+//! each page once: a repository that monitors tags costs one more listing a pass.
 
 use super::lsrefs::{LsRefs, RefKind};
 use super::{Api, CheckError, CheckErrorKind, Checker, Walk};
@@ -66,9 +66,7 @@ impl Checker {
         };
         // http(s): `ls-refs` in process, as for branches; elsewhere, or without protocol v2,
         // `git ls-remote --tags`.
-        let scheme =
-            crate::model::url::split(m.repo_url.trim()).ok().and_then(|p| p.scheme).map(str::to_ascii_lowercase);
-        if matches!(scheme.as_deref(), Some("http" | "https")) {
+        if super::over_http(&m.repo_url) {
             match self.ls_refs(repo, RefKind::Tags, deadline)? {
                 LsRefs::Listed(items, _) => {
                     let tags: Vec<(String, Sha)> = items

@@ -108,12 +108,11 @@ pub fn project_path(kind: ForgeKind, url: &RepoUrl, api_url: Option<&str>) -> St
     }
 }
 
-/// The project path `kind`'s API knows for `repo_url` (with `api_url` when given), or why there
-/// is none: GitHub and Gitea name `OWNER/REPO`, GitLab `GROUP[/SUBGROUP...]/PROJECT`. What
+/// The project path `kind`'s API knows for `url` (with `api_url` when given), or why there is
+/// none: GitHub and Gitea name `OWNER/REPO`, GitLab `GROUP[/SUBGROUP...]/PROJECT`. What
 /// `validate` checks and what a listing asks for come from this one rule (SPEC §2 v2).
-pub fn api_project(kind: ForgeKind, repo_url: &str, api_url: Option<&str>) -> Result<String, String> {
-    let url = RepoUrl::parse(repo_url)?;
-    let path = project_path(kind, &url, api_url);
+pub fn api_project(kind: ForgeKind, url: &RepoUrl, api_url: Option<&str>) -> Result<String, String> {
+    let path = project_path(kind, url, api_url);
     match kind {
         ForgeKind::Github | ForgeKind::Gitea => {
             owner_repo(&path)?;
