@@ -253,9 +253,15 @@ pub struct Ran {
     pub status: Option<std::process::ExitStatus>,
     /// Its stdout, at most the cap given.
     pub stdout: Vec<u8>,
+    /// False when stdout did not end within the grace after git did (a process git left behind
+    /// holds it): `stdout` is then empty, and must not be read as "git printed nothing".
+    pub stdout_complete: bool,
     /// Its stderr, at most the cap given.
     pub stderr: Vec<u8>,
 }
+
+/// Why a git that exited 0 is not believed when [`Ran::stdout_complete`] is false.
+pub const INCOMPLETE_OUTPUT: &str = "git exited but its output did not end (a process it started still holds it)";
 
 /// How long the output of an ended git is waited for: a helper it left behind (outside its
 /// process group) may hold the pipes open, and must not stall the run.
@@ -297,8 +303,18 @@ pub fn run_bounded(mut cmd: Command, deadline: Instant, max_out: u64, max_err: u
             None => std::thread::sleep(Duration::from_millis(10)),
         }
     };
-    let take = |rx: std::sync::mpsc::Receiver<Vec<u8>>| rx.recv_timeout(OUTPUT_GRACE).unwrap_or_default();
-    Ok(Ran { status, stdout: take(out), stderr: take(err) })
+    // One grace for both pipes, not one each.
+    let grace_end = Instant::now() + OUTPUT_GRACE;
+    let take = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(grace_end.saturating_duration_since(Instant::now())).ok()
+    };
+    let (stdout, stderr) = (take(out), take(err));
+    Ok(Ran {
+        status,
+        stdout_complete: stdout.is_some(),
+        stdout: stdout.unwrap_or_default(),
+        stderr: stderr.unwrap_or_default(),
+    })
 }
 
 /// What kind of failure a git command's stderr tells.
@@ -449,6 +465,30 @@ pub fn is_ssh_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_bounded_reads_output_and_says_when_it_did_not_end() {
+        let far = Instant::now() + Duration::from_secs(30);
+        let mut echo = Command::new("sh");
+        echo.args(["-c", "echo heads; echo oops >&2"]);
+        let ran = run_bounded(echo, far, 1024, 1024).expect("runs");
+        assert!(ran.status.is_some_and(|s| s.success()) && ran.stdout_complete);
+        assert_eq!((ran.stdout.as_slice(), ran.stderr.as_slice()), (&b"heads\n"[..], &b"oops\n"[..]));
+
+        // git's exit is not the end of its output when a process it started keeps the pipe:
+        // the wait is bounded, and the empty stdout is not passed off as an answer.
+        let mut left = Command::new("sh");
+        left.args(["-c", "echo heads; sleep 4 & exit 0"]);
+        let ran = run_bounded(left, far, 1024, 1024).expect("runs");
+        assert!(ran.status.is_some_and(|s| s.success()));
+        assert!(!ran.stdout_complete && ran.stdout.is_empty(), "{:?}", ran.stdout);
+
+        // A deadline kills it: no status.
+        let mut slow = Command::new("sleep");
+        slow.arg("20");
+        let ran = run_bounded(slow, Instant::now() + Duration::from_millis(200), 16, 16).expect("runs");
+        assert!(ran.status.is_none());
+    }
 
     fn envs(cmd: &Command) -> Vec<(String, String)> {
         cmd.get_envs().filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string()))).collect()

@@ -289,13 +289,15 @@ fn fetch_and_diff(
     Ok(Examined { files: Some(files), message, why_unknown: None })
 }
 
-/// Runs a git command until `deadline`: (success, stdout, stderr), outputs capped.
+/// Runs a git command until `deadline`: (success, stdout, stderr), outputs capped. A success
+/// whose output did not end is an error, never an empty answer.
 pub(super) fn run(cmd: std::process::Command, deadline: Instant) -> Result<(bool, String, String), String> {
     let ran = crate::gitcmd::run_bounded(cmd, deadline, MAX_GIT_OUTPUT, MAX_GIT_OUTPUT)
         .map_err(|e| format!("cannot run git: {e}"))?;
     let stdout = String::from_utf8_lossy(&ran.stdout).into_owned();
     let stderr = crate::logging::redact(&String::from_utf8_lossy(&ran.stderr));
     match ran.status {
+        Some(s) if s.success() && !ran.stdout_complete => Err(crate::gitcmd::INCOMPLETE_OUTPUT.into()),
         Some(s) => Ok((s.success(), stdout, stderr)),
         None => Err("git timed out".into()),
     }

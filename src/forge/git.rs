@@ -40,6 +40,10 @@ pub(super) fn ls_remote(
     let deadline = started.checked_add(timeout).unwrap_or(started);
     let ran = crate::gitcmd::run_bounded(cmd, deadline, MAX_STDOUT, MAX_STDERR)
         .map_err(|e| fail(CheckErrorKind::Protocol, format!("cannot run git: {e}")))?;
+    if ran.status.is_some_and(|s| s.success()) && !ran.stdout_complete {
+        // An empty listing would read as "no branches": fail the check instead.
+        return Err(fail(CheckErrorKind::Network, format!("ls-remote {url}: {}", crate::gitcmd::INCOMPLETE_OUTPUT)));
+    }
     let (status, out, err) = (ran.status, ran.stdout, ran.stderr);
     let ms = started.elapsed().as_millis() as u64;
     let Some(status) = status else {
