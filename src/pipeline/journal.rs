@@ -46,19 +46,33 @@ impl Journal {
         }
     }
 
-    /// Applies `change` to the state outside `repos`; returns its number for [`Journal::commit`].
+    /// Applies `change` to the state outside `repos` (it sees no repository); returns its number
+    /// for [`Journal::commit`].
     pub(crate) fn record(&self, change: impl FnOnce(&mut State)) -> Option<u64> {
         self.record_for(None, change)
     }
 
-    /// Applies `change`, which may change repository `repo` too (and no other), to the state.
+    /// Applies `change`, which may change repository `repo` too (the only one it sees), to the
+    /// state.
     pub(crate) fn record_repo(&self, repo: &str, change: impl FnOnce(&mut State)) -> Option<u64> {
         self.record_for(Some(repo), change)
     }
 
     fn record_for(&self, repo: Option<&str>, change: impl FnOnce(&mut State)) -> Option<u64> {
         let mut sh = self.shared.lock().ok()?;
+        // The change sees only the repository it may change (or none), so the store, which
+        // re-encodes only the repositories named changed, can never keep a stale one: whatever
+        // the change leaves in `repos` is put back and named changed. (Moving the map is O(1).)
+        let mut others = std::mem::take(&mut sh.state.repos);
+        if let Some((name, r)) = repo.and_then(|n| others.remove_entry(n)) {
+            sh.state.repos.insert(name, r);
+        }
         change(&mut sh.state);
+        let seen = std::mem::replace(&mut sh.state.repos, others);
+        for (name, r) in seen {
+            sh.changed.insert(name.clone());
+            sh.state.repos.insert(name, r);
+        }
         if let Some(repo) = repo {
             sh.changed.insert(repo.to_string());
         }
@@ -192,5 +206,54 @@ mod tests {
     #[test]
     fn journal_covers_changes_recorded_together_with_one_save() {
         assert_eq!(finish_eight(true).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    //! The journal over the real file store: incremental saves write what a full save would.
+    use super::*;
+    use crate::state::file::FileStore;
+    use crate::state::{LockMode, RepoState, StoreOptions};
+    use std::time::Duration;
+
+    #[test]
+    fn a_change_sees_only_its_repository_and_every_save_is_a_full_encoding() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        let opts = StoreOptions {
+            run_id: "t".into(),
+            lock_timeout: Duration::from_secs(5),
+            http_timeout: Duration::from_secs(5),
+        };
+        let mut store = FileStore::open(&path, LockMode::Try, &opts).expect("store");
+        let mut state = State::default();
+        for name in ["a", "b"] {
+            state.repos.insert(name.into(), RepoState::default());
+        }
+        store.save(&state).expect("first save");
+        let journal = Journal::new(Box::new(store), state);
+
+        let g = journal
+            .record_repo("a", |st| {
+                assert_eq!(st.repos.keys().collect::<Vec<_>>(), ["a"], "only its own repository");
+                st.repos.entry("a".into()).or_default().last_error = Some("boom".into());
+            })
+            .expect("recorded");
+        journal.commit(g, "in a test");
+        // A change that adds a repository where it should not is still saved, not left stale.
+        let g = journal
+            .record(|st| {
+                assert!(st.repos.is_empty(), "no repository");
+                st.repos.entry("c".into()).or_default().last_error = Some("new".into());
+            })
+            .expect("recorded");
+        journal.commit(g, "in a test");
+
+        let text = std::fs::read_to_string(&path).expect("saved");
+        let tally = journal.into_shared();
+        assert!(tally.save_errors.is_empty());
+        assert_eq!(text, crate::state::to_json(&tally.state), "byte for byte a full encoding");
+        assert_eq!(tally.state.repos.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
     }
 }
