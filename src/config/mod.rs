@@ -613,8 +613,8 @@ impl Validator<'_> {
     }
 
     /// [`Validator::credential`] of an optional field; empty means not set.
-    fn opt_credential(&mut self, path: &str, s: &Option<S<String>>) -> Option<Option<String>> {
-        Some(s.as_ref().and_then(|s| self.credential(path, s)).filter(|v| !v.is_empty()))
+    fn opt_credential(&mut self, path: &str, s: &Option<S<String>>) -> Option<String> {
+        s.as_ref().and_then(|s| self.credential(path, s)).filter(|v| !v.is_empty())
     }
 
     /// A path from the file: relative to the file's directory (SPEC §2 v2).
@@ -710,8 +710,8 @@ impl Validator<'_> {
     /// An optional string; empty, as written or after expansion, means not set (SPEC §2 v2).
     /// One that cannot be expanded is a problem and reads as not set, so the rest of its section
     /// is still checked: every unset variable is reported in one run (the file fails anyway).
-    fn opt_string(&mut self, path: &str, s: &Option<S<String>>) -> Option<Option<String>> {
-        Some(s.as_ref().and_then(|s| self.string(path, s)).filter(|v| !v.is_empty()))
+    fn opt_string(&mut self, path: &str, s: &Option<S<String>>) -> Option<String> {
+        s.as_ref().and_then(|s| self.string(path, s)).filter(|v| !v.is_empty())
     }
 
     /// A number within `min..=max` (SPEC §2 "Bounds"), else a problem and the default.
@@ -878,7 +878,7 @@ impl Validator<'_> {
         // From the environment: relative to the working directory; from the file: to the file.
         let tmp_dir = match (self.env)("SENTRY_TMP_DIR").filter(|v| !v.is_empty()) {
             Some(v) => PathBuf::from(v),
-            None => match self.opt_string("global.tmp_dir", &g.tmp_dir)? {
+            None => match self.opt_string("global.tmp_dir", &g.tmp_dir) {
                 Some(p) => self.file_path(p),
                 None => PathBuf::from("/tmp/sentry"),
             },
@@ -901,21 +901,21 @@ impl Validator<'_> {
             }
             None => None,
         };
-        let ca_file = self.opt_string("global.ca_file", &g.ca_file)?.map(|p| self.file_path(p));
+        let ca_file = self.opt_string("global.ca_file", &g.ca_file).map(|p| self.file_path(p));
         if let (Some(path), Some(s)) = (&ca_file, &g.ca_file)
             && let Err(e) = std::fs::File::open(path)
         {
             self.problem("global.ca_file", line(s), format!("cannot read {}: {e}", path.display()));
         }
-        let webhook = self.webhook("global", &g.webhook_url, &g.webhook_format)?;
-        let metrics_file = self.opt_string("global.metrics_file", &g.metrics_file)?.map(|p| self.file_path(p));
-        let pushgateway_url = self.opt_credential("global.pushgateway_url", &g.pushgateway_url)?;
+        let webhook = self.webhook("global", &g.webhook_url, &g.webhook_format);
+        let metrics_file = self.opt_string("global.metrics_file", &g.metrics_file).map(|p| self.file_path(p));
+        let pushgateway_url = self.opt_credential("global.pushgateway_url", &g.pushgateway_url);
         if let (Some(u), Some(s)) = (&pushgateway_url, &g.pushgateway_url)
             && let Err(m) = check_url(u, &["http", "https"], false)
         {
             self.problem("global.pushgateway_url", line(s), m);
         }
-        let state = match (self.opt_string("global.state", &g.state)?.filter(|s| !s.is_empty()), &g.state) {
+        let state = match (self.opt_string("global.state", &g.state).filter(|s| !s.is_empty()), &g.state) {
             (Some(loc), Some(s)) => match Location::parse(&loc) {
                 Ok(Location::File(p)) => Some(Location::File(self.file_path(p.display().to_string()))),
                 Ok(l) => Some(l),
@@ -960,7 +960,7 @@ impl Validator<'_> {
             metrics_file,
             pushgateway_url,
             known_hosts: self
-                .opt_string("global.known_hosts", &g.known_hosts)?
+                .opt_string("global.known_hosts", &g.known_hosts)
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
             skip_markers: match &g.skip_markers {
@@ -1029,7 +1029,7 @@ impl Validator<'_> {
                 format!("{name:?} must match [A-Za-z0-9._-]+ (and not be . or ..)"),
             );
         }
-        let group = self.opt_string(&format!("{path}.group"), &r.group)?;
+        let group = self.opt_string(&format!("{path}.group"), &r.group);
         if let (Some(g), Some(s)) = (&group, &r.group)
             && !groups.contains_key(g)
         {
@@ -1044,7 +1044,7 @@ impl Validator<'_> {
         }
         let monitor = self.monitor(&format!("{path}.monitor"), &r.monitor);
         let deploy = self.deploy(&format!("{path}.deploy"), &r.deploy, &name, line(&r.name));
-        let webhook = self.webhook(path, &r.webhook_url, &r.webhook_format)?;
+        let webhook = self.webhook(path, &r.webhook_url, &r.webhook_format);
         let (monitor, deploy) = (monitor?, deploy?);
         // SPEC §2: a plain Git host has no API to post a commit status to.
         if let Some(s) = r.deploy.report_status.as_ref().filter(|s| s.value)
@@ -1060,12 +1060,7 @@ impl Validator<'_> {
     }
 
     /// `webhook_url` + `webhook_format` at `prefix` (`global` or `repositories[i]`).
-    fn webhook(
-        &mut self,
-        prefix: &str,
-        url: &Option<S<String>>,
-        format: &Option<S<String>>,
-    ) -> Option<Option<Webhook>> {
+    fn webhook(&mut self, prefix: &str, url: &Option<S<String>>, format: &Option<S<String>>) -> Option<Webhook> {
         let fpath = format!("{prefix}.webhook_format");
         let format = self.choice(
             &fpath,
@@ -1074,14 +1069,14 @@ impl Validator<'_> {
             WebhookFormat::Json,
         );
         let upath = format!("{prefix}.webhook_url");
-        let Some(url_s) = url else { return Some(None) };
+        let url_s = url.as_ref()?;
         // Not expanded (a problem already) or empty (`webhook_url: ""`, as in the seed's own
         // example): not set, and the rest of the section is still checked.
-        let Some(url) = self.credential(&upath, url_s).filter(|u| !u.is_empty()) else { return Some(None) };
+        let url = self.credential(&upath, url_s).filter(|u| !u.is_empty())?;
         if let Err(m) = check_url(&url, &["http", "https"], false) {
             self.problem(&upath, line(url_s), m);
         }
-        Some(Some(Webhook { url, format }))
+        Some(Webhook { url, format })
     }
 
     fn monitor(&mut self, path: &str, m: &raw::Monitor) -> Option<Monitor> {
@@ -1110,7 +1105,7 @@ impl Validator<'_> {
             );
         }
         let (patterns, branches) = self.patterns(&format!("{path}.branches"), &m.branches.value, "branch");
-        let api_url = self.opt_credential(&format!("{path}.api_url"), &m.api_url)?;
+        let api_url = self.opt_credential(&format!("{path}.api_url"), &m.api_url);
         if let (Some(u), Some(s)) = (&api_url, &m.api_url)
             && let Err(msg) = check_url(u, &["http", "https"], false)
         {
@@ -1126,7 +1121,7 @@ impl Validator<'_> {
         {
             self.problem(format!("{path}.repo_url"), line(&m.repo_url), format!("{msg} (repo_type {})", kind.as_str()));
         }
-        let auth = self.auth(&format!("{path}.auth"), &m.auth)?;
+        let auth = self.auth(&format!("{path}.auth"), &m.auth);
         if expanded.is_some() {
             self.ssh_key_only_for_ssh(path, &repo_url, &auth, &m.auth);
         }
@@ -1195,13 +1190,14 @@ impl Validator<'_> {
         )
     }
 
-    fn auth(&mut self, path: &str, a: &Option<raw::Auth>) -> Option<Auth> {
-        let Some(a) = a else { return Some(Auth::default()) };
-        // Both checked before giving up on either: every problem in one run.
+    fn auth(&mut self, path: &str, a: &Option<raw::Auth>) -> Auth {
+        let Some(a) = a else { return Auth::default() };
         let username = self.opt_credential(&format!("{path}.username"), &a.username);
+        let before = self.problems.len();
         let token = self.opt_credential(&format!("{path}.token"), &a.token);
-        let (username, token) = (username?, token?);
-        if username.is_some() && token.is_none() {
+        // A token that could not be expanded is reported already: not "missing" a second time.
+        let unexpanded = self.problems.len() > before;
+        if username.is_some() && token.is_none() && !unexpanded {
             let l = a.username.as_ref().and_then(line);
             self.problem(format!("{path}.token"), l, "a username is set but the token is missing or empty");
         }
@@ -1212,10 +1208,10 @@ impl Validator<'_> {
             self.problem(format!("{path}.token"), l, "the token contains whitespace or control characters");
         }
         let ssh_key_file = self
-            .opt_string(&format!("{path}.ssh_key_file"), &a.ssh_key_file)?
+            .opt_string(&format!("{path}.ssh_key_file"), &a.ssh_key_file)
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);
-        Some(Auth { username, token: token.map(Secret::new), ssh_key_file, known_hosts: None })
+        Auth { username, token: token.map(Secret::new), ssh_key_file, known_hosts: None }
     }
 
     /// SPEC §2: `ssh_key_file` with an http(s) URL is refused (the key would never be used).
@@ -1245,13 +1241,13 @@ impl Validator<'_> {
             self.problem(format!("{path}.qa_repo_url"), line(&d.qa_repo_url), m);
         }
         let branch =
-            self.opt_string(&format!("{path}.qa_repo_branch"), &d.qa_repo_branch)?.unwrap_or_else(|| "main".into());
+            self.opt_string(&format!("{path}.qa_repo_branch"), &d.qa_repo_branch).unwrap_or_else(|| "main".into());
         if let Err(m) = check_branch_name(&branch) {
             let l = d.qa_repo_branch.as_ref().and_then(line);
             self.problem(format!("{path}.qa_repo_branch"), l, m);
         }
         let kind = self.kind(&format!("{path}.repo_type"), &d.repo_type);
-        let project_name = match self.opt_string(&format!("{path}.project_name"), &d.project_name)? {
+        let project_name = match self.opt_string(&format!("{path}.project_name"), &d.project_name) {
             Some(p) => {
                 if let (Err(m), Some(s)) = (check_dns_label(&p), &d.project_name) {
                     self.problem(format!("{path}.project_name"), line(s), m);
@@ -1294,7 +1290,7 @@ impl Validator<'_> {
                 env.insert(k.clone(), value);
             }
         }
-        let auth = self.auth(&format!("{path}.auth"), &d.auth)?;
+        let auth = self.auth(&format!("{path}.auth"), &d.auth);
         if expanded.is_some() {
             self.ssh_key_only_for_ssh(path, &qa_repo_url, &auth, &d.auth);
         }

@@ -536,3 +536,21 @@ repositories:
         "{e}"
     );
 }
+
+#[test]
+fn a_username_with_an_unset_token_variable_is_one_problem() {
+    let text = MINIMAL.replace(
+        "      branches: [main]\n",
+        "      branches: [main]\n      auth:\n        username: bob\n        token: ${NO_SUCH_TOKEN}\n",
+    );
+    let e = parse_str(&text).expect_err("unset");
+    let token: Vec<_> =
+        e.problems.iter().filter(|p| p.path == "repositories[0].monitor.auth.token").map(|p| &p.message).collect();
+    assert_eq!(token.len(), 1, "the unset variable, not also 'token missing': {e}");
+    assert!(token[0].contains("NO_SUCH_TOKEN"), "{e}");
+    // Without any token, the missing one is the problem.
+    let text =
+        MINIMAL.replace("      branches: [main]\n", "      branches: [main]\n      auth:\n        username: bob\n");
+    let e = parse_str(&text).expect_err("missing");
+    assert!(e.problems.iter().any(|p| p.message.contains("token is missing")), "{e}");
+}
