@@ -49,7 +49,7 @@ impl Checker {
         as_tags.monitor.branches = repo.monitor.tags.clone();
         as_tags.monitor.patterns = repo.monitor.tag_patterns.clone();
         match self.walk(&as_tags, &api, None, false, deadline)? {
-            Walk::Listed { items, .. } => Ok(first_wins(items)),
+            Walk::Listed { items, .. } => Ok(Heads::first_wins(items)),
             Walk::Unchanged { .. } | Walk::Mixed { .. } => Err(error(
                 CheckErrorKind::Protocol,
                 format!("repository {}: {} answered 304 to an unconditional tag listing", repo.name, api.forge),
@@ -76,7 +76,7 @@ impl Checker {
                     if tags.len() > MAX_TAGS {
                         return Err(error(format!("more than {MAX_TAGS} matching tags: narrow monitor.tags")));
                     }
-                    return Ok(first_wins(tags));
+                    return Ok(Heads::first_wins(tags));
                 }
                 LsRefs::NotV2(why) => log::debug!(repo = repo.name.as_str(); "{why}: listing tags with git ls-remote"),
             }
@@ -95,30 +95,23 @@ impl Checker {
     }
 }
 
-/// A name listed twice (offset pages shifting under a walk): the first wins.
-fn first_wins(items: Vec<(String, Sha)>) -> Heads {
-    Heads::first_wins(items)
-}
-
 /// `git ls-remote --tags` output: `<sha>\trefs/tags/<name>`, and for an annotated tag also
 /// `<sha>\trefs/tags/<name>^{}`, its commit, which wins. Names `keep` refuses are left out.
 pub fn parse_ls_remote_tags(out: &str, keep: &dyn Fn(&str) -> bool) -> Heads {
-    let mut tags = Heads::new();
-    let mut peeled = Heads::new();
+    // Collected, then sorted once: the server's order is not trusted (an insert per line into
+    // a sorted list would be quadratic in a hostile listing of 16 MB).
+    let (mut tags, mut peeled) = (Vec::new(), Vec::new());
     for line in out.lines() {
         let Some((sha, name)) = line.split_once('\t') else { continue };
         let (Some(sha), Some(name)) = (Sha::parse(sha), name.trim().strip_prefix("refs/tags/")) else { continue };
         match name.strip_suffix("^{}") {
-            Some(n) if keep(n) => {
-                peeled.insert(n.to_string(), sha);
-            }
-            None if keep(name) && name.len() <= crate::state::MAX_REF_BYTES => {
-                tags.insert(name.to_string(), sha);
-            }
+            Some(n) if keep(n) => peeled.push((n.to_string(), sha)),
+            None if keep(name) && name.len() <= crate::state::MAX_REF_BYTES => tags.push((name.to_string(), sha)),
             _ => {}
         }
     }
-    for (name, sha) in peeled {
+    let mut tags: Heads = tags.into_iter().collect();
+    for (name, sha) in peeled.into_iter().collect::<Heads>() {
         if let Some(t) = tags.get_mut(&name) {
             *t = sha;
         }
@@ -137,6 +130,13 @@ mod tests {
             format!("{a}\trefs/tags/v1.0.0\n{b}\trefs/tags/v1.0.0^{{}}\n{c}\trefs/tags/v2.0.0\n{a}\trefs/tags/other\n");
         let tags = parse_ls_remote_tags(&out, &|t| t.starts_with('v'));
         let got: Vec<(String, String)> = tags.into_iter().map(|(n, s)| (n, s.to_string())).collect();
+        assert_eq!(got, [("v1.0.0".to_string(), b.clone()), ("v2.0.0".to_string(), c.clone())]);
+        // In any order the server sends them (and a tag peeled before it is listed).
+        let reversed: String = out.lines().rev().map(|l| format!("{l}\n")).collect();
+        let got: Vec<(String, String)> = parse_ls_remote_tags(&reversed, &|t| t.starts_with('v'))
+            .into_iter()
+            .map(|(n, s)| (n, s.to_string()))
+            .collect();
         assert_eq!(got, [("v1.0.0".to_string(), b), ("v2.0.0".to_string(), c)]);
     }
 }

@@ -186,10 +186,8 @@ impl fmt::Debug for Heads {
 impl FromIterator<(String, Sha)> for Heads {
     fn from_iter<I: IntoIterator<Item = (String, Sha)>>(iter: I) -> Heads {
         let mut items: Vec<(String, Sha)> = iter.into_iter().collect();
-        items.reverse();
-        let mut heads = Heads::first_wins(items);
-        heads.0.shrink_to_fit();
-        heads
+        items.reverse(); // the last of equal names wins, as with insert
+        Heads::first_wins(items)
     }
 }
 
