@@ -491,7 +491,7 @@ pub fn record(state: &mut State, done: &DeploymentRecord, stamp: &Stamp<'_>) {
     let count = rs.deployments.entry(done.status.as_str().to_string()).or_default();
     *count = count.saturating_add(1); // a counter from the state file may be anything
     rs.last_deployment_ms = Some(done.duration_ms);
-    let refs = if done.tag.is_some() { &mut rs.tags } else { &mut rs.branches };
+    let refs = rs.refs_mut(done.tag.is_some());
     let bs: &mut RefState = refs.entry(done.ref_name().to_string()).or_default();
     if stamp.history > 0 {
         bs.history.insert(0, HistoryEntry::of(done, stamp.run_id, stamp.started_at));
@@ -523,7 +523,7 @@ pub fn record(state: &mut State, done: &DeploymentRecord, stamp: &Stamp<'_>) {
 /// (SPEC §4 "filters"). `None`: nothing to compare with (the change is deployed).
 pub fn compare_base(state: &State, job: &Job) -> Option<Sha> {
     let rs = state.repos.get(&job.repo)?;
-    let bs = if job.tag { &rs.tags } else { &rs.branches }.get(&job.branch)?;
+    let bs = rs.refs(job.tag).get(&job.branch)?;
     bs.filtered.clone().or_else(|| bs.deployed.clone()).filter(|b| *b != job.commit)
 }
 
@@ -557,7 +557,7 @@ pub fn record_filtered(state: &mut State, job: &Job, reason: Reason) {
     let rs = state.repos.entry(job.repo.clone()).or_default();
     let count = rs.filtered.entry(reason.key().to_string()).or_default();
     *count = count.saturating_add(1);
-    let refs = if job.tag { &mut rs.tags } else { &mut rs.branches };
+    let refs = rs.refs_mut(job.tag);
     let bs = refs.entry(job.branch.clone()).or_default();
     bs.seen = Some(job.commit.clone());
     bs.filtered = Some(job.commit.clone());

@@ -256,7 +256,7 @@ fn parked_entry(
     commit: &Sha,
     attempts: u32,
 ) -> crate::report::Parked {
-    let refs = state.repos.get(repo).map(|r| if tag { &r.tags } else { &r.branches });
+    let refs = state.repos.get(repo).map(|r| r.refs(tag));
     crate::report::Parked {
         repo: repo.to_string(),
         branch: (!tag).then(|| name.to_string()),
@@ -278,7 +278,7 @@ fn newly_parked(summary: &mut Summary, state: &State, max_attempts: u32) {
     for d in &summary.deployments {
         let name = d.tag.as_deref().unwrap_or(&d.branch);
         let Some(r) = state.repos.get(&d.repo) else { continue };
-        let refs = if d.tag.is_some() { &r.tags } else { &r.branches };
+        let refs = r.refs(d.tag.is_some());
         let Some(f) = refs.get(name).and_then(|b| b.failure.as_ref()) else { continue };
         let listed = summary.parked.iter().chain(&found).any(|p: &crate::report::Parked| {
             p.repo == d.repo

@@ -640,3 +640,30 @@ fn semver_without_tags_is_refused() {
     let e = crate::config::parse(Path::new("t.yaml"), y, &|_| None).expect_err("refused").to_string();
     assert!(e.contains("monitor.semver") && e.contains("tags"), "{e}");
 }
+
+#[test]
+fn counters_and_attempts_read_from_the_state_saturate() {
+    // A state file may hold anything a type allows: adding to its numbers never overflows.
+    let c = simple();
+    let mut s = State::default();
+    deployed(&mut s, "a", &[("main", '1')]);
+    let rs = s.repos.get_mut("a").expect("a");
+    rs.deployments.insert("failed".into(), u64::MAX);
+    let failure = crate::state::Failure { at: NOW.into(), attempts: u32::MAX, commit: sha('2'), error: "x".into() };
+    rs.branches.get_mut("main").expect("main").failure = Some(failure);
+    // Parked (u32::MAX attempts is past any max_attempts), not retried with attempt + 1.
+    let p = plan(&c, &checked(&[("a", heads(&[("main", '2')]))]), &s, NOW);
+    assert!(p.jobs.is_empty() && matches!(&decisions(&p)[..], [Note::Parked { attempts: u32::MAX, .. }]));
+    let job = Job {
+        tag: false,
+        repo: "a".into(),
+        group: None,
+        branch: "main".into(),
+        commit: sha('2'),
+        previous: Some(sha('1')),
+        reason: Reason::Manual,
+        attempt: 1,
+    };
+    record(&mut s, &DeploymentRecord::planned(&job, JobStatus::Failed, None), &stamp(NOW));
+    assert_eq!(s.repos["a"].deployments["failed"], u64::MAX);
+}

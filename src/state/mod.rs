@@ -146,6 +146,17 @@ pub struct RepoState {
 }
 
 impl RepoState {
+    /// Its tags (`tag`) or its branches: the one place that choice is made (a tag was once
+    /// compared and recorded on a branch of its name).
+    pub fn refs(&self, tag: bool) -> &Refs {
+        if tag { &self.tags } else { &self.branches }
+    }
+
+    /// [`RepoState::refs`], to change.
+    pub fn refs_mut(&mut self, tag: bool) -> &mut Refs {
+        if tag { &mut self.tags } else { &mut self.branches }
+    }
+
     /// The cache validators with the heads they stand for, for the next listing.
     pub fn validators(&self) -> Option<Validators> {
         let v = self.validators.as_ref()?;
