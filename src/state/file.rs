@@ -179,8 +179,6 @@ impl FileStore {
     }
 }
 
-/// This machine's name, for the lock's note (a state on a shared volume may be locked from
-/// another machine, whose pids mean nothing here).
 /// Who holds the lock, from its note (`run R, pid P on H, since T`): when that pid is gone from
 /// this machine, the lock is held by processes its deployments left running (they inherit it,
 /// SPEC §3).

@@ -220,8 +220,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_label_is_never_empty_and_own_usage_reads() {
-        assert!(!host_label().is_empty());
+    fn own_usage_reads_this_process() {
         let (cpu, rss_kib) = own_usage().expect("getrusage");
         assert!(rss_kib > 0 && cpu < Duration::from_secs(3600), "{cpu:?} {rss_kib}");
     }

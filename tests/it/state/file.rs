@@ -32,7 +32,14 @@ fn child_entry() {
             store.load().expect("loads what the last child left");
             let mut n = 0;
             while Instant::now() < give_up {
-                store.save(&numbered_state(n)).expect("saves");
+                // Whole saves and the per-job path (every repository named changed, as they all
+                // are here) in turn: a kill during either leaves an old or a new state.
+                let state = numbered_state(n);
+                if n % 2 == 0 {
+                    store.save(&state).expect("saves");
+                } else {
+                    store.save_changed(&state, &state.repos.keys().cloned().collect()).expect("saves");
+                }
                 n += 1;
             }
         }
