@@ -377,3 +377,25 @@ fn the_fake_forge_speaks_git_smart_http_as_git_http_backend_does() {
     };
     assert_eq!(ls_remote(fake.port()), ls_remote(real.port()));
 }
+
+/// The fake forge's Git endpoints fail the way a Git host does (a 5xx; a 429 with
+/// `Retry-After` and no API headers): the in-process listing waits and retries like any
+/// request, and gives up as a server error.
+#[test]
+fn ls_refs_through_the_fake_forge_retries_a_throttle_and_gives_up_on_5xx() {
+    let sb = Sandbox::new();
+    let bare = BareRepo::create(sb.path(), "acme/app.git");
+    bare.commit("main", &[("a", "b")], "c");
+    let forge = FakeForge::start(sb.path());
+    let c = config(&[repo("app", "git", forge.repo_url("acme/app.git"), &["main"], None)], 1);
+    forge.throttle_next(1, 1);
+    let l = checker(&c).check(&c.repositories[0], None).expect("after the wait");
+    assert_eq!(as_strings(&l.heads), bare.heads());
+    let statuses: Vec<u16> = forge.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 200, 200], "the advertisement asked again, then ls-refs");
+    forge.clear_log();
+    forge.fail_next(5, 503);
+    let e = checker(&c).check(&c.repositories[0], None).expect_err("gives up");
+    assert_eq!(e.kind, CheckErrorKind::Server, "{e}");
+    assert!(forge.requests().iter().all(|r| r.status == 503), "{:?}", forge.requests());
+}
