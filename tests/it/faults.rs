@@ -172,6 +172,7 @@ fn every_forge_fault_is_a_clear_per_repository_error_and_others_go_on() {
         ("link-to-self", Some(Fault::LinkToSelf), "loops"),
     ];
     let mut servers = Vec::new();
+    let closed = crate::support::ClosedPort::new();
     for (name, fault, _) in &cases {
         let port = match fault {
             Some(f) => {
@@ -180,8 +181,8 @@ fn every_forge_fault_is_a_clear_per_repository_error_and_others_go_on() {
                 servers.push((*name, s));
                 port
             }
-            // A port that was just free: nothing listens there.
-            None => TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port(),
+            // Bound, not listening: refused, and no other server can take the port meanwhile.
+            None => closed.port,
         };
         conf = conf.repo(
             Repo::new(name)

@@ -621,8 +621,9 @@ fn webhook_retried_on_500_then_delivered_once() {
 
 #[test]
 fn webhook_down_does_not_change_the_exit_code() {
-    // A port nothing listens on: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    // A port where connections are refused, held for the whole test.
+    let closed = crate::support::ClosedPort::new();
+    let port = closed.port;
     let (w, app, _) = notifying_world(&format!("http://127.0.0.1:{port}/h"), None, None);
     app.commit("main", &[("v", "2")], "v2");
     let r = w.sentry(&["poll", "--once", "--output", "json"]);

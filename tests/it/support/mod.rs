@@ -89,3 +89,36 @@ pub mod real;
 pub mod repos;
 pub mod webhook;
 pub mod world;
+
+/// A loopback port where a connection is refused, held for as long as the value lives: a TCP
+/// socket bound but not listening. (Binding a listener and closing it frees the port for the
+/// next bind of any test running beside, which then answers instead of refusing.)
+pub struct ClosedPort {
+    _socket: std::os::fd::OwnedFd,
+    /// The port.
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket calls on a descriptor this function owns from creation; the
+        // address structs are zero-initialised and sized for AF_INET.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let socket = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(fd, (&raw const addr).cast(), len);
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let mut bound: libc::sockaddr_in = std::mem::zeroed();
+            let mut blen = len;
+            let rc = libc::getsockname(fd, (&raw mut bound).cast(), &mut blen);
+            assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+            ClosedPort { _socket: socket, port: u16::from_be(bound.sin_port) }
+        }
+    }
+}
